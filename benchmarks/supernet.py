@@ -1,0 +1,250 @@
+"""Shared-weight training throughput: SuperNet against a plain per-node loop of the same cell.
+
+    python benchmarks/supernet.py [--json] [--hidden H] [--seconds S] [--threads N]
+
+Both implementations train (forward, backward, clip, SGD step) on the same random architectures
+(fixed seed, same sequence) at the cpu preset's model settings with a PTB-sized vocabulary and random
+tokens, in interleaved rounds so that load from other processes hits both alike. Before timing, the
+weights are copied across and the two losses are checked to agree with dropouts off. The dense fp32
+matmul peak is measured in the same run, for MFU = model FLOP/s / peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
+
+from enas_tui import config  # noqa: E402
+from enas_tui.search_space import Architecture, random_architecture  # noqa: E402
+from enas_tui.supernet import SuperNet, count_flops_per_token, edge_index, get_batch, train_step  # noqa: E402
+
+VOCAB = 10_000
+_ACTS = (torch.tanh, torch.relu, lambda z: z, torch.sigmoid)
+
+
+class PerNodeNet(nn.Module):
+    """The cell written the straightforward way: per time step, per node, one Linear for c and one
+    for the pre-activation; same dropouts as SuperNet; tied decoder with a bias."""
+
+    def __init__(self, vocab_size: int, cfg: config.ModelConfig):
+        super().__init__()
+        h, e = cfg.hidden, cfg.num_nodes * (cfg.num_nodes - 1) // 2
+        self.cfg = cfg
+        self.encoder = nn.Embedding(vocab_size, h)
+        self.decoder_bias = nn.Parameter(torch.zeros(vocab_size))
+        self.x_c, self.x_h, self.h_c, self.h_h = (nn.Linear(h, h, bias=False) for _ in range(4))
+        self.edge_c = nn.ModuleList(nn.Linear(h, h, bias=False) for _ in range(e))
+        self.edge_h = nn.ModuleList(nn.Linear(h, h, bias=False) for _ in range(e))
+
+    @torch.no_grad()
+    def copy_from(self, net: SuperNet) -> None:
+        h = self.cfg.hidden
+        self.encoder.weight.copy_(net.encoder.weight)
+        self.decoder_bias.copy_(net.decoder_bias)
+        for (c, p), w in (((self.x_c, self.x_h), net.w_x), ((self.h_c, self.h_h), net.w_h)):
+            c.weight.copy_(w[:, :h].t())
+            p.weight.copy_(w[:, h:].t())
+        for k, w in enumerate(net.edges):
+            self.edge_c[k].weight.copy_(w[:, :h].t())
+            self.edge_h[k].weight.copy_(w[:, h:].t())
+
+    def _drop(self, lin: nn.Linear) -> Tensor:
+        return F.dropout(lin.weight, self.cfg.dropconnect, self.training)
+
+    def forward(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
+        cfg, training = self.cfg, self.training
+        weight = self.encoder.weight
+        if training and cfg.dropout_emb > 0:
+            rows = weight.new_empty(weight.shape[0], 1).bernoulli_(1 - cfg.dropout_emb) / (1 - cfg.dropout_emb)
+            weight = weight * rows
+        x = F.embedding(tokens, weight)
+        if training and cfg.dropout_in > 0:
+            x = x * x.new_empty(1, *x.shape[1:]).bernoulli_(1 - cfg.dropout_in) / (1 - cfg.dropout_in)
+        w_hc, w_hh = self._drop(self.h_c), self._drop(self.h_h)
+        edges = {j: (self._drop(self.edge_c[k]), self._drop(self.edge_h[k]))
+                 for j in range(1, arch.num_nodes) for k in [edge_index(arch.parents[j - 1], j)]}
+        outputs = []
+        for t in range(tokens.shape[0]):
+            c = torch.sigmoid(self.x_c(x[t]) + F.linear(hidden, w_hc))
+            values = [c * _ACTS[arch.activations[0]](self.x_h(x[t]) + F.linear(hidden, w_hh)) + (1 - c) * hidden]
+            for j in range(1, arch.num_nodes):
+                parent = values[arch.parents[j - 1]]
+                w_c, w_h = edges[j]
+                c = torch.sigmoid(F.linear(parent, w_c))
+                values.append(c * _ACTS[arch.activations[j]](F.linear(parent, w_h)) + (1 - c) * parent)
+            hidden = torch.stack([values[leaf] for leaf in arch.leaves]).mean(0)
+            outputs.append(hidden)
+        out = torch.stack(outputs)
+        if training and cfg.dropout_out > 0:
+            out = out * out.new_empty(1, *out.shape[1:]).bernoulli_(1 - cfg.dropout_out) / (1 - cfg.dropout_out)
+        return F.linear(out, self.encoder.weight, self.decoder_bias), hidden
+
+    def loss(self, tokens: Tensor, targets: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
+        logits, hidden = self(tokens, hidden, arch)
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1)), hidden
+
+
+def reference_step(model: PerNodeNet, optimizer, tokens, targets, hidden, arch, grad_clip):
+    loss, hidden = model.loss(tokens, targets, hidden, arch)
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item(), hidden.detach(), True
+
+
+@dataclasses.dataclass
+class Runner:
+    """One implementation's training loop state: model, optimizer, hidden, arch sequence, data cursor."""
+
+    name: str
+    model: nn.Module
+    step_fn: object
+    data: Tensor
+    cfg: config.ModelConfig
+    seed: int
+    times: list[float] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=self.cfg.lr)
+        self.rng = random.Random(self.seed)
+        self.hidden = torch.zeros(self.cfg.batch_size, self.cfg.hidden)
+        self.cursor = 0
+
+    def run(self, steps: int, record: bool = True) -> float:
+        start = time.perf_counter()
+        for _ in range(steps):
+            arch = random_architecture(self.cfg.num_nodes, self.rng)
+            tokens, targets = get_batch(self.data, self.cursor, self.cfg.bptt)
+            self.cursor = (self.cursor + self.cfg.bptt) % (self.data.shape[0] - self.cfg.bptt - 1)
+            _, self.hidden, _ = self.step_fn(self.model, self.optimizer, tokens, targets, self.hidden,
+                                             arch, self.cfg.grad_clip)
+        elapsed = time.perf_counter() - start
+        if record:
+            self.times.append(elapsed / steps)
+        return elapsed
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 4) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def check_same_loss(net: SuperNet, ref: PerNodeNet, data: Tensor, cfg: config.ModelConfig, seed: int) -> float:
+    """Relative loss difference of the two implementations on the same weights, dropouts off."""
+    ref.copy_from(net)
+    net.eval(), ref.eval()
+    arch = random_architecture(cfg.num_nodes, random.Random(seed))
+    tokens, targets = get_batch(data, 0, cfg.bptt)
+    hidden = torch.zeros(cfg.batch_size, cfg.hidden)
+    with torch.no_grad():
+        a, _ = net.loss(tokens, targets, hidden, arch)
+        b, _ = ref.loss(tokens, targets, hidden, arch)
+    net.train(), ref.train()
+    return abs(a.item() - b.item()) / abs(b.item())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--hidden", type=int, default=None, help="hidden size (default: the cpu preset's)")
+    parser.add_argument("--seconds", type=float, default=40.0, help="timing budget, both implementations")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = config.resolve("supervised", "cpu").model
+    if args.hidden is not None:
+        cfg = dataclasses.replace(cfg, hidden=args.hidden)
+    data = torch.randint(VOCAB, (cfg.bptt * 16 + 1, cfg.batch_size))
+    net, ref = SuperNet(VOCAB, cfg), PerNodeNet(VOCAB, cfg)
+    loss_diff = check_same_loss(net, ref, data, cfg, args.seed)
+    if loss_diff > 1e-4:
+        print(f"error: the two implementations disagree (relative loss difference {loss_diff:.2e})")
+        return 1
+
+    ours = Runner("supernet", net, train_step, data, cfg, args.seed)
+    theirs = Runner("per-node loop", ref, reference_step, data, cfg, args.seed)
+    ours.run(2, record=False)  # warm-up: allocator, lazy init, first-call paths
+    reference_step_s = theirs.run(2, record=False) / 2
+    peak = matmul_peak_gflops()
+    per_round = max(1, round(1.0 / reference_step_s))  # about a second of the slower one per round
+    budget_end = time.perf_counter() + args.seconds
+    rounds = 0
+    while time.perf_counter() < budget_end or rounds < 2:
+        first, second = (ours, theirs) if rounds % 2 == 0 else (theirs, ours)
+        first.run(per_round)
+        second.run(per_round)
+        rounds += 1
+
+    tokens_per_step = cfg.bptt * cfg.batch_size
+    rate = tokens_per_step / statistics.fmean(ours.times)
+    ref_rate = tokens_per_step / statistics.fmean(theirs.times)
+    flops = count_flops_per_token(cfg, VOCAB, random_architecture(cfg.num_nodes))
+    result = {
+        "tokens_per_s": rate,
+        "reference_tokens_per_s": ref_rate,
+        "speedup": rate / ref_rate,
+        "speedup_per_round": [b / a for a, b in zip(ours.times, theirs.times)],
+        "tokens_per_s_range": [tokens_per_step / max(ours.times), tokens_per_step / min(ours.times)],
+        "reference_tokens_per_s_range": [tokens_per_step / max(theirs.times), tokens_per_step / min(theirs.times)],
+        "mfu": flops * rate / (peak * 1e9),
+        "reference_mfu": flops * ref_rate / (peak * 1e9),
+        "model_gflops_per_token": flops / 1e9,
+        "peak_gflops": peak,
+        "loss_check_rel_diff": loss_diff,
+        "rounds": rounds,
+        "steps_per_round": per_round,
+        "hidden": cfg.hidden,
+        "batch_size": cfg.batch_size,
+        "bptt": cfg.bptt,
+        "num_nodes": cfg.num_nodes,
+        "vocab": VOCAB,
+        "torch_threads": torch.get_num_threads(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print(result)
+    return 0
+
+
+def _print(r: dict) -> None:
+    spread = r["speedup_per_round"]
+    print(f"shared-weight training, hidden {r['hidden']}, batch {r['batch_size']}, bptt {r['bptt']}, "
+          f"{r['num_nodes']} nodes, vocab {r['vocab']}, {r['torch_threads']} threads")
+    print(f"  losses agree (relative difference {r['loss_check_rel_diff']:.1e})")
+    print(f"  SuperNet      {r['tokens_per_s']:9,.0f} tokens/s  (rounds {r['tokens_per_s_range'][0]:,.0f}"
+          f"..{r['tokens_per_s_range'][1]:,.0f})  MFU {100 * r['mfu']:.1f}%")
+    print(f"  per-node loop {r['reference_tokens_per_s']:9,.0f} tokens/s  (rounds "
+          f"{r['reference_tokens_per_s_range'][0]:,.0f}..{r['reference_tokens_per_s_range'][1]:,.0f})  "
+          f"MFU {100 * r['reference_mfu']:.1f}%")
+    print(f"  speedup {r['speedup']:.2f}x  (per round {min(spread):.2f}..{max(spread):.2f}, "
+          f"{r['rounds']} rounds of {r['steps_per_round']} steps)")
+    print(f"  matmul peak {r['peak_gflops']:.0f} GFLOP/s; model {r['model_gflops_per_token'] * 1e3:.2f} MFLOP/token")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Checkpoints: everything needed to continue a run exactly, saved atomically, loaded without pickle.
+
+A checkpoint is a dict of tensors and plain values (state dicts, optimizer and RNG states, the
+memory buffer, the training position) written with torch.save to a temporary file and renamed, so
+a kill mid-write leaves the previous checkpoint intact. Loading uses ``weights_only=True``: a
+checkpoint file can never run code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .sessions import Session
+
+FORMAT = 1
+
+
+class CheckpointError(Exception):
+    """A missing or unreadable checkpoint; one line for the user."""
+
+
+def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 0) -> Path:
+    """Write ``checkpoints/<name>`` atomically, point LATEST at it, prune old epoch files."""
+    folder = session.checkpoint_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    tmp = folder / f".{name}.tmp"
+    torch.save({"format": FORMAT, **state}, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    latest_tmp = folder / ".LATEST.tmp"
+    latest_tmp.write_text(name + "\n")
+    os.replace(latest_tmp, folder / "LATEST")
+    if keep_epochs > 0:
+        for old in sorted(folder.glob("epoch-*.pt"))[:-keep_epochs]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; bad files raise CheckpointError."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is unreadable: {first}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not an enas-tui checkpoint (format {FORMAT})")
+    return state
+
+
+def load_latest(session: Session, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+    path = session.latest_checkpoint()
+    if path is None:
+        raise CheckpointError(f"session {session.id} has no checkpoint to resume from")
+    return path, load(path, map_location)
+
+
+def load_epoch(session: Session, epoch: int | None = None, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+    """The checkpoint at the end of ``epoch`` (default: the latest epoch checkpoint)."""
+    epochs = session.checkpoint_epochs()
+    if not epochs:
+        raise CheckpointError(f"session {session.id} has no epoch checkpoint")
+    if epoch is None:
+        epoch = epochs[-1]
+    if epoch not in epochs:
+        have = ", ".join(str(e) for e in epochs)
+        raise CheckpointError(f"session {session.id} has no checkpoint for epoch {epoch} (have: {have})")
+    path = session.epoch_checkpoint(epoch)
+    return path, load(path, map_location)

@@ -1,0 +1,277 @@
+"""The ``enas-tui`` command line.
+
+Commands import what they need when they run, so ``enas-tui sessions`` (and later the dashboard,
+replay and attach) start without loading torch. Every user-facing failure is one line on stderr
+with a non-zero exit: 2 for bad flags and values, 1 for bad input and failed runs, 130 for a run
+stopped by Ctrl-C (checkpointed, resumable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .config import CONTROLLERS, PRESETS, SettingsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ENAS recurrent-cell search with a live view of what its controller learns.")
+data_app = typer.Typer(no_args_is_help=True, help="Corpus tools.")
+arch_app = typer.Typer(no_args_is_help=True, help="Architecture tools.")
+app.add_typer(data_app, name="data")
+app.add_typer(arch_app, name="arch")
+
+SESSIONS_DIR = typer.Option(None, "--sessions-dir", envvar="ENAS_TUI_SESSIONS",
+                            help="Sessions folder [env ENAS_TUI_SESSIONS; default ./sessions].")
+
+
+class UserError(Exception):
+    """A failure to report as one line with exit code 1."""
+
+
+class UsageProblem(Exception):
+    """A bad value to report as one line with exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that carry a message meant for the user (imported lazily: some need torch)."""
+    from .search_space import ArchitectureError
+    from .session_log import LogError
+    from .sessions import SessionError
+
+    errors: list[type[BaseException]] = [UserError, SessionError, LogError, ArchitectureError]
+    if "enas_tui.data" in sys.modules:
+        errors.append(sys.modules["enas_tui.data"].DataError)
+    if "enas_tui.checkpoints" in sys.modules:
+        errors.append(sys.modules["enas_tui.checkpoints"].CheckpointError)
+    return tuple(errors)
+
+
+# -- train -------------------------------------------------------------------------------------
+@app.command()
+def train(
+    controller: str = typer.Option("supervised", "--controller", "-c",
+                                   help=f"Controller setting: {', '.join(CONTROLLERS)}."),
+    data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder (default: a generated corpus)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=f"{', '.join(PRESETS)} (default: cpu without CUDA)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (overrides the preset)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting: section.field=value (repeatable)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue session ID from its last checkpoint."),
+    headless: bool = typer.Option(False, "--headless", help="No dashboard: progress bars and epoch lines."),
+    events_pipe: bool = typer.Option(False, "--events-pipe", hidden=True,
+                                     help="Write events as JSON lines to stdout (used by the dashboard)."),
+) -> None:
+    """Run an ENAS search (or resume one), recording everything to a session folder."""
+    from . import config
+    from .sessions import create_session, open_session, sessions_root
+
+    root = sessions_root(sessions_dir)
+    if epochs is not None and epochs < 1:
+        raise UsageProblem("--epochs must be at least 1")
+    if resume:
+        session = open_session(root, resume)
+        _run_training(lambda listeners: _resume(session, listeners, epochs, None if device == "auto" else device),
+                      events_pipe)
+        return
+    if data is not None and not data.exists():
+        raise UsageProblem(f"--data {data}: no such folder")
+    import torch
+
+    chosen = preset or ("paper" if torch.cuda.is_available() and device != "cpu" else "cpu")
+    try:
+        settings = config.resolve(controller, chosen, seed=seed, device=device,
+                                  data=str(data.resolve()) if data else None, overrides=overrides, epochs=epochs)
+    except SettingsError as exc:
+        raise UsageProblem(str(exc)) from None
+    corpus = _load_corpus(settings)
+    session = create_session(root, settings.controller)
+    say = functools.partial(typer.echo, err=events_pipe)
+    say(f"session {session.id} in {root}")
+    say(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
+    say("settings:")
+    for line in config.describe(settings, width=100):
+        say("  " + line)
+    _run_training(lambda listeners: _new(settings, session, corpus, listeners), events_pipe)
+
+
+def _load_corpus(settings):
+    from .data import load_corpus
+
+    return load_corpus(settings.data)
+
+
+def _new(settings, session, corpus, listeners):
+    from .trainer import new_run
+
+    return new_run(settings, session, corpus, listeners, command=sys.argv)
+
+
+def _resume(session, listeners, epochs, device):
+    from .sessions import pid_alive
+    from .trainer import resume_run
+
+    status = session.status()
+    if session.live_status() == "running" and pid_alive(int(status.get("pid", -1))):
+        raise UserError(f"session {session.id} is still running (pid {status.get('pid')})")
+    trainer = resume_run(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
+    if trainer.pos.epoch > trainer.s.train.epochs:
+        raise UserError(f"session {session.id} already finished its {trainer.s.train.epochs} epochs; "
+                        f"pass --epochs N to extend it")
+    return trainer
+
+
+def _run_training(make_trainer, events_pipe: bool = False) -> None:
+    """Build the trainer with its listeners, run it with graceful Ctrl-C/SIGTERM, report the outcome."""
+    from .headless import HeadlessView
+    from .trainer import TrainingFailed
+
+    if events_pipe:  # stdout carries events only; anything printed goes to stderr
+        from .launcher import PipeSink
+
+        listeners, view = [PipeSink(os.dup(1))], contextlib.nullcontext()
+        os.dup2(2, 1)
+    else:
+        view = HeadlessView()
+        listeners = [view]
+    with view:
+        trainer = make_trainer(listeners)
+        if events_pipe:  # from here on, errors land in the session folder for the dashboard to show
+            log = os.open(trainer.session.path / "trainer.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(log, 2)
+            os.dup2(log, 1)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def stop(signum, frame):  # a second Ctrl-C falls back to the default (immediate) behaviour
+            trainer.request_stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            status = trainer.run()
+        except TrainingFailed as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if status == "stopped":
+        typer.echo(f"stopped; continue with: enas-tui train --resume {trainer.session.id}", err=True)
+        raise typer.Exit(130)
+
+
+# -- sessions ----------------------------------------------------------------------------------
+@app.command()
+def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
+             as_json: bool = typer.Option(False, "--json", help="One JSON object per session.")) -> None:
+    """List sessions: id, controller, status, epoch, best ppl, start time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .sessions import all_sessions, sessions_root, summarize
+
+    root = sessions_root(sessions_dir)
+    summaries = [summarize(s) for s in all_sessions(root)]
+    if as_json:
+        for s in summaries:
+            typer.echo(json.dumps(vars(s)))
+        return
+    if not summaries:
+        typer.echo(f"no sessions in {root}")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "controller", "status", "epoch", "best ppl", "started"):
+        table.add_column(column, justify="right" if column in ("epoch", "best ppl") else "left")
+    for s in summaries:
+        started = dt.datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M:%S")
+        best = "-" if s.best_ppl is None else f"{s.best_ppl:.2f}"
+        table.add_row(s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, started)
+    Console(highlight=False).print(table)
+
+
+# -- data --------------------------------------------------------------------------------------
+@data_app.command("download")
+def data_download(
+    corpus: str = typer.Argument(..., help="Corpus to fetch (ptb)."),
+    dest: Path = typer.Option(..., "--dir", help="Folder to write the files to."),
+    url: Optional[str] = typer.Option(None, "--url", help="Base URL holding ptb.{train,valid,test}.txt."),
+) -> None:
+    """Fetch the standard PTB files and verify their sizes and checksums."""
+    from .data import DEFAULT_PTB_URL, download_ptb
+
+    if corpus != "ptb":
+        raise UsageProblem(f"unknown corpus {corpus!r} (available: ptb)")
+
+    def progress(name: str, done: int, total: int) -> None:
+        if done == total:
+            typer.echo(f"{name}: {done:,} bytes ok")
+
+    paths = download_ptb(dest, url or DEFAULT_PTB_URL, progress=progress)
+    typer.echo(f"{len(paths)} files verified in {dest}")
+
+
+# -- arch ------------------------------------------------------------------------------------
+@arch_app.command("distance")
+def arch_distance(
+    a: str = typer.Argument(..., help="First architecture, e.g. tanh,0:relu,1:identity"),
+    b: str = typer.Argument(..., help="Second architecture (same number of nodes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """The structural similarity measures of Table 1 for two architectures."""
+    from .search_space import Architecture
+    from .similarity import SimilarityError, common_activations, common_connections, graph_edit_distance
+
+    first, second = Architecture.parse(a), Architecture.parse(b)
+    try:
+        result = {"common_activations": common_activations(first, second),
+                  "common_connections": common_connections(first, second),
+                  "ged": graph_edit_distance(first, second)}
+    except SimilarityError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        typer.echo(f"{key:20s} {value}")
+
+
+# -- entry point -------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI with one-line errors: exit 2 for usage, 1 for bad input, 130 for Ctrl-C."""
+    try:
+        code = app(args=argv, prog_name="enas-tui", standalone_mode=False)
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except UsageProblem as exc:
+        _fail(str(exc), 2)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            _fail(str(exc), 1)
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            # click's usage errors (typer may vendor click, so match by shape, not by class)
+            message = (exc.format_message() or type(exc).__name__).strip().splitlines()[0]
+            _fail(f"{message} (see --help)", exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"enas-tui: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Settings for a search: dataclasses, the ``cpu`` and ``paper`` presets, and ``key=value`` overrides.
+
+Every number the trainer uses lives here, so a run is fully described by its resolved Settings
+(printed at start and recorded in the session's meta.json) and any of them can be changed from the
+command line with ``--set section.field=value``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+CONTROLLERS = ("random", "unsupervised", "supervised")
+PRESETS = ("cpu", "paper")
+
+
+class SettingsError(ValueError):
+    """A bad preset, override key or value; the message is shown to the user as is."""
+
+
+@dataclass
+class ModelConfig:
+    """The shared supernet (paper scale: hidden 1000, BPTT 35, batch 64, SGD lr 20, clip 0.25)."""
+
+    num_nodes: int = 12
+    hidden: int = 1000
+    bptt: int = 35
+    batch_size: int = 64
+    eval_batch_size: int = 10
+    lr: float = 20.0
+    grad_clip: float = 0.25
+    dropout_emb: float = 0.1
+    dropout_in: float = 0.65
+    dropout_out: float = 0.4
+    dropconnect: float = 0.5
+
+
+@dataclass
+class ControllerConfig:
+    """The LSTM controller and its REINFORCE update (ENAS defaults)."""
+
+    hidden: int = 100
+    temperature: float = 5.0
+    tanh_constant: float = 2.5
+    lr: float = 3.5e-4
+    entropy_weight: float = 1e-4
+    baseline_decay: float = 0.95
+    reward_c: float = 80.0
+    steps_per_epoch: int = 2000
+    batch_size: int = 1
+
+
+@dataclass
+class BufferConfig:
+    """The memory buffer and the supervised loss (the paper's numbers; epochs count from 1)."""
+
+    start_epoch: int = 5
+    add_per_epoch: int = 1000
+    capacity: int = 10000
+    replace_per_epoch: int = 100
+    supervised_start_epoch: int = 10
+    supervised_batch: int = 100
+    supervised_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """The schedule: epochs, how much work per epoch, and how often to derive, probe and save."""
+
+    epochs: int = 150
+    shared_steps_per_epoch: int = 0  # 0: one full pass over the training data
+    derive_every: int = 5
+    derive_samples: int = 100
+    derive_batches: int = 2  # validation minibatches each candidate is scored on
+    probe_every: int = 100  # controller steps between probes (and rolling diagnostics)
+    probe_size: int = 100
+    perf_every: int = 5  # probes between the (costly) absolute-performance column
+    perf_batches: int = 1
+    max_nonfinite: int = 5  # non-finite losses in a row before the run stops
+    keep_checkpoints: int = 0  # epoch checkpoints kept; 0 keeps all
+
+
+@dataclass
+class Settings:
+    """Everything that defines a run."""
+
+    controller: str = "supervised"
+    preset: str = "paper"
+    seed: int = 0
+    device: str = "cpu"
+    data: str | None = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ctrl: ControllerConfig = field(default_factory=ControllerConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Settings":
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in sections:
+                continue
+            section_cls = _SECTIONS.get(key)
+            if section_cls is not None:
+                known = {f.name for f in dataclasses.fields(section_cls)}
+                kwargs[key] = section_cls(**{k: v for k, v in value.items() if k in known})
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "ctrl": ControllerConfig,
+    "buffer": BufferConfig,
+    "train": TrainConfig,
+}
+
+
+def cpu_preset() -> dict[str, dict[str, Any]]:
+    """Small enough that a full supervised run (buffer and supervised phases) takes minutes on 2 cores."""
+    return {
+        "model": {"hidden": 64, "batch_size": 32, "bptt": 35, "eval_batch_size": 10},
+        "ctrl": {"steps_per_epoch": 40, "batch_size": 4},
+        "buffer": {
+            "start_epoch": 3,
+            "add_per_epoch": 200,
+            "capacity": 1000,
+            "replace_per_epoch": 20,
+            "supervised_start_epoch": 5,
+            "supervised_batch": 100,
+        },
+        "train": {
+            "epochs": 10,
+            "shared_steps_per_epoch": 60,
+            "derive_every": 5,
+            "derive_samples": 100,
+            "probe_every": 20,
+            "perf_every": 2,
+        },
+    }
+
+
+def resolve(
+    controller: str,
+    preset: str,
+    seed: int = 0,
+    device: str = "cpu",
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    epochs: int | None = None,
+) -> Settings:
+    """Build Settings from a preset, then apply ``section.field=value`` overrides in order."""
+    if controller not in CONTROLLERS:
+        raise SettingsError(f"unknown controller {controller!r} (choose from {', '.join(CONTROLLERS)})")
+    if preset not in PRESETS:
+        raise SettingsError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    settings = Settings(controller=controller, preset=preset, seed=seed, device=device, data=data)
+    if preset == "cpu":
+        for section, values in cpu_preset().items():
+            for key, value in values.items():
+                setattr(getattr(settings, section), key, value)
+    for item in overrides or []:
+        apply_override(settings, item)
+    if epochs is not None:
+        settings.train.epochs = epochs
+    validate(settings)
+    return settings
+
+
+def apply_override(settings: Settings, item: str) -> None:
+    """Apply one ``section.field=value`` override, converting value to the field's type."""
+    key, sep, raw = item.partition("=")
+    section_name, dot, field_name = key.strip().partition(".")
+    if not sep or not dot:
+        raise SettingsError(f"bad override {item!r}: expected section.field=value, e.g. model.hidden=128")
+    section = getattr(settings, section_name, None)
+    if section_name not in _SECTIONS or section is None:
+        raise SettingsError(f"bad override {item!r}: unknown section {section_name!r} "
+                            f"(choose from {', '.join(_SECTIONS)})")
+    fields = {f.name: f for f in dataclasses.fields(section)}
+    if field_name not in fields:
+        raise SettingsError(f"bad override {item!r}: {section_name} has no setting {field_name!r} "
+                            f"(settings: {', '.join(fields)})")
+    current = getattr(section, field_name)
+    try:
+        value: Any = type(current)(raw.strip())
+    except ValueError:
+        raise SettingsError(f"bad override {item!r}: {raw.strip()!r} is not a valid "
+                            f"{type(current).__name__}") from None
+    setattr(section, field_name, value)
+
+
+def validate(settings: Settings) -> None:
+    """Reject settings that cannot run, with a message naming the setting."""
+    checks = [
+        (settings.model.num_nodes >= 2, "model.num_nodes must be at least 2"),
+        (settings.model.hidden >= 1, "model.hidden must be positive"),
+        (settings.model.bptt >= 1, "model.bptt must be positive"),
+        (settings.model.batch_size >= 1, "model.batch_size must be positive"),
+        (settings.model.eval_batch_size >= 1, "model.eval_batch_size must be positive"),
+        (settings.model.lr > 0, "model.lr must be positive"),
+        (settings.model.grad_clip > 0, "model.grad_clip must be positive"),
+        (all(0 <= p < 1 for p in (settings.model.dropout_emb, settings.model.dropout_in,
+                                  settings.model.dropout_out, settings.model.dropconnect)),
+         "dropout rates must be in [0, 1)"),
+        (settings.ctrl.hidden >= 1, "ctrl.hidden must be positive"),
+        (settings.ctrl.temperature > 0, "ctrl.temperature must be positive"),
+        (settings.ctrl.batch_size >= 1, "ctrl.batch_size must be positive"),
+        (settings.ctrl.steps_per_epoch >= 0, "ctrl.steps_per_epoch must not be negative"),
+        (0 <= settings.ctrl.baseline_decay < 1, "ctrl.baseline_decay must be in [0, 1)"),
+        (settings.buffer.capacity >= 1, "buffer.capacity must be positive"),
+        (settings.buffer.supervised_batch >= 1, "buffer.supervised_batch must be positive"),
+        (settings.train.epochs >= 1, "train.epochs must be at least 1"),
+        (settings.train.shared_steps_per_epoch >= 0, "train.shared_steps_per_epoch must not be negative"),
+        (settings.train.probe_every >= 1, "train.probe_every must be positive"),
+        (settings.train.probe_size >= 3, "train.probe_size must be at least 3"),
+        (settings.train.derive_every >= 1, "train.derive_every must be positive"),
+        (settings.train.derive_samples >= 1, "train.derive_samples must be positive"),
+        (settings.train.max_nonfinite >= 1, "train.max_nonfinite must be positive"),
+        (settings.seed >= 0, "seed must not be negative"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise SettingsError(message)
+
+
+def describe(settings: Settings, width: int = 0) -> list[str]:
+    """The resolved settings as ``name = value`` items, packed into lines of ``width`` (0: one per line)."""
+    items = [f"controller = {settings.controller}", f"preset = {settings.preset}",
+             f"seed = {settings.seed}", f"device = {settings.device}",
+             f"data = {settings.data or '(generated corpus)'}"]
+    for name in _SECTIONS:
+        section = getattr(settings, name)
+        items += [f"{name}.{f.name} = {getattr(section, f.name)}" for f in dataclasses.fields(section)]
+    if width <= 0:
+        return items
+    def section(item: str) -> str:
+        key = item.split(" = ")[0]
+        return key.split(".")[0] if "." in key else ""
+
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 2 + len(item) <= width and section(lines[-1]) == section(item):
+            lines[-1] += "; " + item
+        else:
+            lines.append(item)
+    return lines

@@ -1,0 +1,468 @@
+"""The ENAS shared model: one weight-sharing recurrent supernet for every cell of N nodes.
+
+Node 0 reads the token embedding x and the previous state h; node j >= 1 reads its parent i:
+
+    c0 = sigmoid(x W_xc + h W_hc);  v0 = c0 * f0(x W_xh + h W_hh) + (1 - c0) * h
+    cj = sigmoid(v_i W^c_ij);       vj = cj * fj(v_i W^h_ij)    + (1 - cj) * v_i
+
+The output (and the next state) is the mean of the leaf nodes. Every (i, j) edge owns one weight pair,
+shared by all architectures that use it, stored fused as ``edges[j(j-1)/2 + i]`` of shape (H, 2H):
+columns :H give c, H: give the pre-activation.
+
+Speed. The cell is tiny and runs 35 steps x N nodes per minibatch, so on a CPU its cost is per-op
+overhead, not arithmetic. Three things keep the op count low:
+
+* the nodes are laid out level by level (all parents of a depth-d+1 node sit at depth d) and, inside
+  a level, grouped by activation, so one time step is one matmul + a few elementwise ops per level
+  instead of per node (``CellPlan``, built once per architecture and cached);
+* the recurrence is one autograd Function with a hand-written backward through time (``_Cell``): the
+  forward runs without building a graph and writes into preallocated buffers, the backward needs
+  four ops per level and step, and the weight gradients are left out of the time loop entirely (one
+  big batched matmul over all T*B rows at the end, which is also what makes large hidden sizes fast);
+* the decoder and the loss are fused (``linear_cross_entropy``): chunked, the softmax gradient is
+  formed in place while the chunk is in cache, and the (T*B, V) logits are never kept.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .search_space import ACTIVATIONS, Architecture, ArchitectureError
+
+INIT_RANGE = 0.04  # ENAS-style: gates start near 0.5 (a gentle highway), and pre-activations stay
+# O(1) even at hidden 1000 (std 0.04 * sqrt(H / 3) ~ 0.7 for unit inputs), so no activation saturates.
+LOSS_CHUNK = 256  # rows of the fused decoder + loss; 256 x 10k logits (10 MB) stay in L3 cache
+PARALLEL_MIN_MACS = 1 << 20  # per-step matmuls below B*H*H = 1M multiply-adds run on one CPU thread
+
+
+def edge_index(parent: int, node: int) -> int:
+    """Row of ``SuperNet.edges`` that holds the (parent -> node) weight pair."""
+    return node * (node - 1) // 2 + parent
+
+
+def num_edges(num_nodes: int) -> int:
+    return num_nodes * (num_nodes - 1) // 2
+
+
+# -- activations: forward into a buffer, and c * f'(z) expressed through the output f = f(z) --------
+
+def _tanh(z: Tensor, out: Tensor) -> Tensor:
+    return torch.tanh(z, out=out)
+
+
+def _relu(z: Tensor, out: Tensor) -> Tensor:
+    return torch.clamp_min(z, 0.0, out=out)
+
+
+def _identity(z: Tensor, out: Tensor) -> Tensor:
+    return out.copy_(z)
+
+
+def _sigmoid(z: Tensor, out: Tensor) -> Tensor:
+    return torch.sigmoid(z, out=out)
+
+
+_FORWARD = {"tanh": _tanh, "relu": _relu, "identity": _identity, "sigmoid": _sigmoid}
+_ACT_FORWARD = tuple(_FORWARD[name] for name in ACTIVATIONS)
+
+
+def _gated_derivative(act: int, f: Tensor, c: Tensor, out: Tensor) -> None:
+    """out = c * act'(z), from the activation's output f (so z need not be kept); in place, because
+    fresh multi-megabyte temporaries cost more in page faults than the arithmetic."""
+    name = ACTIVATIONS[act]
+    if name == "tanh":  # c (1 - f^2)
+        torch.mul(c, f, out=out).mul_(f)
+        torch.sub(c, out, out=out)
+    elif name == "relu":
+        torch.mul(c, f > 0, out=out)
+    elif name == "identity":
+        out.copy_(c)
+    else:  # sigmoid: c f (1 - f)
+        torch.mul(c, f, out=out).addcmul_(out, f, value=-1)
+
+
+# -- the per-architecture plan ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Level:
+    """Nodes of one depth >= 1, at storage positions start..stop (grouped by activation)."""
+
+    start: int
+    stop: int
+    parent_index: Tensor  # (k,) storage positions of the parents (all in the previous level)
+    parent_run: tuple[int, int] | None  # the same positions when they are one ascending run
+    single_parent: int | None  # the same positions when they are all one node
+    groups: tuple[tuple[int, int, int], ...]  # (start, stop, activation), relative to ``start``
+
+    def parent_views(self, values: Tensor) -> Tensor | None:
+        """The parents' values (k, steps, B, H) as a view of ``values`` (N, steps, B, H), or None
+        when they are scattered and must be gathered (index_select) at every step."""
+        if self.parent_run is not None:
+            return values[self.parent_run[0]:self.parent_run[1]]
+        if self.single_parent is not None:
+            return values[self.single_parent:self.single_parent + 1].expand(self.stop - self.start, -1, -1, -1)
+        return None
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """An architecture laid out for the batched cell; storage position 0 is node 0."""
+
+    order: tuple[int, ...]  # node id at each storage position
+    act0: int
+    levels: tuple[Level, ...]
+    edge_rows: Tensor  # (N-1,) row of ``edges`` for positions 1..N-1
+    parent_index: Tensor  # (N-1,) parent position of positions 1..N-1
+    groups: tuple[tuple[int, int, int], ...]  # (start, stop, activation) over all positions
+    leaf_weight: Tensor  # (1, N): 1/#leaves at leaf positions, else 0
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.order)
+
+
+@lru_cache(maxsize=4096)
+def make_plan(arch: Architecture, device: torch.device, dtype: torch.dtype) -> CellPlan:
+    """Lay out ``arch`` level by level, by activation inside a level (cached per architecture)."""
+    by_depth: dict[int, list[int]] = {}
+    for node in range(1, arch.num_nodes):
+        by_depth.setdefault(arch.depths[node], []).append(node)
+    order, pos = [0], {0: 0}
+    levels: list[Level] = []
+    for depth in sorted(by_depth):
+        nodes = sorted(by_depth[depth], key=lambda j: (arch.activations[j], pos[arch.parents[j - 1]], j))
+        start = len(order)
+        for j in nodes:
+            pos[j] = len(order)
+            order.append(j)
+        parents = [pos[arch.parents[j - 1]] for j in nodes]
+        run = (parents[0], parents[-1] + 1) if parents == list(range(parents[0], parents[-1] + 1)) else None
+        single = parents[0] if run is None and len(set(parents)) == 1 else None
+        levels.append(Level(start, len(order), torch.tensor(parents, device=device), run, single,
+                            _groups([arch.activations[j] for j in nodes])))
+    n = arch.num_nodes
+    leaf_weight = torch.zeros(1, n, dtype=dtype)
+    leaf_weight[0, [pos[leaf] for leaf in arch.leaves]] = 1.0 / len(arch.leaves)
+    groups = ((0, 1, arch.activations[0]),) + tuple(
+        (lv.start + a, lv.start + b, act) for lv in levels for a, b, act in lv.groups)
+    return CellPlan(
+        order=tuple(order),
+        act0=arch.activations[0],
+        levels=tuple(levels),
+        edge_rows=torch.tensor([edge_index(arch.parents[j - 1], j) for j in order[1:]],
+                               dtype=torch.long, device=device),
+        parent_index=torch.tensor([pos[arch.parents[j - 1]] for j in order[1:]],
+                                  dtype=torch.long, device=device),
+        groups=groups,
+        leaf_weight=leaf_weight.to(device),
+    )
+
+
+def _groups(acts: list[int]) -> tuple[tuple[int, int, int], ...]:
+    """Runs of equal activation in an activation-sorted list: (start, stop, activation)."""
+    runs: list[tuple[int, int, int]] = []
+    for i, act in enumerate(acts):
+        if runs and runs[-1][2] == act:
+            runs[-1] = (runs[-1][0], i + 1, act)
+        else:
+            runs.append((i, i + 1, act))
+    return tuple(runs)
+
+
+# -- the recurrence, forward and hand-written backward through time --------------------------------
+
+@contextmanager
+def _step_threads(x: Tensor, batch: int, hidden: int):
+    """One CPU thread for the time loop when its matmuls are small: splitting a 0.5 MFLOP matmul
+    costs more than it saves, and on a busy machine every parallel region waits for a descheduled
+    thread (measured: the hidden-64 cell ran 7x slower on 2 threads than on 1 with the cores shared)."""
+    threads = torch.get_num_threads()
+    if x.device.type != "cpu" or threads == 1 or batch * hidden * hidden >= PARALLEL_MIN_MACS:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, keep: bool):
+    """Run the cell over all T steps. Node values, gates and activations are kept (node-major,
+    (N, T, B, H), so that each edge's rows over all steps form one matrix) when ``keep``.
+
+    Every view the loop touches is made before it (``unbind`` makes all T of them in one call):
+    at hidden 64 a step's arithmetic is a few microseconds per op, so Python-side slicing matters.
+    """
+    T, B, H2 = xz.shape
+    H, N = H2 // 2, plan.num_nodes
+    values, gates, acts = (xz.new_empty(N, T if keep else 1, B, H) for _ in range(3))
+    states = xz.new_empty(T, B, H)
+    z0, z = xz.new_empty(B, H2), xz.new_empty(N, B, H2)
+
+    def steps(x: Tensor) -> tuple[Tensor, ...]:  # (n, steps, ...) -> per-step views (n, ...)
+        return x.unbind(1) if keep else x.unbind(1) * T
+
+    levels = []
+    for lv in plan.levels:
+        a, b, zl = lv.start, lv.stop, z[:lv.stop - lv.start]
+        parents = lv.parent_views(values)
+        levels.append((
+            None if parents is None else steps(parents), lv.parent_index, we[a - 1:b - 1], zl, zl[..., :H],
+            tuple((zl[ga:gb, :, H:], _ACT_FORWARD[act], steps(acts[a + ga:a + gb])) for ga, gb, act in lv.groups),
+            steps(gates[a:b]), steps(acts[a:b]), steps(values[a:b])))
+    act0, all_v, flat_v = _ACT_FORWARD[plan.act0], steps(values), steps(values.view(N, -1, 1, B * H))
+    v0, c0, f0 = (steps(buf[:1]) for buf in (values, gates, acts))
+    leaf, h_steps, flat_states = plan.leaf_weight, states.unbind(0), states.view(T, 1, B * H).unbind(0)
+    with _step_threads(xz, B, H):
+        for t in range(T):
+            torch.addmm(xz[t], h, w0, out=z0)
+            torch.sigmoid(z0[:, :H], out=c0[t][0])
+            act0(z0[:, H:], out=f0[t][0])
+            torch.lerp(h, f0[t][0], c0[t][0], out=v0[t][0])
+            for parents, index, w, zl, zc, groups, c, f, v in levels:  # one matmul per level
+                p = parents[t] if parents is not None else all_v[t].index_select(0, index)
+                torch.bmm(p, w, out=zl)
+                torch.sigmoid(zc, out=c[t])
+                for zh, fn, fg in groups:
+                    fn(zh, out=fg[t])
+                torch.lerp(p, f[t], c[t], out=v[t])
+            torch.mm(leaf, flat_v[t][:, 0], out=flat_states[t])
+            h = h_steps[t]
+    return states, values, gates, acts
+
+
+class _Cell(torch.autograd.Function):
+    """The whole recurrence as one autograd node (see the module docstring for why)."""
+
+    @staticmethod
+    def forward(ctx, xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan) -> Tensor:
+        states, values, gates, acts = _cell_forward(xz, h0, w0, we, plan, keep=True)
+        ctx.plan = plan
+        ctx.save_for_backward(h0, w0, we, states, values, gates, acts)
+        return states
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_states: Tensor):
+        plan: CellPlan = ctx.plan
+        h0, w0, we, states, values, gates, acts = ctx.saved_tensors
+        N, T, B, H = values.shape
+        h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])  # node 0's input
+        parents = values.index_select(0, plan.parent_index)  # (N-1, T, B, H): the other nodes' inputs
+        # dz = dv * [(f - p) c (1 - c) | c f'(z)]: the bracket is formed for all steps at once, and
+        # the time loop scales it in place, so ``dz`` ends up holding the pre-activation gradients.
+        dz = values.new_empty(N, T, B, 2 * H)
+        dzc = dz[..., :H]
+        torch.sub(acts[0], h_prev, out=dzc[0])
+        torch.sub(acts[1:], parents, out=dzc[1:])
+        dzc.mul_(gates).addcmul_(dzc, gates, value=-1)
+        for a, b, act in plan.groups:
+            _gated_derivative(act, acts[a:b], gates[a:b], dz[a:b, ..., H:])
+        # Per-level views for the loop, made once (see _cell_forward).
+        dv = values.new_empty(N, B, H)
+        levels = [(dv[lv.start:lv.stop], dv[lv.start:lv.stop].unsqueeze(2), lv.parent_index,
+                   we[lv.start - 1:lv.stop - 1].transpose(1, 2), dz[lv.start:lv.stop].unbind(1),
+                   dz[lv.start:lv.stop].view(lv.stop - lv.start, T, B, 2, H).unbind(1),
+                   gates[lv.start:lv.stop].unbind(1)) for lv in reversed(plan.levels)]
+        w0_t, leaf, d0 = w0.t(), plan.leaf_weight.view(N, 1, 1), dv[0]
+        dz0, dz0_split, c0 = dz[0].unbind(0), dz[0].view(T, B, 2, H).unbind(0), gates[0].unbind(0)
+        carry, grads = torch.zeros_like(h0), grad_states.unbind(0)
+        with _step_threads(h0, B, H):
+            for t in range(T - 1, -1, -1):
+                torch.mul(leaf, grads[t] + carry, out=dv)
+                for d, d_split, index, w_t, dzl, dzl_split, c in levels:  # deepest first
+                    dzl_split[t].mul_(d_split)
+                    through_gate = torch.addcmul(d, d, c[t], value=-1)  # d * (1 - c)
+                    dv.index_add_(0, index, torch.baddbmm(through_gate, dzl[t], w_t))
+                dz0_split[t].mul_(d0.unsqueeze(1))
+                carry = torch.addmm(torch.addcmul(d0, d0, c0[t], value=-1), dz0[t], w0_t)
+        # Weight gradients: one matmul per edge over all T*B rows (no copies in this layout).
+        grad_w0 = h_prev.view(T * B, H).t() @ dz[0].view(T * B, 2 * H)
+        grad_we = torch.bmm(parents.view(N - 1, T * B, H).transpose(1, 2), dz[1:].view(N - 1, T * B, 2 * H))
+        return dz[0], carry, grad_w0, grad_we, None
+
+
+def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan) -> Tensor:
+    """States (T, B, H) of the cell; ``xz`` is x W_x for all steps, ``we`` the used edges by position."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (xz, h0, w0, we)):
+        return _Cell.apply(xz, h0, w0, we, plan)
+    return _cell_forward(xz, h0, w0, we, plan, keep=False)[0]
+
+
+# -- fused decoder + cross-entropy -----------------------------------------------------------------
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """mean CE(x W^T + b, y), gradients formed chunk by chunk during the forward (it is always
+    followed by a backward when this path is taken), so no (rows, V) tensor outlives a chunk."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, targets: Tensor) -> Tensor:
+        grad_x, grad_w, grad_b = torch.empty_like(x), torch.zeros_like(weight), torch.zeros_like(bias)
+        total = x.new_zeros(())
+        logits = x.new_empty(min(LOSS_CHUNK, x.shape[0]), weight.shape[0])
+        for s in range(0, x.shape[0], LOSS_CHUNK):
+            xc, yc = x[s:s + LOSS_CHUNK], targets[s:s + LOSS_CHUNK, None]
+            probs, nll = _softmax_nll(xc, weight, bias, yc, logits[:xc.shape[0]])
+            total += nll
+            probs.scatter_add_(1, yc, probs.new_full(yc.shape, -1.0))  # d nll / d logits
+            torch.mm(probs, weight, out=grad_x[s:s + LOSS_CHUNK])
+            grad_w.addmm_(probs.t(), xc)
+            grad_b += probs.sum(0)
+        ctx.save_for_backward(grad_x, grad_w, grad_b)
+        ctx.n = x.shape[0]
+        return total / x.shape[0]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        grad_x, grad_w, grad_b = ctx.saved_tensors
+        scale = grad / ctx.n
+        return grad_x * scale, grad_w * scale, grad_b * scale, None
+
+
+def _softmax_nll(x: Tensor, weight: Tensor, bias: Tensor, targets: Tensor,
+                 logits: Tensor) -> tuple[Tensor, Tensor]:
+    """softmax(x W^T + b), in the buffer ``logits``, and the summed NLL of ``targets`` (rows, 1).
+    One exp per logit, in place: torch.softmax and an addmm with a broadcast bias were both
+    several times slower on CPU than these plain passes."""
+    torch.mm(x, weight.t(), out=logits).add_(bias)
+    picked = logits.gather(1, targets)
+    top = logits.amax(1, keepdim=True)
+    probs = logits.sub_(top).exp_()
+    total = probs.sum(1, keepdim=True)
+    nll = (top + total.log() - picked).sum()
+    return probs.div_(total), nll
+
+
+def linear_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of the logits x W^T + b against ``targets``, without keeping the logits."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weight, bias)):
+        return _LinearCrossEntropy.apply(x, weight, bias, targets)
+    total = x.new_zeros(())
+    logits = x.new_empty(min(LOSS_CHUNK, x.shape[0]), weight.shape[0])
+    for s in range(0, x.shape[0], LOSS_CHUNK):
+        xc = x[s:s + LOSS_CHUNK]
+        total += _softmax_nll(xc, weight, bias, targets[s:s + LOSS_CHUNK, None], logits[:xc.shape[0]])[1]
+    return total / x.shape[0]
+
+
+# -- the model -------------------------------------------------------------------------------------
+
+def _locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Variational dropout: one mask per sequence, the same at every time step of (T, B, H)."""
+    if not training or p == 0:
+        return x
+    return x * x.new_empty(1, *x.shape[1:]).bernoulli_(1 - p).div_(1 - p)
+
+
+class SuperNet(nn.Module):
+    """Embedding -> ENAS cell (any architecture of ``cfg.num_nodes`` nodes) -> tied decoder."""
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig):
+        super().__init__()
+        self.vocab_size, self.cfg = vocab_size, cfg
+        n, h = cfg.num_nodes, cfg.hidden
+        self.encoder = nn.Embedding(vocab_size, h)  # also the decoder's weight (tied)
+        self.decoder_bias = nn.Parameter(torch.zeros(vocab_size))
+        self.w_x = nn.Parameter(torch.empty(h, 2 * h))  # x -> [c | pre-activation] of node 0
+        self.w_h = nn.Parameter(torch.empty(h, 2 * h))  # h_{t-1} -> [c | pre-activation] of node 0
+        self.edges = nn.Parameter(torch.empty(num_edges(n), h, 2 * h))
+        for p in (self.encoder.weight, self.w_x, self.w_h, self.edges):
+            nn.init.uniform_(p, -INIT_RANGE, INIT_RANGE)
+
+    def init_hidden(self, batch_size: int) -> Tensor:
+        return self.w_h.new_zeros(batch_size, self.cfg.hidden)
+
+    def plan(self, arch: Architecture) -> CellPlan:
+        if arch.num_nodes != self.cfg.num_nodes:
+            raise ArchitectureError(f"architecture has {arch.num_nodes} nodes, the model has {self.cfg.num_nodes}")
+        return make_plan(arch, self.w_h.device, self.w_h.dtype)
+
+    def features(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
+        """Decoder inputs (T, B, H) after output dropout, and the new state (B, H)."""
+        plan, cfg, training = self.plan(arch), self.cfg, self.training
+        x = self.encoder(tokens)
+        if training and cfg.dropout_emb > 0:  # drop whole words: the same rows at every position
+            keep = x.new_empty(self.vocab_size, 1).bernoulli_(1 - cfg.dropout_emb).div_(1 - cfg.dropout_emb)
+            x = x * keep[tokens]
+        x = _locked_dropout(x, cfg.dropout_in, training)
+        w0 = F.dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
+        we = F.dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
+        states = run_cell(x @ self.w_x, hidden, w0, we, plan)
+        return _locked_dropout(states, cfg.dropout_out, training), states[-1]
+
+    def forward(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
+        """Logits (T, B, V) and the new state (B, H), not detached."""
+        out, hidden = self.features(tokens, hidden, arch)
+        return F.linear(out, self.encoder.weight, self.decoder_bias), hidden
+
+    def loss(self, tokens: Tensor, targets: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
+        """Mean token cross-entropy and the new state; the (T, B, V) logits are never materialised."""
+        out, hidden = self.features(tokens, hidden, arch)
+        loss = linear_cross_entropy(out.reshape(-1, out.shape[-1]), self.encoder.weight,
+                                    self.decoder_bias, targets.reshape(-1))
+        return loss, hidden
+
+    @torch.no_grad()
+    def perplexity(self, arch: Architecture, data: Tensor, bptt: int, max_batches: int | None = None,
+                   start: int = 0) -> float:
+        """exp(mean token NLL) over BPTT chunks of ``data`` (T_total, B), state carried, in eval mode."""
+        was_training = self.training
+        self.eval()
+        try:
+            hidden = self.init_hidden(data.shape[1])
+            total, count = torch.zeros((), dtype=torch.float64, device=data.device), 0
+            for n, i in enumerate(range(start, data.shape[0] - 1, bptt)):
+                if max_batches is not None and n >= max_batches:
+                    break
+                tokens, targets = get_batch(data, i, bptt)
+                loss, hidden = self.loss(tokens, targets, hidden, arch)
+                total += loss.double() * targets.numel()
+                count += targets.numel()
+        finally:
+            self.train(was_training)
+        if count == 0:
+            raise ValueError(f"no evaluation tokens: data has {data.shape[0]} rows, start is {start}")
+        mean_nll = total.item() / count
+        return math.exp(mean_nll) if mean_nll < 700 else math.inf
+
+
+def train_step(model: SuperNet, optimizer: torch.optim.Optimizer, tokens: Tensor, targets: Tensor,
+               hidden: Tensor, arch: Architecture, grad_clip: float) -> tuple[float, Tensor, bool]:
+    """One shared-weight SGD step. A non-finite loss (or gradient norm) is not applied: the grads
+    are cleared and ``finite`` is False, so the trainer can record it and skip the minibatch."""
+    optimizer.zero_grad(set_to_none=True)
+    loss, hidden = model.loss(tokens, targets, hidden, arch)
+    value = loss.item()
+    if not math.isfinite(value):
+        return value, hidden.detach(), False
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if not math.isfinite(norm.item()):
+        optimizer.zero_grad(set_to_none=True)
+        return value, hidden.detach(), False
+    optimizer.step()
+    return value, hidden.detach(), True
+
+
+def get_batch(data: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:
+    """Rows i..i+bptt of ``data`` (T_total, B) and the same rows shifted by one as targets."""
+    n = min(bptt, data.shape[0] - 1 - i)
+    return data[i:i + n], data[i + 1:i + 1 + n]
+
+
+def count_flops_per_token(cfg: ModelConfig, vocab_size: int, arch: Architecture) -> float:
+    """Matmul FLOPs per token for forward + backward (3x the forward): the input projection, node 0's
+    recurrent matmul, one H x 2H matmul per edge (every architecture has N-1), and the decoder."""
+    h = cfg.hidden
+    forward = 2 * h * 2 * h * (2 + arch.num_nodes - 1) + 2 * h * vocab_size
+    return 3.0 * forward

@@ -1,0 +1,28 @@
+"""Small shared helpers for the trainer and CLI tests."""
+
+from __future__ import annotations
+
+TINY = [
+    "model.hidden=16", "model.batch_size=8", "model.bptt=10", "model.eval_batch_size=4",
+    "ctrl.hidden=16", "ctrl.steps_per_epoch=4", "ctrl.batch_size=2",
+    "buffer.start_epoch=1", "buffer.add_per_epoch=20", "buffer.capacity=30", "buffer.replace_per_epoch=5",
+    "buffer.supervised_start_epoch=2", "buffer.supervised_batch=8",
+    "train.shared_steps_per_epoch=4", "train.probe_every=2", "train.probe_size=12", "train.perf_every=1",
+    "train.derive_every=2", "train.derive_samples=5", "train.derive_batches=1",
+]
+
+VOLATILE = {"t", "tokens_per_s", "elapsed_s", "session_id", "pid", "host", "resumed_from", "path"}
+
+
+def comparable(event) -> dict:
+    """An event's recorded values without wall-clock, process and path fields."""
+    import numpy as np
+
+    out = {}
+    for key, value in event.to_dict().items():
+        if key in VOLATILE:
+            continue
+        if key == "settings":
+            value = {k: v for k, v in value.items() if k != "data"}
+        out[key] = value.tolist() if isinstance(value, np.ndarray) else value
+    return out

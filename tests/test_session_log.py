@@ -1,0 +1,426 @@
+"""Tests for the session log: round trips, torn tails, corruption, reopening, live tailing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from enas_tui import events as ev
+from enas_tui import session_log as sl
+from enas_tui.session_log import (
+    CorruptLogError,
+    LogError,
+    LogFormatError,
+    LogReader,
+    LogWriter,
+    read_event_at,
+    read_events,
+    scan,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sample_events() -> dict[str, ev.Event]:
+    """One populated instance of every registered event type, keyed by schema name."""
+    rng = np.random.default_rng(0)
+    return {
+        "session_start": ev.SessionStart(
+            session_id="s1", controller="supervised", seed=7, settings={"model": {"hidden": 64}},
+            num_nodes=12, decision_sizes=[4, 1, 4], device="cpu", pid=123, host="box",
+            versions={"numpy": "2"}, resumed_from="s0",
+        ),
+        "session_end": ev.SessionEnd(status="stopped", message="ctrl-c", epoch=3, best_ppl=91.5,
+                                     best_arch="tanh,0:relu"),
+        "epoch_start": ev.EpochStart(epoch=1, epochs=10, shared_steps=100, controller_steps=50),
+        "epoch_end": ev.EpochEnd(epoch=1, train_ppl=300.5, valid_ppl=None, reward=0.3,
+                                 entropy=20.1, elapsed_s=12.5),
+        "shared_step": ev.SharedStep(epoch=1, step=9, loss=5.5, ppl=244.7, lr=20.0,
+                                     tokens_per_s=4600.0),
+        "controller_step": ev.ControllerStep(epoch=1, step=3, reward=0.4, baseline=0.35,
+                                             advantage=0.05, entropy=19.0, policy_loss=-0.1,
+                                             supervised_loss=None, sample_ppl=200.0),
+        "probe": ev.Probe(epoch=2, step=4, archs=["tanh", "relu,0:tanh"],
+                          probs=rng.random((2, 23, 11)).astype(np.float32),
+                          hidden=rng.standard_normal((2, 100))),
+        "buffer": ev.BufferFill(epoch=5, size=1000, capacity=10000, added=1000, replaced=0,
+                                phase="filling", supervised=False),
+        "validation": ev.Validation(epoch=2, ppl=150.25, arch="tanh,0:relu"),
+        "derived": ev.Derived(epoch=2, arch="tanh,0:relu", ppl=140.0, candidates=100,
+                              best_ppl=139.0, best_arch="relu,0:tanh"),
+        "diagnostics": ev.Diagnostics(epoch=2, step=4, n=100,
+                                      spearman={"ged": {"rho": 0.1, "p": None}},
+                                      collapse_index={"hidden": 0.8}),
+        "checkpoint": ev.Checkpoint(epoch=2, path="ckpt/e2.pt", kind="epoch"),
+        "warning": ev.Warning(message="loss is nan", kind="nonfinite_loss", epoch=2),
+        "error": ev.Error(message="boom", epoch=2),
+    }
+
+
+def assert_same_event(got: ev.Event, want: ev.Event) -> None:
+    assert type(got) is type(want)
+    for f in dataclasses.fields(want):
+        a, b = getattr(got, f.name), getattr(want, f.name)
+        if isinstance(b, np.ndarray):
+            assert isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b, f.name
+
+
+def step(i: int) -> ev.SharedStep:
+    return ev.SharedStep(epoch=0, step=i, loss=1.0 + i, ppl=2.0, lr=20.0, tokens_per_s=1.0)
+
+
+def write_steps(path: Path, n: int) -> list[sl.Record]:
+    with LogWriter(path) as writer:
+        for i in range(n):
+            writer.append(step(i))
+    with LogReader(path) as reader:
+        return reader.read_records()
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "events.log"
+
+
+# -- format and round trip ------------------------------------------------------------------
+def test_new_log_has_header_and_no_events(log: Path) -> None:
+    LogWriter(log).close()
+    assert log.read_bytes() == b"ENASLOG\x01"
+    assert read_events(log) == []
+    assert scan(log) == (0, sl.HEADER_SIZE, 0)
+
+
+def test_frame_layout_matches_documented_format(log: Path) -> None:
+    with LogWriter(log) as writer:
+        writer.append(step(0))
+    data = log.read_bytes()[sl.HEADER_SIZE :]
+    length = int.from_bytes(data[:8], "little")
+    payload = data[12 : 12 + length]
+    assert len(data) == 12 + length + 4
+    assert int.from_bytes(data[8:12], "little") == sl.zlib.crc32(data[:8])
+    assert int.from_bytes(data[12 + length :], "little") == sl.zlib.crc32(payload)
+    assert ev.decode_event(payload).step == 0
+
+
+def test_round_trip_every_event_type(log: Path) -> None:
+    samples = sample_events()
+    assert set(samples) == set(ev.event_types()), "add a sample for each new event type"
+    stamps = [e.t for e in samples.values()]
+    with LogWriter(log) as writer:
+        written = [writer.append(e) for e in samples.values()]
+    assert [e.seq for e in written] == list(range(len(samples)))
+    assert [e.t for e in written] == stamps
+    got = read_events(log)
+    assert len(got) == len(written)
+    for a, b in zip(got, written):
+        assert_same_event(a, b)
+
+
+def test_read_event_at_record_offsets(log: Path) -> None:
+    records = write_steps(log, 5)
+    for i, rec in enumerate(records):
+        assert read_event_at(log, rec.offset).step == i
+    assert records[0].offset == sl.HEADER_SIZE
+    assert all(a.end == b.offset for a, b in zip(records, records[1:]))
+    with pytest.raises(LogError, match="no complete record"):
+        read_event_at(log, records[-1].end)
+
+
+def test_large_record_read_with_tiny_chunks(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = ev.Probe(epoch=0, step=0, archs=["tanh"] * 50,
+                   probs=np.arange(30_000.0).reshape(100, 300),
+                   hidden=np.ones((100, 100), np.float32))
+    with LogWriter(log) as writer:
+        writer.append(step(0))
+        writer.append(big)
+        writer.append(step(2))
+    monkeypatch.setattr(sl, "_CHUNK", 7)  # frames straddle every read
+    got = read_events(log)
+    assert [e.seq for e in got] == [0, 1, 2]
+    assert_same_event(got[1], big)
+
+
+# -- reopening and seq ------------------------------------------------------------------------
+def test_seq_continues_after_reopen(log: Path) -> None:
+    write_steps(log, 3)
+    with LogWriter(log) as writer:
+        assert writer.next_seq == 3
+        assert writer.append(step(3)).seq == 3
+        assert writer.next_seq == 4
+    assert [e.seq for e in read_events(log)] == [0, 1, 2, 3]
+
+
+def test_second_writer_is_refused_while_first_is_open(log: Path) -> None:
+    with LogWriter(log) as writer:
+        writer.append(step(0))
+        with pytest.raises(LogError, match="another process"):
+            LogWriter(log)
+    LogWriter(log).close()  # lock released on close
+
+
+def test_append_after_close_raises(log: Path) -> None:
+    writer = LogWriter(log)
+    writer.close()
+    with pytest.raises(LogError, match="closed"):
+        writer.append(step(0))
+
+
+# -- torn tails -------------------------------------------------------------------------------
+def test_torn_tail_at_every_byte_of_last_record(log: Path) -> None:
+    records = write_steps(log, 3)
+    data = log.read_bytes()
+    last = records[-1]
+    for cut in range(last.offset, last.end):
+        log.write_bytes(data[:cut])
+        with LogReader(log) as reader:
+            assert [e.step for e in reader.read()] == [0, 1]
+            assert reader.offset == last.offset
+            assert reader.read() == []  # polling again is still quiet
+            assert reader.at_torn_tail() == (cut > last.offset)
+            assert scan(log) == (2, last.offset, cut - last.offset)
+            with log.open("ab") as f:  # the writer finishes its frame
+                f.write(data[cut:])
+            got = reader.read()
+            assert [e.step for e in got] == [2] and reader.offset == last.end
+            assert not reader.at_torn_tail()
+
+
+def test_torn_header_counts_as_empty(log: Path) -> None:
+    log.write_bytes(b"ENAS")
+    with LogReader(log) as reader:
+        assert reader.read() == []
+        with log.open("ab") as f:
+            f.write(b"LOG\x01")
+        assert reader.read() == []
+    with LogWriter(log) as writer:  # a writer completes a torn header
+        writer.append(step(0))
+    assert [e.step for e in read_events(log)] == [0]
+
+
+@pytest.mark.parametrize("into", [1, 11, 12, 13, -1])
+def test_writer_reopen_truncates_torn_tail(log: Path, into: int) -> None:
+    records = write_steps(log, 3)
+    last = records[-1]
+    cut = (last.end if into < 0 else last.offset) + into
+    log.write_bytes(log.read_bytes()[:cut])
+    with LogWriter(log) as writer:
+        assert log.stat().st_size == last.offset
+        assert writer.next_seq == 2
+        writer.append(step(7))
+    got = read_events(log)
+    assert [(e.seq, e.step) for e in got] == [(0, 0), (1, 1), (2, 7)]
+    assert scan(log)[2] == 0
+
+
+def test_tail_rewritten_by_a_new_writer_mid_read_is_not_corruption(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holding a torn tail's first bytes while a restarted writer replaces it."""
+    first = write_steps(log, 2)[0]
+    data = log.read_bytes()
+    log.write_bytes(data[: first.end + 30])  # record 1 torn after 30 bytes
+    replacement = ev.Warning(message="x" * 200)
+
+    class RacingOs:
+        """os, except that the first pread is followed by a new writer taking over."""
+
+        calls = 0
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        def pread(self, fd: int, n: int, at: int) -> bytes:
+            got = os.pread(fd, n, at)
+            RacingOs.calls += 1
+            if RacingOs.calls == 1:
+                with LogWriter(log) as writer:  # truncates the torn tail, appends its own
+                    writer.append(replacement)
+            return got
+
+    with LogReader(log, offset=first.end) as reader:
+        monkeypatch.setattr(sl, "_CHUNK", 16)
+        monkeypatch.setattr(sl, "os", RacingOs())
+        got = reader.read()
+    assert RacingOs.calls > 2
+    assert [(type(e), e.seq) for e in got] == [(ev.Warning, 1)]
+
+
+# -- corruption -------------------------------------------------------------------------------
+def flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["payload", "length", "length_crc", "payload_crc"])
+def test_mid_file_corruption_names_the_offset(log: Path, where: str) -> None:
+    records = write_steps(log, 5)
+    bad = records[1]
+    at = {"payload": bad.offset + 20, "length": bad.offset + 1, "length_crc": bad.offset + 9,
+          "payload_crc": bad.end - 2}[where]
+    flip(log, at)
+    before = log.read_bytes()
+    with LogReader(log) as reader:
+        assert [e.step for e in reader.read()] == [0]  # good records first
+        with pytest.raises(CorruptLogError) as info:
+            reader.read()
+        assert info.value.offset == bad.offset and reader.offset == bad.offset
+    assert f"byte offset {bad.offset}" in str(info.value)
+    assert "\n" not in str(info.value)
+    for call in (read_events, scan, LogWriter):
+        with pytest.raises(CorruptLogError):
+            call(log)
+    assert log.read_bytes() == before  # the writer truncated nothing
+
+
+def test_absurd_length_with_valid_crc_is_corruption(log: Path) -> None:
+    records = write_steps(log, 2)
+    length = (sl.MAX_PAYLOAD + 1).to_bytes(8, "little")
+    head = length + sl.zlib.crc32(length).to_bytes(4, "little")
+    with log.open("ab") as f:
+        f.write(head + b"x" * 100)
+    with LogReader(log) as reader:
+        assert len(reader.read()) == 2
+        assert not reader.at_torn_tail()
+        with pytest.raises(CorruptLogError) as info:
+            reader.read()
+    assert info.value.offset == records[-1].end
+
+
+def test_valid_frame_with_non_event_payload_is_corruption(log: Path) -> None:
+    first = write_steps(log, 1)[0]
+    with log.open("ab") as f:
+        f.write(sl.encode_frame(b"\xffnot json"))
+        f.write(sl.encode_frame(ev.encode_event(step(2))))
+    with LogReader(log) as reader:
+        assert [e.step for e in reader.read()] == [0]
+        for _ in range(2):  # stays on the bad record
+            with pytest.raises(CorruptLogError, match=f"offset {first.end}"):
+                reader.read()
+            assert reader.offset == first.end
+
+
+def test_corrupt_error_survives_pickling() -> None:
+    import pickle
+
+    original = CorruptLogError(42, "payload checksum mismatch", "a.log")
+    err = pickle.loads(pickle.dumps(original))
+    assert isinstance(err, CorruptLogError) and err.offset == 42 and str(err) == str(original)
+
+
+# -- not a log --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "content, match",
+    [(b"TFRECORD" + b"\0" * 20, "not an enas-tui session log"),
+     (b"hello", "not an enas-tui session log"),
+     (b"ENASLOG\x02", "newer"),
+     (b"ENASLOG\x00", "unsupported")],
+)
+def test_bad_header_raises_format_error(log: Path, content: bytes, match: str) -> None:
+    log.write_bytes(content)
+    for call in (LogReader, read_events, scan, LogWriter):
+        with pytest.raises(LogFormatError, match=match):
+            call(log)
+    assert log.read_bytes() == content
+
+
+def test_missing_file_is_a_log_error(tmp_path: Path) -> None:
+    with pytest.raises(LogError, match="cannot open"):
+        LogReader(tmp_path / "nope.log")
+
+
+# -- chunked reads ----------------------------------------------------------------------------
+def test_max_records_resumes_where_it_stopped(log: Path) -> None:
+    write_steps(log, 10)
+    with LogReader(log) as reader:
+        batches = [reader.read_records(max_records=3) for _ in range(5)]
+        assert [len(b) for b in batches] == [3, 3, 3, 1, 0]
+        assert [r.event().step for b in batches for r in b] == list(range(10))
+        assert reader.offset == batches[3][-1].end == log.stat().st_size
+    with LogReader(log) as reader:
+        first = reader.read_records(max_records=3)
+        assert reader.offset == first[-1].end
+        assert not reader.at_torn_tail()  # a complete record waits: not torn
+
+
+def test_zero_time_budget_still_makes_progress(log: Path) -> None:
+    write_steps(log, 4)
+    with LogReader(log) as reader:
+        got = [e for _ in range(5) for e in reader.read(max_seconds=0.0)]
+    assert [e.step for e in got] == [0, 1, 2, 3]
+
+
+def test_reader_from_saved_offset(log: Path) -> None:
+    records = write_steps(log, 4)
+    with LogReader(log, offset=records[2].offset) as reader:
+        assert [e.step for e in reader.read()] == [2, 3]
+    with pytest.raises(LogError, match="header"):
+        LogReader(log, offset=3)
+
+
+# -- other processes --------------------------------------------------------------------------
+WRITER_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from enas_tui.events import SharedStep
+    from enas_tui.session_log import LogWriter
+    path, n, hang = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "hang"
+    with LogWriter(path) as w:
+        for i in range(n):
+            w.append(SharedStep(epoch=0, step=i, loss=float(i), ppl=1.0, lr=1.0, tokens_per_s=1.0))
+            if i % 25 == 0:
+                time.sleep(0.002)
+        if hang:
+            print("ready", flush=True)
+            time.sleep(60)
+    """
+)
+
+
+def spawn_writer(path: Path, n: int, hang: bool) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(path), str(n), "hang" if hang else "done"],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )
+
+
+def test_reader_follows_a_writer_in_another_process(log: Path) -> None:
+    n = 400
+    LogWriter(log).close()  # exists before the follower opens it
+    proc = spawn_writer(log, n, hang=False)
+    got: list[ev.Event] = []
+    deadline = time.monotonic() + 30
+    with LogReader(log) as reader:
+        while len(got) < n and time.monotonic() < deadline:
+            batch = reader.read(max_events=50, max_seconds=0.05)
+            got += batch
+            if not batch:
+                time.sleep(0.002)
+    assert proc.wait(timeout=30) == 0
+    assert [(e.seq, e.step) for e in got] == [(i, i) for i in range(n)]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_events_survive_sigkill_of_the_writer(log: Path) -> None:
+    proc = spawn_writer(log, 60, hang=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert [e.seq for e in read_events(log)] == list(range(60))
+    with LogWriter(log) as writer:  # the killed writer's lock is gone
+        assert writer.next_seq == 60

@@ -1,0 +1,298 @@
+"""The shared model: the batched cell and its hand-written backward against plain references."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from enas_tui.config import ModelConfig
+from enas_tui.search_space import Architecture, ArchitectureError, random_architecture
+from enas_tui.supernet import (
+    SuperNet, count_flops_per_token, edge_index, get_batch, linear_cross_entropy, make_plan, run_cell,
+    train_step,
+)
+
+NO_DROPOUT = dict(dropout_emb=0.0, dropout_in=0.0, dropout_out=0.0, dropconnect=0.0)
+ACTS = (torch.tanh, torch.relu, lambda z: z, torch.sigmoid)
+
+
+def make_net(num_nodes: int, hidden: int, vocab: int = 20, seed: int = 0, scale: float = 0.6,
+             **cfg) -> SuperNet:
+    """A float64 model with weights large enough that every activation is exercised non-linearly."""
+    torch.manual_seed(seed)
+    net = SuperNet(vocab, ModelConfig(num_nodes=num_nodes, hidden=hidden, **{**NO_DROPOUT, **cfg})).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.uniform_(-scale, scale)
+    return net
+
+
+def per_node_values(net: SuperNet, x: torch.Tensor, h: torch.Tensor, arch: Architecture) -> list[torch.Tensor]:
+    """One time step, one node at a time, straight from the cell's equations."""
+    H = net.cfg.hidden
+    z = x @ net.w_x + h @ net.w_h
+    c = torch.sigmoid(z[:, :H])
+    values = [c * ACTS[arch.activations[0]](z[:, H:]) + (1 - c) * h]
+    for j in range(1, arch.num_nodes):
+        parent = values[arch.parents[j - 1]]
+        z = parent @ net.edges[edge_index(arch.parents[j - 1], j)]
+        c = torch.sigmoid(z[:, :H])
+        values.append(c * ACTS[arch.activations[j]](z[:, H:]) + (1 - c) * parent)
+    return values
+
+
+def per_node_forward(net: SuperNet, tokens, hidden, arch):
+    x = net.encoder(tokens)
+    states = []
+    for t in range(tokens.shape[0]):
+        values = per_node_values(net, x[t], hidden, arch)
+        hidden = torch.stack([values[leaf] for leaf in arch.leaves]).mean(0)
+        states.append(hidden)
+    return F.linear(torch.stack(states), net.encoder.weight, net.decoder_bias), hidden
+
+
+def grads(net: SuperNet) -> dict[str, torch.Tensor]:
+    return {name: p.grad.clone() for name, p in net.named_parameters()}
+
+
+# -- the cell ----------------------------------------------------------------------------------------
+
+def test_hand_computed_cell():
+    """N=4, hidden 2, weights by hand: every node of one step, then the next step from the new state."""
+    arch = Architecture.parse("tanh,0:relu,0:identity,1:sigmoid")  # leaves 2 and 3
+    net = make_net(4, 2, vocab=3)
+    emb = np.array([[0.5, -1.0], [1.5, 0.25], [-0.75, 2.0]])
+    w_x = np.array([[0.3, -0.2, 0.5, 0.1], [0.4, 0.6, -0.3, 0.2]])
+    w_h = np.array([[0.1, 0.0, -0.4, 0.7], [-0.2, 0.3, 0.25, -0.5]])
+    edges = {(0, 1): [[0.5, -0.5, 1.0, -1.2], [0.2, 0.3, 0.4, 0.9]],
+             (0, 2): [[-0.3, 0.8, 0.6, 0.1], [0.7, -0.1, -0.2, 0.5]],
+             (1, 3): [[0.9, 0.4, -0.6, 0.3], [-0.4, 0.2, 0.8, -0.7]]}
+    with torch.no_grad():
+        net.encoder.weight.copy_(torch.tensor(emb))
+        net.w_x.copy_(torch.tensor(w_x))
+        net.w_h.copy_(torch.tensor(w_h))
+        net.edges.fill_(100.0)  # unused edges must not matter
+        for (i, j), w in edges.items():
+            net.edges[edge_index(i, j)] = torch.tensor(w, dtype=torch.float64)
+
+    def sig(a):
+        return 1 / (1 + np.exp(-a))
+
+    h = np.array([[0.2, -0.1]])
+    expected = []
+    for token in (2, 0):
+        z = emb[token] @ w_x + h @ w_h
+        v0 = sig(z[:, :2]) * np.tanh(z[:, 2:]) + (1 - sig(z[:, :2])) * h
+        z = v0 @ np.array(edges[0, 1])
+        v1 = sig(z[:, :2]) * np.maximum(z[:, 2:], 0) + (1 - sig(z[:, :2])) * v0
+        z = v0 @ np.array(edges[0, 2])
+        v2 = sig(z[:, :2]) * z[:, 2:] + (1 - sig(z[:, :2])) * v0
+        z = v1 @ np.array(edges[1, 3])
+        v3 = sig(z[:, :2]) * sig(z[:, 2:]) + (1 - sig(z[:, :2])) * v1
+        h = (v2 + v3) / 2
+        expected.append(h)
+    net.eval()
+    logits, hidden = net(torch.tensor([[2], [0]]), torch.tensor([[0.2, -0.1]], dtype=torch.float64), arch)
+    np.testing.assert_allclose(hidden.detach().numpy(), expected[-1], rtol=1e-12)
+    bias = net.decoder_bias.detach().numpy()
+    np.testing.assert_allclose(logits.detach().numpy()[:, 0], np.concatenate(expected) @ emb.T + bias, rtol=1e-12)
+
+
+@pytest.mark.parametrize("text", [
+    "relu,0:tanh,1:sigmoid,2:identity,3:tanh,4:relu",  # chain: one node per level
+    "sigmoid,0:tanh,0:relu,0:identity,0:tanh,0:sigmoid",  # star: one wide level, mixed activations
+    "identity,0:identity,0:identity,1:identity,2:relu,2:relu",  # repeated parents, one activation
+])
+def test_matches_per_node_reference_forward_and_gradients(text):
+    check_against_reference(Architecture.parse(text))
+
+
+def test_matches_per_node_reference_on_random_architectures():
+    rng = random.Random(3)
+    for _ in range(6):
+        check_against_reference(random_architecture(12, rng))
+
+
+def check_against_reference(arch: Architecture, hidden: int = 4, batch: int = 3, steps: int = 4) -> None:
+    net = make_net(arch.num_nodes, hidden)
+    tokens = torch.randint(20, (steps, batch), generator=torch.Generator().manual_seed(1))
+    targets = torch.randint(20, (steps, batch), generator=torch.Generator().manual_seed(2))
+    h0 = torch.randn(batch, hidden, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    readout = torch.randn(batch, hidden, dtype=torch.float64)  # makes the state's own gradient non-trivial
+
+    loss, h = net.loss(tokens, targets, h0, arch)
+    (loss + (h * readout).sum()).backward()
+    ours = grads(net)
+    logits, _ = net(tokens, h0, arch)
+    net.zero_grad()
+    ref_logits, ref_h = per_node_forward(net, tokens, h0, arch)
+    ref_loss = F.cross_entropy(ref_logits.reshape(-1, 20), targets.reshape(-1))
+    (ref_loss + (ref_h * readout).sum()).backward()
+
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h, ref_h, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
+    for name, grad in grads(net).items():
+        torch.testing.assert_close(ours[name], grad, rtol=1e-8, atol=1e-10, msg=f"gradient of {name}")
+
+
+def test_cell_gradcheck():
+    """The hand-written backward through time against finite differences, inputs and initial state."""
+    arch = Architecture.parse("sigmoid,0:tanh,0:relu,1:identity,1:tanh")
+    plan = make_plan(arch, torch.device("cpu"), torch.float64)
+    g = torch.Generator().manual_seed(0)
+    H = 3
+    xz = torch.randn(3, 2, 2 * H, dtype=torch.float64, generator=g).requires_grad_()
+    h0 = torch.randn(2, H, dtype=torch.float64, generator=g).requires_grad_()
+    w0 = (0.8 * torch.randn(H, 2 * H, dtype=torch.float64, generator=g)).requires_grad_()
+    we = (0.8 * torch.randn(arch.num_nodes - 1, H, 2 * H, dtype=torch.float64, generator=g)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda *a: run_cell(*a, plan), (xz, h0, w0, we))
+
+
+def test_output_is_mean_of_leaves():
+    arch = Architecture.parse("tanh,0:relu,1:sigmoid,1:tanh,0:identity")  # leaves 2, 3, 4
+    net = make_net(5, 3).eval()
+    tokens, h0 = torch.tensor([[4, 7]]), torch.zeros(2, 3, dtype=torch.float64)
+    _, h = net(tokens, h0, arch)
+    values = per_node_values(net, net.encoder(tokens[0]), h0, arch)
+    torch.testing.assert_close(h, (values[2] + values[3] + values[4]) / 3)
+    assert not torch.allclose(h, torch.stack(values).mean(0))
+
+
+def test_gradient_reaches_only_the_edges_in_use():
+    arch = Architecture.parse("tanh,0:relu,1:sigmoid,0:identity,2:tanh")
+    net = make_net(5, 3)
+    tokens = torch.randint(20, (3, 2))
+    loss, _ = net.loss(tokens, tokens, net.init_hidden(2), arch)
+    loss.backward()
+    used = {edge_index(p, j) for j, p in enumerate(arch.parents, start=1)}
+    for row in range(net.edges.shape[0]):
+        norm = net.edges.grad[row].abs().sum().item()
+        assert (norm > 0) == (row in used), f"edge row {row}: gradient {norm}"
+    assert net.w_x.grad.abs().sum() > 0 and net.w_h.grad.abs().sum() > 0
+
+
+def test_state_is_carried_between_calls():
+    arch = random_architecture(6, random.Random(5))
+    net = make_net(6, 4).eval()
+    tokens = torch.randint(20, (6, 3))
+    h0 = torch.randn(3, 4, dtype=torch.float64)
+    whole, h_whole = net(tokens, h0, arch)
+    first, h_mid = net(tokens[:3], h0, arch)
+    second, h_end = net(tokens[3:], h_mid, arch)
+    torch.testing.assert_close(torch.cat([first, second]), whole)
+    torch.testing.assert_close(h_end, h_whole)
+    other, _ = net(tokens[3:], torch.zeros_like(h0), arch)
+    assert not torch.allclose(other, second)  # the state matters
+
+
+def test_architecture_of_wrong_size_is_rejected():
+    net = make_net(5, 3)
+    with pytest.raises(ArchitectureError, match="4 nodes, the model has 5"):
+        net(torch.zeros(2, 1, dtype=torch.long), net.init_hidden(1), Architecture.parse("tanh,0:relu,1:tanh,0:relu"))
+
+
+# -- dropout, loss, evaluation, training ----------------------------------------------------------------
+
+def test_dropouts_are_random_in_training_and_off_in_eval():
+    arch = random_architecture(6, random.Random(0))
+    noisy = make_net(6, 8, dropout_emb=0.3, dropout_in=0.4, dropout_out=0.4, dropconnect=0.5)
+    clean = make_net(6, 8)
+    clean.load_state_dict(noisy.state_dict())
+    tokens, h0 = torch.randint(20, (4, 3)), torch.zeros(3, 8, dtype=torch.float64)
+    a, _ = noisy(tokens, h0, arch)
+    b, _ = noisy(tokens, h0, arch)
+    assert not torch.allclose(a, b)
+    noisy.eval(), clean.eval()
+    torch.testing.assert_close(noisy(tokens, h0, arch)[0], clean(tokens, h0, arch)[0])
+
+
+def test_fused_loss_matches_cross_entropy_with_gradients():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 5, dtype=torch.float64, generator=g, requires_grad=True)  # several chunks
+    w = torch.randn(50, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(50, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.randint(50, (600,), generator=g)
+    ours = linear_cross_entropy(x, w, b, y)
+    (2 * ours).backward()
+    ours_grads = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    ref = F.cross_entropy(F.linear(x, w, b), y)
+    (2 * ref).backward()
+    torch.testing.assert_close(ours, ref)
+    for mine, theirs in zip(ours_grads, (x.grad, w.grad, b.grad)):
+        torch.testing.assert_close(mine, theirs)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(x, w, b, y), ref.detach())
+
+
+def test_perplexity_is_finite_matches_the_loss_and_restores_the_mode():
+    arch = random_architecture(6, random.Random(2))
+    net = make_net(6, 8, scale=0.2, dropout_in=0.5)
+    data = torch.randint(20, (23, 2), generator=torch.Generator().manual_seed(0))
+    ppl = net.perplexity(arch, data, bptt=5)
+    assert net.training
+    assert math.isfinite(ppl) and 1 < ppl < 100
+    net.eval()
+    hidden, nll, count = net.init_hidden(2), 0.0, 0
+    for i in range(0, 22, 5):
+        tokens, targets = get_batch(data, i, 5)
+        loss, hidden = net.loss(tokens, targets, hidden, arch)
+        nll, count = nll + loss.item() * targets.numel(), count + targets.numel()
+    assert ppl == pytest.approx(math.exp(nll / count), rel=1e-9)
+    assert net.perplexity(arch, data, bptt=5, max_batches=1) != pytest.approx(ppl)
+    assert not net.training  # an eval-mode model stays in eval mode
+
+
+def test_get_batch_shifts_targets_and_truncates_the_tail():
+    data = torch.arange(20).view(10, 2)
+    tokens, targets = get_batch(data, 0, 4)
+    assert torch.equal(tokens, data[0:4]) and torch.equal(targets, data[1:5])
+    tokens, targets = get_batch(data, 7, 4)
+    assert tokens.shape == (2, 2) and torch.equal(targets, data[8:10])
+
+
+def test_train_step_learns_a_repeated_batch():
+    arch = random_architecture(5, random.Random(1))
+    net = make_net(5, 8, scale=0.1).float()
+    opt = torch.optim.SGD(net.parameters(), lr=5.0)
+    tokens = torch.randint(20, (6, 4), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(20):
+        loss, hidden, finite = train_step(net, opt, tokens[:-1], tokens[1:], net.init_hidden(4), arch, 0.5)
+        assert finite and not hidden.requires_grad
+        losses.append(loss)
+    assert losses[-1] < losses[0] - 0.4
+
+
+def test_train_step_skips_a_non_finite_loss():
+    arch = random_architecture(5, random.Random(1))
+    net = make_net(5, 8)
+    with torch.no_grad():
+        net.decoder_bias[3] = math.inf  # every logit row now holds an inf: the loss is NaN
+    before = copy.deepcopy(net.state_dict())
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    tokens = torch.randint(20, (4, 2))
+    loss, hidden, finite = train_step(net, opt, tokens, tokens, net.init_hidden(2), arch, 0.25)
+    assert not finite and not math.isfinite(loss)
+    assert torch.isfinite(hidden).all()
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_flops_per_token_counts_every_matmul():
+    cfg = ModelConfig(num_nodes=12, hidden=64)
+    arch = random_architecture(12, random.Random(0))
+    base = count_flops_per_token(cfg, 10_000, arch)
+    assert count_flops_per_token(cfg, 20_000, arch) - base == pytest.approx(3 * 2 * 64 * 10_000)
+    more_nodes = dataclasses.replace(cfg, num_nodes=13)
+    assert count_flops_per_token(more_nodes, 10_000, random_architecture(13)) - base == pytest.approx(3 * 2 * 64 * 128)

@@ -1,0 +1,158 @@
+"""The search loop in-process on a tiny generated corpus."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from enas_tui import checkpoints, config
+from enas_tui.data import Corpus, load_corpus
+from enas_tui.session_log import read_events
+from enas_tui.sessions import create_session
+from enas_tui.trainer import TrainingFailed, new_run, resume_run
+
+from helpers import TINY, comparable
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    full = load_corpus(None)
+    return Corpus(vocab=full.vocab, train=full.train[:6000], valid=full.valid[:2000],
+                  test=full.test[:2000], source="generated corpus (test slice)")
+
+
+def run(tmp_path, corpus, controller="supervised", epochs=3, extra=(), seed=0):
+    settings = config.resolve(controller, "cpu", seed=seed, device="cpu", overrides=[*TINY, *extra], epochs=epochs)
+    session = create_session(tmp_path, controller)
+    trainer = new_run(settings, session, corpus, listeners=[])
+    status = trainer.run()
+    return trainer, session, status, read_events(session.log_path)
+
+
+def by_type(events, kind):
+    return [e for e in events if e.type == kind]
+
+
+def test_supervised_run_records_every_phase(tmp_path, corpus):
+    trainer, session, status, events = run(tmp_path, corpus)
+    assert status == "finished"
+    assert events[0].type == "session_start" and events[-1].type == "session_end"
+    assert [e.seq for e in events] == list(range(len(events)))
+    assert len(by_type(events, "shared_step")) == 3 * 4
+    ctrl_steps = by_type(events, "controller_step")
+    assert len(ctrl_steps) == 3 * 4
+    # the supervised loss is off in epoch 1 and on from epoch 2 (buffer.supervised_start_epoch)
+    assert all(e.supervised_loss is None for e in ctrl_steps if e.epoch == 1)
+    assert all(e.supervised_loss is not None and math.isfinite(e.supervised_loss) for e in ctrl_steps if e.epoch >= 2)
+    buffers = by_type(events, "buffer")
+    assert [(b.size, b.added, b.replaced, b.phase) for b in buffers] == [
+        (20, 20, 0, "filling"), (30, 10, 0, "full"), (30, 0, 5, "full")]
+    probes = by_type(events, "probe")
+    assert len(probes) == 6 and probes[0].probs.shape == (12, 23, 11) and probes[0].hidden.shape == (12, 16)
+    diags = by_type(events, "diagnostics")
+    assert len(diags) == 6 and set(diags[0].spearman) >= {"common_activations", "common_connections", "ged", "abs_perf_diff"}
+    assert len(by_type(events, "derived")) == 2  # epochs 2 and 3 (the last)
+    assert len(by_type(events, "validation")) == 3
+    assert session.status()["status"] == "finished"
+    assert session.checkpoint_epochs() == [1, 2, 3]
+    assert session.status()["best_ppl"] == pytest.approx(min(
+        [e.ppl for e in by_type(events, "validation")] + [e.ppl for e in by_type(events, "derived")]))
+
+
+def test_random_controller_is_never_updated(tmp_path, corpus):
+    settings = config.resolve("random", "cpu", device="cpu", overrides=TINY, epochs=2)
+    session = create_session(tmp_path, "random")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    before = {k: v.clone() for k, v in trainer.ctrl.state_dict().items()}
+    net_before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    assert trainer.run() == "finished"
+    after = trainer.ctrl.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(not torch.equal(net_before[k], v) for k, v in trainer.net.state_dict().items())
+    events = read_events(session.log_path)
+    assert len(by_type(events, "controller_step")) == 8  # sampled and scored, never trained
+    assert not by_type(events, "buffer") or all(b.size == 0 for b in by_type(events, "buffer"))
+
+
+def test_unsupervised_controller_is_trained_without_supervised_loss(tmp_path, corpus):
+    settings = config.resolve("unsupervised", "cpu", device="cpu", overrides=TINY, epochs=2)
+    session = create_session(tmp_path, "unsupervised")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    before = {k: v.clone() for k, v in trainer.ctrl.state_dict().items()}
+    assert trainer.run() == "finished"
+    assert any(not torch.equal(before[k], v) for k, v in trainer.ctrl.state_dict().items())
+    events = read_events(session.log_path)
+    assert all(e.supervised_loss is None for e in by_type(events, "controller_step"))
+    assert not by_type(events, "buffer")
+
+
+def test_same_seed_gives_the_same_record(tmp_path, corpus):
+    _, _, _, first = run(tmp_path / "a", corpus, epochs=2)
+    _, _, _, second = run(tmp_path / "b", corpus, epochs=2)
+    assert [comparable(e) for e in first] == [comparable(e) for e in second]
+    _, _, _, other = run(tmp_path / "c", corpus, epochs=2, seed=1)
+    assert [comparable(e) for e in first] != [comparable(e) for e in other]
+
+
+def test_resume_from_epoch_checkpoint_matches_uninterrupted_run(tmp_path, corpus):
+    _, _, _, straight = run(tmp_path / "a", corpus, epochs=3)
+    settings = config.resolve("supervised", "cpu", device="cpu", overrides=TINY, epochs=3)
+    session = create_session(tmp_path / "b", "supervised")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    trainer.s.train.epochs = 2  # stop after two epochs ...
+    trainer.run()
+    resumed = resume_run(session, lambda s: corpus, listeners=[], epochs=3)  # ... then continue to three
+    assert resumed.pos.epoch == 3
+    assert resumed.run() == "finished"
+    events = read_events(session.log_path)
+    steps = lambda evs, kind: [{**comparable(e), "seq": None} for e in evs if e.type == kind]  # noqa: E731
+    for kind in ("shared_step", "controller_step", "probe", "validation", "buffer"):
+        assert steps(events, kind) == steps(straight, kind), kind
+
+
+def test_nonfinite_losses_stop_the_run_with_last_checkpoint_intact(tmp_path, corpus):
+    settings = config.resolve("unsupervised", "cpu", device="cpu", overrides=TINY, epochs=3)
+    session = create_session(tmp_path, "unsupervised")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    trainer.s.train.epochs = 1
+    assert trainer.run() == "finished"
+    good = checkpoints.load(session.epoch_checkpoint(1))
+    trainer = resume_run(session, lambda s: corpus, listeners=[], epochs=3)
+    for group in trainer.shared_opt.param_groups:
+        group["lr"] = 1e30  # weights blow up: every later loss is inf/nan
+    with pytest.raises(TrainingFailed, match="non-finite losses in a row"):
+        trainer.run()
+    events = read_events(session.log_path)
+    warnings = [e for e in events if e.type == "warning" and e.kind == "nonfinite_loss"]
+    assert len(warnings) >= settings.train.max_nonfinite
+    assert events[-1].type == "session_end" and events[-1].status == "failed"
+    assert session.status()["status"] == "failed"
+    assert session.latest_checkpoint() == session.epoch_checkpoint(1)
+    again = checkpoints.load(session.epoch_checkpoint(1))
+    assert all(torch.equal(good["supernet"][k], again["supernet"][k]) for k in good["supernet"])
+    assert all(torch.isfinite(v).all() for v in again["supernet"].values())
+
+
+def test_checkpoint_loads_weights_only(tmp_path, corpus):
+    _, session, _, _ = run(tmp_path, corpus, controller="random", epochs=1)
+    path = session.epoch_checkpoint(1)
+    state = torch.load(path, weights_only=True)
+    assert state["position"] == {"epoch": 2, "shared_done": 0, "ctrl_done": 0}
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoints.CheckpointError, match="unreadable"):
+        checkpoints.load(bad)
+
+
+def test_short_run_on_real_ptb_text(tmp_path, real_ptb_dir):
+    corpus = load_corpus(str(real_ptb_dir))
+    assert corpus.vocab_size > 5000  # the real PTB vocabulary, as far as valid+test reach
+    small = Corpus(vocab=corpus.vocab, train=corpus.train[:8000], valid=corpus.valid[:3000],
+                   test=corpus.test[:3000], source=corpus.source)
+    _, session, status, events = run(tmp_path, small, epochs=2)
+    assert status == "finished"
+    ppls = [e.ppl for e in by_type(events, "shared_step")]
+    assert all(np.isfinite(ppls)) and ppls[-1] < ppls[0]
