@@ -70,6 +70,7 @@ class TrainConfig:
 
     epochs: int = 150
     shared_steps_per_epoch: int = 0  # 0: one full pass over the training data
+    valid_batches: int = 0  # validation minibatches for the per-epoch and derived ppl; 0: all
     derive_every: int = 5
     derive_samples: int = 100
     derive_batches: int = 2  # validation minibatches each candidate is scored on
@@ -79,6 +80,7 @@ class TrainConfig:
     perf_batches: int = 1
     max_nonfinite: int = 5  # non-finite losses in a row before the run stops
     keep_checkpoints: int = 0  # epoch checkpoints kept; 0 keeps all
+    threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
 
 
 @dataclass
@@ -123,9 +125,13 @@ _SECTIONS: dict[str, type] = {
 
 
 def cpu_preset() -> dict[str, dict[str, Any]]:
-    """Small enough that a full supervised run (buffer and supervised phases) takes minutes on 2 cores."""
+    """Small enough that a full supervised run (buffer and supervised phases) takes minutes on 2 cores.
+
+    Batch 16 rather than 32: at hidden 64 a step costs little more at 32, so halving the batch doubles
+    the updates per minute, which is what moves perplexity off its unigram plateau in the first minute.
+    """
     return {
-        "model": {"hidden": 64, "batch_size": 32, "bptt": 35, "eval_batch_size": 10},
+        "model": {"hidden": 64, "batch_size": 16, "bptt": 35, "eval_batch_size": 10},
         "ctrl": {"steps_per_epoch": 40, "batch_size": 4},
         "buffer": {
             "start_epoch": 3,
@@ -137,11 +143,14 @@ def cpu_preset() -> dict[str, dict[str, Any]]:
         },
         "train": {
             "epochs": 10,
-            "shared_steps_per_epoch": 60,
+            "shared_steps_per_epoch": 120,
             "derive_every": 5,
             "derive_samples": 100,
             "probe_every": 20,
             "perf_every": 2,
+            # one thread: at hidden 64 the cost is per-op overhead, and a second thread that has
+            # to wait for a busy core made steps 3-5x slower in benchmarks/supernet.py
+            "threads": 1,
         },
     }
 
@@ -221,8 +230,10 @@ def validate(settings: Settings) -> None:
         (settings.train.probe_every >= 1, "train.probe_every must be positive"),
         (settings.train.probe_size >= 3, "train.probe_size must be at least 3"),
         (settings.train.derive_every >= 1, "train.derive_every must be positive"),
+        (settings.train.valid_batches >= 0, "train.valid_batches must not be negative"),
         (settings.train.derive_samples >= 1, "train.derive_samples must be positive"),
         (settings.train.max_nonfinite >= 1, "train.max_nonfinite must be positive"),
+        (settings.train.threads >= 0, "train.threads must not be negative"),
         (settings.seed >= 0, "seed must not be negative"),
     ]
     for ok, message in checks:

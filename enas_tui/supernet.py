@@ -9,18 +9,22 @@ The output (and the next state) is the mean of the leaf nodes. Every (i, j) edge
 shared by all architectures that use it, stored fused as ``edges[j(j-1)/2 + i]`` of shape (H, 2H):
 columns :H give c, H: give the pre-activation.
 
-Speed. The cell is tiny and runs 35 steps x N nodes per minibatch, so on a CPU its cost is per-op
-overhead, not arithmetic. Three things keep the op count low:
+Speed. At small hidden sizes a step of the cell is a few microseconds of arithmetic per op, so the
+cost is the number of ops (and their Python and autograd overhead); at large ones it is the decoder
+and the edge matmuls. So:
 
 * the nodes are laid out level by level (all parents of a depth-d+1 node sit at depth d) and, inside
-  a level, grouped by activation, so one time step is one matmul + a few elementwise ops per level
-  instead of per node (``CellPlan``, built once per architecture and cached);
+  a level, grouped by activation: a time step is one batched matmul and a few elementwise ops per
+  level instead of per node (``CellPlan``, built once per architecture and cached);
 * the recurrence is one autograd Function with a hand-written backward through time (``_Cell``): the
-  forward runs without building a graph and writes into preallocated buffers, the backward needs
-  four ops per level and step, and the weight gradients are left out of the time loop entirely (one
-  big batched matmul over all T*B rows at the end, which is also what makes large hidden sizes fast);
+  forward builds no graph and writes into preallocated buffers, the backward takes four ops per
+  level and step, and the weight gradients leave the time loop entirely (one batched matmul over all
+  T*B rows per edge at the end, which is what makes large hidden sizes efficient);
+* the time loops run their small elementwise ops on one CPU thread (``_loop_threads``);
 * the decoder and the loss are fused (``linear_cross_entropy``): chunked, the softmax gradient is
   formed in place while the chunk is in cache, and the (T*B, V) logits are never kept.
+
+``benchmarks/supernet.py`` measures all this against a plain per-node implementation of the same cell.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .search_space import ACTIVATIONS, Architecture, ArchitectureError
 
-INIT_RANGE = 0.04  # ENAS-style: gates start near 0.5 (a gentle highway), and pre-activations stay
-# O(1) even at hidden 1000 (std 0.04 * sqrt(H / 3) ~ 0.7 for unit inputs), so no activation saturates.
-LOSS_CHUNK = 256  # rows of the fused decoder + loss; 256 x 10k logits (10 MB) stay in L3 cache
-PARALLEL_MIN_MACS = 1 << 20  # per-step matmuls below B*H*H = 1M multiply-adds run on one CPU thread
+# Uniform(-0.04, 0.04) as in ENAS-style weight-sharing RNNs: the gates start near 0.5 and each node
+# near a leaky copy of its parent, so gradients pass through 35 steps x up to 12 nodes; pre-activations
+# stay O(1) even at hidden 1000 (std 0.04 * sqrt(H / 3) = 0.7 for unit inputs): nothing saturates.
+INIT_RANGE = 0.04
+LOSS_CHUNK = 256  # rows of the fused decoder + loss: 256 x 10k logits (10 MB) stay in the L3 cache
+PARALLEL_MIN_MACS = 1 << 23  # a time loop's matmuls use all CPU threads from B*H*H = 8M multiply-adds
 
 
 def edge_index(parent: int, node: int) -> int:
@@ -97,9 +103,11 @@ class Level:
 
     start: int
     stop: int
-    parent_index: Tensor  # (k,) storage positions of the parents (all in the previous level)
+    prev: tuple[int, int]  # storage positions of the previous level, where all the parents are
+    parent_index: Tensor  # (k,) storage positions of the parents
     parent_run: tuple[int, int] | None  # the same positions when they are one ascending run
     single_parent: int | None  # the same positions when they are all one node
+    scatter: Tensor  # (k_prev, k) 0/1: child j's parent is previous-level node i; adds grads to parents
     groups: tuple[tuple[int, int, int], ...]  # (start, stop, activation), relative to ``start``
 
     def parent_views(self, values: Tensor) -> Tensor | None:
@@ -108,7 +116,8 @@ class Level:
         if self.parent_run is not None:
             return values[self.parent_run[0]:self.parent_run[1]]
         if self.single_parent is not None:
-            return values[self.single_parent:self.single_parent + 1].expand(self.stop - self.start, -1, -1, -1)
+            p = self.single_parent
+            return values[p:p + 1].expand(self.stop - self.start, -1, -1, -1)
         return None
 
 
@@ -135,35 +144,40 @@ def make_plan(arch: Architecture, device: torch.device, dtype: torch.dtype) -> C
     by_depth: dict[int, list[int]] = {}
     for node in range(1, arch.num_nodes):
         by_depth.setdefault(arch.depths[node], []).append(node)
-    order, pos = [0], {0: 0}
+    order: list[int] = [0]
     levels: list[Level] = []
     for depth in sorted(by_depth):
-        nodes = sorted(by_depth[depth], key=lambda j: (arch.activations[j], pos[arch.parents[j - 1]], j))
-        start = len(order)
-        for j in nodes:
-            pos[j] = len(order)
-            order.append(j)
-        parents = [pos[arch.parents[j - 1]] for j in nodes]
-        run = (parents[0], parents[-1] + 1) if parents == list(range(parents[0], parents[-1] + 1)) else None
-        single = parents[0] if run is None and len(set(parents)) == 1 else None
-        levels.append(Level(start, len(order), torch.tensor(parents, device=device), run, single,
-                            _groups([arch.activations[j] for j in nodes])))
-    n = arch.num_nodes
-    leaf_weight = torch.zeros(1, n, dtype=dtype)
+        prev = (levels[-1].start, levels[-1].stop) if levels else (0, 1)
+        levels.append(_make_level(arch, by_depth[depth], order, prev, device, dtype))
+    pos = {node: i for i, node in enumerate(order)}
+    leaf_weight = torch.zeros(1, arch.num_nodes, dtype=dtype)
     leaf_weight[0, [pos[leaf] for leaf in arch.leaves]] = 1.0 / len(arch.leaves)
-    groups = ((0, 1, arch.activations[0]),) + tuple(
-        (lv.start + a, lv.start + b, act) for lv in levels for a, b, act in lv.groups)
     return CellPlan(
         order=tuple(order),
         act0=arch.activations[0],
         levels=tuple(levels),
-        edge_rows=torch.tensor([edge_index(arch.parents[j - 1], j) for j in order[1:]],
-                               dtype=torch.long, device=device),
-        parent_index=torch.tensor([pos[arch.parents[j - 1]] for j in order[1:]],
-                                  dtype=torch.long, device=device),
-        groups=groups,
+        edge_rows=torch.tensor([edge_index(arch.parents[j - 1], j) for j in order[1:]], device=device),
+        parent_index=torch.tensor([pos[arch.parents[j - 1]] for j in order[1:]], device=device),
+        groups=((0, 1, arch.activations[0]),) + tuple(
+            (lv.start + a, lv.start + b, act) for lv in levels for a, b, act in lv.groups),
         leaf_weight=leaf_weight.to(device),
     )
+
+
+def _make_level(arch: Architecture, nodes: list[int], order: list[int], prev: tuple[int, int],
+                device: torch.device, dtype: torch.dtype) -> Level:
+    """Append one depth's nodes to ``order`` (sorted by activation, then parent) and describe them."""
+    pos = {node: i for i, node in enumerate(order)}
+    nodes = sorted(nodes, key=lambda j: (arch.activations[j], pos[arch.parents[j - 1]], j))
+    start = len(order)
+    order.extend(nodes)
+    parents = [pos[arch.parents[j - 1]] for j in nodes]
+    run = (parents[0], parents[-1] + 1) if parents == list(range(parents[0], parents[-1] + 1)) else None
+    single = parents[0] if run is None and len(set(parents)) == 1 else None
+    scatter = torch.zeros(prev[1] - prev[0], len(nodes), dtype=dtype)
+    scatter[[p - prev[0] for p in parents], list(range(len(nodes)))] = 1.0
+    return Level(start, len(order), prev, torch.tensor(parents, device=device), run, single,
+                 scatter.to(device), _groups([arch.activations[j] for j in nodes]))
 
 
 def _groups(acts: list[int]) -> tuple[tuple[int, int, int], ...]:
@@ -179,18 +193,34 @@ def _groups(acts: list[int]) -> tuple[tuple[int, int, int], ...]:
 
 # -- the recurrence, forward and hand-written backward through time --------------------------------
 
+def _call(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
 @contextmanager
-def _step_threads(x: Tensor, batch: int, hidden: int):
-    """One CPU thread for the time loop when its matmuls are small: splitting a 0.5 MFLOP matmul
-    costs more than it saves, and on a busy machine every parallel region waits for a descheduled
-    thread (measured: the hidden-64 cell ran 7x slower on 2 threads than on 1 with the cores shared)."""
+def _loop_threads(x: Tensor, batch: int, hidden: int):
+    """Run a time loop on one CPU thread; yields the caller for its matmuls, which get every thread
+    when they are big enough to split (B*H*H >= PARALLEL_MIN_MACS).
+
+    A parallel region costs more than it saves on a few thousand elements, and when the cores are
+    shared each region waits for a descheduled thread. Measured on 2 busy cores: the hidden-64 cell
+    ran 7x slower on 2 threads than on 1, and at hidden 1000 a (2, 32, 1000) copy took 8 ms.
+    """
     threads = torch.get_num_threads()
-    if x.device.type != "cpu" or threads == 1 or batch * hidden * hidden >= PARALLEL_MIN_MACS:
-        yield
+    if x.device.type != "cpu" or threads == 1:
+        yield _call
         return
+
+    def wide(fn, *args, **kwargs):
+        torch.set_num_threads(threads)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(1)
+
     torch.set_num_threads(1)
     try:
-        yield
+        yield wide if batch * hidden * hidden >= PARALLEL_MIN_MACS else _call
     finally:
         torch.set_num_threads(threads)
 
@@ -208,34 +238,35 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
     states = xz.new_empty(T, B, H)
     z0, z = xz.new_empty(B, H2), xz.new_empty(N, B, H2)
 
-    def steps(x: Tensor) -> tuple[Tensor, ...]:  # (n, steps, ...) -> per-step views (n, ...)
-        return x.unbind(1) if keep else x.unbind(1) * T
+    def steps(x: Tensor, dim: int = 1) -> tuple[Tensor, ...]:  # the T per-step views along ``dim``
+        return x.unbind(dim) if keep else x.unbind(dim) * T
 
     levels = []
     for lv in plan.levels:
         a, b, zl = lv.start, lv.stop, z[:lv.stop - lv.start]
         parents = lv.parent_views(values)
-        levels.append((
-            None if parents is None else steps(parents), lv.parent_index, we[a - 1:b - 1], zl, zl[..., :H],
-            tuple((zl[ga:gb, :, H:], _ACT_FORWARD[act], steps(acts[a + ga:a + gb])) for ga, gb, act in lv.groups),
-            steps(gates[a:b]), steps(acts[a:b]), steps(values[a:b])))
-    act0, all_v, flat_v = _ACT_FORWARD[plan.act0], steps(values), steps(values.view(N, -1, 1, B * H))
-    v0, c0, f0 = (steps(buf[:1]) for buf in (values, gates, acts))
-    leaf, h_steps, flat_states = plan.leaf_weight, states.unbind(0), states.view(T, 1, B * H).unbind(0)
-    with _step_threads(xz, B, H):
+        groups = tuple((zl[ga:gb, :, H:], _ACT_FORWARD[act], steps(acts[a + ga:a + gb]))
+                       for ga, gb, act in lv.groups)
+        levels.append((None if parents is None else steps(parents), lv.parent_index, we[a - 1:b - 1],
+                       zl, zl[..., :H], groups, steps(gates[a:b]), steps(acts[a:b]), steps(values[a:b])))
+    act0, all_v, flat_v = _ACT_FORWARD[plan.act0], steps(values), steps(values.view(N, -1, B * H))
+    v0, c0, f0 = (steps(buf[0], dim=0) for buf in (values, gates, acts))
+    z0c, z0h, x_steps, leaf = z0[:, :H], z0[:, H:], xz.unbind(0), plan.leaf_weight
+    h_steps, flat_states = states.unbind(0), states.view(T, 1, B * H).unbind(0)
+    with _loop_threads(xz, B, H) as matmul:
         for t in range(T):
-            torch.addmm(xz[t], h, w0, out=z0)
-            torch.sigmoid(z0[:, :H], out=c0[t][0])
-            act0(z0[:, H:], out=f0[t][0])
-            torch.lerp(h, f0[t][0], c0[t][0], out=v0[t][0])
+            matmul(torch.addmm, x_steps[t], h, w0, out=z0)
+            torch.sigmoid(z0c, out=c0[t])
+            act0(z0h, out=f0[t])
+            torch.lerp(h, f0[t], c0[t], out=v0[t])
             for parents, index, w, zl, zc, groups, c, f, v in levels:  # one matmul per level
                 p = parents[t] if parents is not None else all_v[t].index_select(0, index)
-                torch.bmm(p, w, out=zl)
+                matmul(torch.bmm, p, w, out=zl)
                 torch.sigmoid(zc, out=c[t])
                 for zh, fn, fg in groups:
                     fn(zh, out=fg[t])
                 torch.lerp(p, f[t], c[t], out=v[t])
-            torch.mm(leaf, flat_v[t][:, 0], out=flat_states[t])
+            torch.mm(leaf, flat_v[t], out=flat_states[t])
             h = h_steps[t]
     return states, values, gates, acts
 
@@ -260,35 +291,48 @@ class _Cell(torch.autograd.Function):
         parents = values.index_select(0, plan.parent_index)  # (N-1, T, B, H): the other nodes' inputs
         # dz = dv * [(f - p) c (1 - c) | c f'(z)]: the bracket is formed for all steps at once, and
         # the time loop scales it in place, so ``dz`` ends up holding the pre-activation gradients.
-        dz = values.new_empty(N, T, B, 2 * H)
-        dzc = dz[..., :H]
-        torch.sub(acts[0], h_prev, out=dzc[0])
-        torch.sub(acts[1:], parents, out=dzc[1:])
-        dzc.mul_(gates).addcmul_(dzc, gates, value=-1)
-        for a, b, act in plan.groups:
-            _gated_derivative(act, acts[a:b], gates[a:b], dz[a:b, ..., H:])
-        # Per-level views for the loop, made once (see _cell_forward).
-        dv = values.new_empty(N, B, H)
-        levels = [(dv[lv.start:lv.stop], dv[lv.start:lv.stop].unsqueeze(2), lv.parent_index,
-                   we[lv.start - 1:lv.stop - 1].transpose(1, 2), dz[lv.start:lv.stop].unbind(1),
-                   dz[lv.start:lv.stop].view(lv.stop - lv.start, T, B, 2, H).unbind(1),
-                   gates[lv.start:lv.stop].unbind(1)) for lv in reversed(plan.levels)]
-        w0_t, leaf, d0 = w0.t(), plan.leaf_weight.view(N, 1, 1), dv[0]
+        dz = _local_derivatives(plan, h_prev, parents, gates, acts)
+        dv = values.new_empty(N, B, H)  # one step's gradient w.r.t. every node's value
+        levels = [_backward_views(lv, dv, dz, gates, we) for lv in reversed(plan.levels)]
+        w0_t, leaf, d0, d0_split = w0.t(), plan.leaf_weight.view(N, 1, 1), dv[0], dv[0].unsqueeze(1)
         dz0, dz0_split, c0 = dz[0].unbind(0), dz[0].view(T, B, 2, H).unbind(0), gates[0].unbind(0)
         carry, grads = torch.zeros_like(h0), grad_states.unbind(0)
-        with _step_threads(h0, B, H):
+        with _loop_threads(h0, B, H) as matmul:
             for t in range(T - 1, -1, -1):
                 torch.mul(leaf, grads[t] + carry, out=dv)
-                for d, d_split, index, w_t, dzl, dzl_split, c in levels:  # deepest first
+                for d, d_split, d_prev, scatter, w_t, dzl, dzl_split, c in levels:  # deepest first
                     dzl_split[t].mul_(d_split)
                     through_gate = torch.addcmul(d, d, c[t], value=-1)  # d * (1 - c)
-                    dv.index_add_(0, index, torch.baddbmm(through_gate, dzl[t], w_t))
-                dz0_split[t].mul_(d0.unsqueeze(1))
-                carry = torch.addmm(torch.addcmul(d0, d0, c0[t], value=-1), dz0[t], w0_t)
+                    d_parent = matmul(torch.baddbmm, through_gate, dzl[t], w_t)
+                    d_prev.addmm_(scatter, d_parent.view(d_parent.shape[0], -1))  # add into the parents
+                dz0_split[t].mul_(d0_split)
+                carry = matmul(torch.addmm, torch.addcmul(d0, d0, c0[t], value=-1), dz0[t], w0_t)
         # Weight gradients: one matmul per edge over all T*B rows (no copies in this layout).
         grad_w0 = h_prev.view(T * B, H).t() @ dz[0].view(T * B, 2 * H)
         grad_we = torch.bmm(parents.view(N - 1, T * B, H).transpose(1, 2), dz[1:].view(N - 1, T * B, 2 * H))
         return dz[0], carry, grad_w0, grad_we, None
+
+
+def _backward_views(lv: Level, dv: Tensor, dz: Tensor, gates: Tensor, we: Tensor) -> tuple:
+    """Everything one level's backward step touches, as views made once (see _cell_forward)."""
+    a, b = lv.start, lv.stop
+    k, T, B, H2 = dz[a:b].shape
+    return (dv[a:b], dv[a:b].unsqueeze(2), dv[lv.prev[0]:lv.prev[1]].view(-1, B * H2 // 2), lv.scatter,
+            we[a - 1:b - 1].transpose(1, 2), dz[a:b].unbind(1), dz[a:b].view(k, T, B, 2, H2 // 2).unbind(1),
+            gates[a:b].unbind(1))
+
+
+def _local_derivatives(plan: CellPlan, h_prev: Tensor, parents: Tensor, gates: Tensor,
+                       acts: Tensor) -> Tensor:
+    """d v / d z for every node and step, (N, T, B, 2H): [(f - p) c (1 - c) | c f'(z)], in place."""
+    dz = acts.new_empty(*acts.shape[:-1], 2 * acts.shape[-1])
+    dzc = dz[..., :acts.shape[-1]]
+    torch.sub(acts[0], h_prev, out=dzc[0])
+    torch.sub(acts[1:], parents, out=dzc[1:])
+    dzc.mul_(gates).addcmul_(dzc, gates, value=-1)
+    for a, b, act in plan.groups:
+        _gated_derivative(act, acts[a:b], gates[a:b], dz[a:b, ..., acts.shape[-1]:])
+    return dz
 
 
 def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan) -> Tensor:
@@ -357,11 +401,20 @@ def linear_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor, targets: Tenso
 
 # -- the model -------------------------------------------------------------------------------------
 
+def _dropout_mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
+    """Inverted-dropout mask: 0 with probability p, else 1/(1-p). Drawn as uniform >= p, which on
+    CPU is about 3x faster than bernoulli_ (the draw dominates DropConnect at large hidden sizes)."""
+    return like.new_empty(shape).uniform_().ge_(p).div_(1 - p)
+
+
+def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Elementwise dropout (DropConnect when applied to a weight)."""
+    return x * _dropout_mask(x, x.shape, p) if training and p > 0 else x
+
+
 def _locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Variational dropout: one mask per sequence, the same at every time step of (T, B, H)."""
-    if not training or p == 0:
-        return x
-    return x * x.new_empty(1, *x.shape[1:]).bernoulli_(1 - p).div_(1 - p)
+    return x * _dropout_mask(x, (1, *x.shape[1:]), p) if training and p > 0 else x
 
 
 class SuperNet(nn.Module):
@@ -384,7 +437,8 @@ class SuperNet(nn.Module):
 
     def plan(self, arch: Architecture) -> CellPlan:
         if arch.num_nodes != self.cfg.num_nodes:
-            raise ArchitectureError(f"architecture has {arch.num_nodes} nodes, the model has {self.cfg.num_nodes}")
+            raise ArchitectureError(
+                f"architecture has {arch.num_nodes} nodes, the model has {self.cfg.num_nodes}")
         return make_plan(arch, self.w_h.device, self.w_h.dtype)
 
     def features(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
@@ -392,11 +446,10 @@ class SuperNet(nn.Module):
         plan, cfg, training = self.plan(arch), self.cfg, self.training
         x = self.encoder(tokens)
         if training and cfg.dropout_emb > 0:  # drop whole words: the same rows at every position
-            keep = x.new_empty(self.vocab_size, 1).bernoulli_(1 - cfg.dropout_emb).div_(1 - cfg.dropout_emb)
-            x = x * keep[tokens]
+            x = x * _dropout_mask(x, (self.vocab_size, 1), cfg.dropout_emb)[tokens]
         x = _locked_dropout(x, cfg.dropout_in, training)
-        w0 = F.dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
-        we = F.dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
+        w0 = _dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
+        we = _dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
         states = run_cell(x @ self.w_x, hidden, w0, we, plan)
         return _locked_dropout(states, cfg.dropout_out, training), states[-1]
 
@@ -405,7 +458,8 @@ class SuperNet(nn.Module):
         out, hidden = self.features(tokens, hidden, arch)
         return F.linear(out, self.encoder.weight, self.decoder_bias), hidden
 
-    def loss(self, tokens: Tensor, targets: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
+    def loss(self, tokens: Tensor, targets: Tensor, hidden: Tensor,
+             arch: Architecture) -> tuple[Tensor, Tensor]:
         """Mean token cross-entropy and the new state; the (T, B, V) logits are never materialised."""
         out, hidden = self.features(tokens, hidden, arch)
         loss = linear_cross_entropy(out.reshape(-1, out.shape[-1]), self.encoder.weight,

@@ -78,6 +78,8 @@ class Trainer:
     def __init__(self, settings: Settings, corpus: Corpus, session: Session, record: Recorder,
                  device: torch.device):
         self.s, self.session, self.record, self.device = settings, session, record, device
+        if device.type == "cpu" and settings.train.threads > 0:
+            torch.set_num_threads(settings.train.threads)
         torch.manual_seed(settings.seed)
         self.net = SuperNet(corpus.vocab_size, settings.model).to(device)
         self.ctrl = Controller(settings.model.num_nodes, settings.ctrl).to(device)
@@ -313,7 +315,7 @@ class Trainer:
 
     def _validate(self, epoch: int) -> float:
         arch = self.ctrl.greedy()
-        ppl = self.net.perplexity(arch, self.valid_data, self.s.model.bptt)
+        ppl = self._valid_ppl(arch)
         self._note_best(ppl, arch)
         self.record(Validation(epoch=epoch, ppl=ppl, arch=arch.to_text()))
         return ppl
@@ -325,11 +327,16 @@ class Trainer:
         scores = [self.net.perplexity(a, self.valid_data, self.s.model.bptt, max_batches=t.derive_batches)
                   for a in candidates]
         best = candidates[int(np.nanargmin(scores))] if np.isfinite(scores).any() else candidates[0]
-        ppl = self.net.perplexity(best, self.valid_data, self.s.model.bptt)
+        ppl = self._valid_ppl(best)
         self._note_best(ppl, best)
         self.record(Derived(epoch=epoch, arch=best.to_text(), ppl=ppl, candidates=len(candidates),
                             best_ppl=self.best_ppl if self.best_ppl is not None else ppl,
                             best_arch=self.best_arch or best.to_text()))
+
+    def _valid_ppl(self, arch: Architecture) -> float:
+        """Perplexity on the validation set (its first ``train.valid_batches`` minibatches if set)."""
+        return self.net.perplexity(arch, self.valid_data, self.s.model.bptt,
+                                   max_batches=self.s.train.valid_batches or None)
 
     def _note_best(self, ppl: float, arch: Architecture) -> None:
         if math.isfinite(ppl) and (self.best_ppl is None or ppl < self.best_ppl):

@@ -8,7 +8,7 @@ TINY = [
     "buffer.start_epoch=1", "buffer.add_per_epoch=20", "buffer.capacity=30", "buffer.replace_per_epoch=5",
     "buffer.supervised_start_epoch=2", "buffer.supervised_batch=8",
     "train.shared_steps_per_epoch=4", "train.probe_every=2", "train.probe_size=12", "train.perf_every=1",
-    "train.derive_every=2", "train.derive_samples=5", "train.derive_batches=1",
+    "train.derive_every=2", "train.valid_batches=10", "train.derive_samples=5", "train.derive_batches=1",
 ]
 
 VOLATILE = {"t", "tokens_per_s", "elapsed_s", "session_id", "pid", "host", "resumed_from", "path"}

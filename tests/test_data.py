@@ -327,3 +327,21 @@ def test_download_into_a_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "file"
     target.write_text("x")
     assert "not a folder" in one_line_error(data.download_ptb, target)
+
+
+def test_cli_download_verifies_and_reports(server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    from enas_tui.cli import main
+
+    fake_ptb(server.folder, monkeypatch)
+    with pytest.raises(SystemExit) as done:
+        main(["data", "download", "ptb", "--dir", str(tmp_path / "ptb"), "--url", server.url])
+    assert done.value.code == 0
+    assert "3 files verified" in capsys.readouterr().out
+    assert data.load_ptb_dir(tmp_path / "ptb").vocab_size > 0
+    (server.folder / "ptb.test.txt").unlink()
+    with pytest.raises(SystemExit) as failed:
+        main(["data", "download", "ptb", "--dir", str(tmp_path / "other"), "--url", server.url])
+    err = capsys.readouterr().err
+    assert failed.value.code == 1 and err.startswith("enas-tui: error:") and "ptb.test.txt" in err
+    assert err.count("\n") == 1

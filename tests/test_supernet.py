@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from enas_tui import supernet
 from enas_tui.config import ModelConfig
 from enas_tui.search_space import Architecture, ArchitectureError, random_architecture
 from enas_tui.supernet import (
@@ -34,7 +35,8 @@ def make_net(num_nodes: int, hidden: int, vocab: int = 20, seed: int = 0, scale:
     return net
 
 
-def per_node_values(net: SuperNet, x: torch.Tensor, h: torch.Tensor, arch: Architecture) -> list[torch.Tensor]:
+def per_node_values(net: SuperNet, x: torch.Tensor, h: torch.Tensor,
+                    arch: Architecture) -> list[torch.Tensor]:
     """One time step, one node at a time, straight from the cell's equations."""
     H = net.cfg.hidden
     z = x @ net.w_x + h @ net.w_h
@@ -102,16 +104,23 @@ def test_hand_computed_cell():
     logits, hidden = net(torch.tensor([[2], [0]]), torch.tensor([[0.2, -0.1]], dtype=torch.float64), arch)
     np.testing.assert_allclose(hidden.detach().numpy(), expected[-1], rtol=1e-12)
     bias = net.decoder_bias.detach().numpy()
-    np.testing.assert_allclose(logits.detach().numpy()[:, 0], np.concatenate(expected) @ emb.T + bias, rtol=1e-12)
+    np.testing.assert_allclose(logits.detach().numpy()[:, 0], np.concatenate(expected) @ emb.T + bias,
+                               rtol=1e-12)
 
 
-@pytest.mark.parametrize("text", [
-    "relu,0:tanh,1:sigmoid,2:identity,3:tanh,4:relu",  # chain: one node per level
-    "sigmoid,0:tanh,0:relu,0:identity,0:tanh,0:sigmoid",  # star: one wide level, mixed activations
-    "identity,0:identity,0:identity,1:identity,2:relu,2:relu",  # repeated parents, one activation
+@pytest.mark.parametrize("text, parent_kind", [
+    ("relu,0:tanh", "run"),  # the smallest cell
+    ("relu,0:tanh,1:sigmoid,2:identity,3:tanh,4:relu", "run"),  # chain: one node per level
+    ("sigmoid,0:tanh,0:relu,0:identity,0:tanh,0:sigmoid", "single"),  # star: one wide level
+    ("tanh,0:relu,0:relu,1:relu,2:relu,1:relu", "gathered"),  # level 2's parents are 1, 1, 2
+    ("identity,0:identity,0:identity,1:identity,2:relu,2:relu", "gathered"),  # 1, 2, 2; two groups
 ])
-def test_matches_per_node_reference_forward_and_gradients(text):
-    check_against_reference(Architecture.parse(text))
+def test_matches_per_node_reference_forward_and_gradients(text, parent_kind):
+    arch = Architecture.parse(text)
+    deepest = make_plan(arch, torch.device("cpu"), torch.float64).levels[-1]
+    kind = "run" if deepest.parent_run else "single" if deepest.single_parent is not None else "gathered"
+    assert kind == parent_kind  # each way of reading parents is exercised
+    check_against_reference(arch)
 
 
 def test_matches_per_node_reference_on_random_architectures():
@@ -136,11 +145,37 @@ def check_against_reference(arch: Architecture, hidden: int = 4, batch: int = 3,
     ref_loss = F.cross_entropy(ref_logits.reshape(-1, 20), targets.reshape(-1))
     (ref_loss + (ref_h * readout).sum()).backward()
 
+    with torch.no_grad():  # the path that keeps nothing for a backward
+        torch.testing.assert_close(net(tokens, h0, arch)[0], ref_logits)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(h, ref_h, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
     for name, grad in grads(net).items():
         torch.testing.assert_close(ours[name], grad, rtol=1e-8, atol=1e-10, msg=f"gradient of {name}")
+
+
+def test_two_threads_and_split_matmuls_give_the_same_result(monkeypatch):
+    """The time loops drop to one thread and hand matmuls back to all of them; results must not
+    change and the thread count must be restored."""
+    arch = random_architecture(7, random.Random(4))
+    net = make_net(7, 4)
+    tokens = torch.randint(20, (4, 3))
+    loss, _ = net.loss(tokens, tokens, net.init_hidden(3), arch)
+    loss.backward()
+    expected = grads(net)
+    net.zero_grad()
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(supernet, "PARALLEL_MIN_MACS", 0)
+    try:
+        torch.set_num_threads(2)
+        loss2, _ = net.loss(tokens, tokens, net.init_hidden(3), arch)
+        loss2.backward()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(loss2, loss)
+    for name, grad in grads(net).items():
+        torch.testing.assert_close(grad, expected[name], msg=name)
 
 
 def test_cell_gradcheck():
@@ -196,7 +231,8 @@ def test_state_is_carried_between_calls():
 def test_architecture_of_wrong_size_is_rejected():
     net = make_net(5, 3)
     with pytest.raises(ArchitectureError, match="4 nodes, the model has 5"):
-        net(torch.zeros(2, 1, dtype=torch.long), net.init_hidden(1), Architecture.parse("tanh,0:relu,1:tanh,0:relu"))
+        net(torch.zeros(2, 1, dtype=torch.long), net.init_hidden(1),
+            Architecture.parse("tanh,0:relu,1:tanh,0:relu"))
 
 
 # -- dropout, loss, evaluation, training ----------------------------------------------------------------
@@ -212,6 +248,16 @@ def test_dropouts_are_random_in_training_and_off_in_eval():
     assert not torch.allclose(a, b)
     noisy.eval(), clean.eval()
     torch.testing.assert_close(noisy(tokens, h0, arch)[0], clean(tokens, h0, arch)[0])
+
+
+def test_locked_dropout_keeps_one_mask_over_time_and_preserves_the_mean():
+    torch.manual_seed(0)
+    x = torch.ones(6, 50, 40)
+    y = supernet._locked_dropout(x, 0.4, training=True)
+    assert torch.equal(y, y[:1].expand_as(y))
+    assert y.unique().tolist() == pytest.approx([0.0, 1 / 0.6])
+    assert (y == 0).float().mean().item() == pytest.approx(0.4, abs=0.03)
+    assert supernet._locked_dropout(x, 0.4, training=False) is x
 
 
 def test_fused_loss_matches_cross_entropy_with_gradients():
@@ -295,4 +341,5 @@ def test_flops_per_token_counts_every_matmul():
     base = count_flops_per_token(cfg, 10_000, arch)
     assert count_flops_per_token(cfg, 20_000, arch) - base == pytest.approx(3 * 2 * 64 * 10_000)
     more_nodes = dataclasses.replace(cfg, num_nodes=13)
-    assert count_flops_per_token(more_nodes, 10_000, random_architecture(13)) - base == pytest.approx(3 * 2 * 64 * 128)
+    extra_edge = count_flops_per_token(more_nodes, 10_000, random_architecture(13)) - base
+    assert extra_edge == pytest.approx(3 * 2 * 64 * 128)
