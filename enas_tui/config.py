@@ -30,6 +30,7 @@ class ModelConfig:
     eval_batch_size: int = 10
     lr: float = 20.0
     grad_clip: float = 0.25
+    max_hidden_norm: float = 25.0  # bound on the state carried between minibatches; 0: off
     dropout_emb: float = 0.1
     dropout_in: float = 0.65
     dropout_out: float = 0.4

@@ -508,6 +508,19 @@ def train_step(model: SuperNet, optimizer: torch.optim.Optimizer, tokens: Tensor
     return value, hidden.detach(), True
 
 
+def clip_state_norm(hidden: Tensor, max_norm: float) -> Tensor:
+    """Rescale rows of the carried state whose L2 norm exceeds ``max_norm`` (0: off).
+
+    A cell whose node 0 is identity (or a chain of ReLU/identity nodes) is a nearly linear recurrence:
+    carried across minibatches, its state can grow without bound until the loss overflows. Bounding
+    the state handed to the next minibatch (as the PyTorch ENAS port does, at 25) keeps such cells
+    trainable without touching the cell itself."""
+    if max_norm <= 0:
+        return hidden
+    norms = hidden.norm(dim=-1, keepdim=True)
+    return hidden * (max_norm / norms.clamp_min(max_norm))
+
+
 def get_batch(data: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:
     """Rows i..i+bptt of ``data`` (T_total, B) and the same rows shifted by one as targets."""
     n = min(bptt, data.shape[0] - 1 - i)

@@ -33,7 +33,7 @@ from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
 from .session_log import LogWriter
 from .sessions import Session, process_start_time
-from .supernet import SuperNet, get_batch, train_step
+from .supernet import SuperNet, clip_state_norm, get_batch, train_step
 
 Listener = Callable[[Event], None]
 
@@ -97,7 +97,7 @@ class Trainer:
         self.shared_step, self.ctrl_step, self.probes = 0, 0, 0
         self.best_ppl: float | None = None
         self.best_arch: str | None = None
-        self.nonfinite = 0
+        self.nonfinite = {"shared": 0, "controller": 0}  # non-finite losses in a row, per kind of step
         self.stop_requested = False
         self.resumed_from: str | None = None
 
@@ -175,8 +175,7 @@ class Trainer:
         finite = [x for x in losses if math.isfinite(x)]
         self.record(EpochEnd(
             epoch=epoch, train_ppl=_safe_exp(float(np.mean(finite))) if finite else float("nan"),
-            valid_ppl=valid_ppl, reward=float(np.mean(rewards)) if rewards else None,
-            entropy=float(np.mean(entropies)) if entropies else None,
+            valid_ppl=valid_ppl, reward=_finite_mean(rewards), entropy=_finite_mean(entropies),
             elapsed_s=time.perf_counter() - started))
         self.pos = Position(epoch + 1, 0, 0)
         self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
@@ -212,8 +211,9 @@ class Trainer:
         elapsed = max(time.perf_counter() - started, 1e-9)
         self.shared_step += 1
         if not self._check_finite(finite, "shared", epoch, arch):
+            self.hidden = self.net.init_hidden(self.s.model.batch_size)  # the state may be what overflowed
             return float("nan")
-        self.hidden = hidden
+        self.hidden = clip_state_norm(hidden, self.s.model.max_hidden_norm)
         self.train_cursor += tokens.shape[0]
         self.record(SharedStep(epoch=epoch, step=self.shared_step, loss=loss, ppl=_safe_exp(loss),
                                lr=self.shared_opt.param_groups[0]["lr"],
@@ -234,7 +234,8 @@ class Trainer:
         with torch.set_grad_enabled(train):
             out = self.ctrl.sample(c.batch_size, generator=self.sample_gen)
         archs = out.architectures()
-        ppls = np.array([self._reward_ppl(arch) for arch in archs])
+        # an architecture whose forward overflows is as bad as it gets: reward 0, not a skipped step
+        ppls = np.nan_to_num(np.array([self._reward_ppl(arch) for arch in archs]), nan=np.inf)
         self.valid_cursor += self.s.model.bptt
         rewards = c.reward_c / ppls
         reward = float(rewards.mean())
@@ -249,7 +250,7 @@ class Trainer:
             supervised = float(sup.detach())
             loss = loss + self.s.buffer.supervised_weight * sup
         self.ctrl_step += 1
-        finite = math.isfinite(float(loss.detach())) and bool(np.isfinite(ppls).all())
+        finite = math.isfinite(float(loss.detach()))
         if not self._check_finite(finite, "controller", epoch, archs[0]):
             return float("nan"), float(entropy.detach())
         if train:
@@ -281,16 +282,16 @@ class Trainer:
                                supervised=self.buffer.supervised_active(epoch)))
 
     def _check_finite(self, finite: bool, where: str, epoch: int, arch: Architecture) -> bool:
-        """Record a non-finite loss and skip the step; too many in a row end the run."""
+        """Record a non-finite loss and skip the step; too many in a row (of one kind) end the run."""
         if finite:
-            self.nonfinite = 0
+            self.nonfinite[where] = 0
             return True
-        self.nonfinite += 1
+        self.nonfinite[where] += 1
+        count = self.nonfinite[where]
         self.record(Warning(kind="nonfinite_loss", epoch=epoch,
-                            message=f"non-finite {where} loss on {arch.to_text()} "
-                                    f"({self.nonfinite} in a row); step skipped"))
-        if self.nonfinite >= self.s.train.max_nonfinite:
-            raise TrainingFailed(f"{self.nonfinite} non-finite losses in a row at epoch {epoch}; "
+                            message=f"non-finite {where} loss on {arch.to_text()} ({count} in a row); step skipped"))
+        if count >= self.s.train.max_nonfinite:
+            raise TrainingFailed(f"{count} non-finite {where} losses in a row at epoch {epoch}; "
                                  f"stopped with the last checkpoint intact")
         return False
 
@@ -386,6 +387,11 @@ class Trainer:
         path = checkpoints.save(self.session, self.state_dict(), name, keep_epochs=self.s.train.keep_checkpoints)
         self.record.writer.sync()
         self.record(Checkpoint(epoch=epoch, path=str(path.relative_to(self.session.path)), kind=kind))
+
+
+def _finite_mean(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
 
 
 def _safe_exp(x: float) -> float:

@@ -343,3 +343,14 @@ def test_flops_per_token_counts_every_matmul():
     more_nodes = dataclasses.replace(cfg, num_nodes=13)
     extra_edge = count_flops_per_token(more_nodes, 10_000, random_architecture(13)) - base
     assert extra_edge == pytest.approx(3 * 2 * 64 * 128)
+
+
+def test_clip_state_norm_bounds_only_large_rows():
+    from enas_tui.supernet import clip_state_norm
+
+    h = torch.tensor([[3.0, 4.0], [30.0, 40.0], [0.0, 0.0]])
+    clipped = clip_state_norm(h, 25.0)
+    assert torch.allclose(clipped[0], h[0]) and torch.equal(clipped[2], h[2])
+    assert torch.allclose(clipped[1].norm(), torch.tensor(25.0))
+    assert torch.allclose(clipped[1] / clipped[1].norm(), h[1] / h[1].norm())
+    assert torch.equal(clip_state_norm(h, 0.0), h)
