@@ -220,6 +220,108 @@ def data_download(
     typer.echo(f"{len(paths)} files verified in {dest}")
 
 
+# -- analyses ----------------------------------------------------------------------------------
+@app.command()
+def analyze(
+    session_id: str = typer.Argument(..., metavar="SESSION", help="Session id (or a unique prefix)."),
+    checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="Epoch checkpoint (default: the latest)."),
+    n: int = typer.Option(100, "--n", help="Probe architectures sampled from the controller."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probe sample."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Table 1, collapse indices and the figures' data for one checkpoint of a session."""
+    from .analysis import AnalysisError, analyze_session, format_table, to_csv
+    from .sessions import open_session, sessions_root
+
+    if fmt not in ("table", "json", "csv"):
+        raise UsageProblem(f"unknown format {fmt!r} (choose from table, json, csv)")
+    if n < 3:
+        raise UsageProblem("--n must be at least 3 (Spearman needs pairs)")
+    session = open_session(sessions_root(sessions_dir), session_id)
+    try:
+        result = analyze_session(session, epoch=checkpoint, n=n, seed=seed)
+    except AnalysisError as exc:
+        raise UsageProblem(str(exc)) from None
+    if fmt == "json":
+        typer.echo(json.dumps(result.to_dict(), allow_nan=False))
+    elif fmt == "csv":
+        typer.echo(to_csv(result), nl=False)
+    else:
+        typer.echo(format_table(result))
+
+
+@app.command()
+def report(
+    session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session>)."),
+    n: int = typer.Option(100, "--n", help="Probe architectures per session."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the probe samples."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Figures 1-4 and Table 1 (PNG and SVG), report.md and table1.json for sessions."""
+    from .analysis import AnalysisError, analyze_session
+    from .report import write_report
+    from .sessions import open_session, sessions_root
+
+    root = sessions_root(sessions_dir)
+    sessions = [open_session(root, sid) for sid in session_ids]
+    try:
+        analyses = [analyze_session(s, n=n, seed=seed) for s in sessions]
+    except AnalysisError as exc:
+        raise UsageProblem(str(exc)) from None
+    path = write_report(analyses, out or Path("reports") / sessions[0].id)
+    typer.echo(f"report written: {path}")
+
+
+@app.command()
+def paper(
+    preset: Optional[str] = typer.Option(None, "--preset", help=f"{', '.join(PRESETS)} (default: cpu without CUDA)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder (default: a generated corpus)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed shared by the three runs."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per run (overrides the preset)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting for all three runs (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <sessions-dir>/paper-<time>)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Train random, unsupervised and supervised on the same budget and compare them as the paper does."""
+    from .headless import HeadlessView
+    from .paper import PaperInterrupted, format_paper_table, run_paper
+    from .sessions import sessions_root
+    from .trainer import TrainingFailed
+
+    if epochs is not None and epochs < 1:
+        raise UsageProblem("--epochs must be at least 1")
+    if data is not None and not data.exists():
+        raise UsageProblem(f"--data {data}: no such folder")
+    import torch
+
+    chosen = preset or ("paper" if torch.cuda.is_available() and device != "cpu" else "cpu")
+    trainers = []
+
+    def stop(signum, frame):
+        for trainer in trainers:
+            trainer.request_stop()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        result = run_paper(sessions_root(sessions_dir), preset=chosen, data=str(data) if data else None, seed=seed,
+                           epochs=epochs, out=out, overrides=overrides, device=device,
+                           listeners_factory=lambda controller: [HeadlessView()], on_trainer=trainers.append)
+    except SettingsError as exc:
+        raise UsageProblem(str(exc)) from None
+    except TrainingFailed as exc:
+        raise UserError(str(exc)) from None
+    except PaperInterrupted as exc:
+        typer.echo(f"enas-tui: {exc}", err=True)
+        raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    typer.echo(format_paper_table(result))
+    typer.echo(f"report written: {result.report}")
+
+
 # -- arch ------------------------------------------------------------------------------------
 @arch_app.command("distance")
 def arch_distance(
