@@ -72,11 +72,18 @@ def train(
     events_pipe: bool = typer.Option(False, "--events-pipe", hidden=True,
                                      help="Write events as JSON lines to stdout (used by the dashboard)."),
 ) -> None:
-    """Run an ENAS search (or resume one), recording everything to a session folder."""
+    """Run an ENAS search (or resume one) with the live dashboard, recording everything to a session folder."""
     from . import config
     from .sessions import create_session, open_session, sessions_root
 
     root = sessions_root(sessions_dir)
+    if not headless and not events_pipe and sys.stdout.isatty():
+        from .tui import run_live
+
+        args = ["--resume", resume] if resume else _train_args(controller, data, preset, seed, device, overrides)
+        if epochs is not None:
+            args += ["--epochs", str(epochs)]
+        raise typer.Exit(run_live(args, root))
     if epochs is not None and epochs < 1:
         raise UsageProblem("--epochs must be at least 1")
     if resume:
@@ -103,6 +110,18 @@ def train(
     for line in config.describe(settings, width=100):
         say("  " + line)
     _run_training(lambda listeners: _new(settings, session, corpus, listeners), events_pipe)
+
+
+def _train_args(controller, data, preset, seed, device, overrides) -> list[str]:
+    """The train options again, for the trainer child the dashboard starts."""
+    args = ["--controller", controller, "--seed", str(seed), "--device", device]
+    if data is not None:
+        args += ["--data", str(data.resolve())]
+    if preset is not None:
+        args += ["--preset", preset]
+    for item in overrides:
+        args += ["--set", item]
+    return args
 
 
 def _load_corpus(settings):
@@ -168,6 +187,50 @@ def _run_training(make_trainer, events_pipe: bool = False) -> None:
     if status == "stopped":
         typer.echo(f"stopped; continue with: enas-tui train --resume {trainer.session.id}", err=True)
         raise typer.Exit(130)
+
+
+# -- dashboard ---------------------------------------------------------------------------------
+@app.command()
+def attach(
+    session_id: Optional[str] = typer.Argument(None, metavar="[SESSION]", help="Default: the newest running session."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Open the dashboard on a session's log: catch up, then follow it live (works over SSH)."""
+    from .sessions import newest_running, open_session, sessions_root
+    from .tui import run_attach
+
+    root = sessions_root(sessions_dir)
+    session = open_session(root, session_id) if session_id else newest_running(root)
+    if session is None:
+        raise UserError(f"no running session in {root}; name one: enas-tui attach SESSION")
+    raise typer.Exit(run_attach(session))
+
+
+@app.command()
+def replay(
+    session_id: str = typer.Argument(..., metavar="SESSION", help="Session id (or a unique prefix)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Open a recorded session with a timeline: play/pause, speeds, step, jump to an epoch, scrub."""
+    from .sessions import open_session, sessions_root
+    from .tui import run_replay
+
+    raise typer.Exit(run_replay(open_session(sessions_root(sessions_dir), session_id)))
+
+
+@app.command()
+def compare(
+    session_ids: list[str] = typer.Argument(..., metavar="S1 S2 [S3]", help="Two or three sessions."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Sessions side by side (e.g. random, unsupervised, supervised) at the same cursor."""
+    from .sessions import open_session, sessions_root
+    from .tui import run_compare
+
+    if not 2 <= len(session_ids) <= 3:
+        raise UsageProblem("compare takes two or three sessions")
+    root = sessions_root(sessions_dir)
+    raise typer.Exit(run_compare([open_session(root, sid) for sid in session_ids]))
 
 
 # -- sessions ----------------------------------------------------------------------------------

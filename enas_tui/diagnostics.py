@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import pdist
-from scipy.stats import spearmanr
 
 from enas_tui.search_space import Architecture
 from enas_tui.similarity import MEASURES, pairwise_measures
@@ -62,6 +60,8 @@ class DiagnosticsError(ValueError):
 def hidden_distances(hidden: np.ndarray) -> np.ndarray:
     """Condensed L2 distances between the rows of an (n, H) matrix of final hidden states."""
     hidden = _matrix(hidden, "hidden")
+    from scipy.spatial.distance import pdist  # imported here: scipy costs ~1 s of the dashboard's start
+
     return pdist(hidden.astype(np.float64), metric="euclidean")
 
 
@@ -84,6 +84,8 @@ def spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
     x, y = x[keep], y[keep]
     if len(x) < 3 or _constant(x) or _constant(y):
         return {"rho": None, "p": None}
+    from scipy.stats import spearmanr
+
     result = spearmanr(x, y)
     return {"rho": _finite_or_none(result.statistic), "p": _finite_or_none(result.pvalue)}
 

@@ -205,3 +205,9 @@ def test_torn_tail_left_by_a_kill_is_cut_on_resume(tmp_path):
     assert cli("train", "--resume", session.id, "--epochs", "2", "--sessions-dir", str(tmp_path)).returncode == 0
     assert session.log_path.read_bytes().startswith(good)
     assert read_events(session.log_path)[-1].type == "session_end"
+
+
+def test_train_without_a_terminal_runs_headless(tmp_path):
+    out = cli("train", "--controller", "random", "--epochs", "1", "--sessions-dir", str(tmp_path), *SETS)
+    assert out.returncode == 0, out.stderr
+    assert "epoch   1 |" in out.stdout

@@ -1,0 +1,499 @@
+"""Where the dashboard's events come from: a log being written, a recorded log, a trainer child.
+
+- ``LogFollower`` (attach): reads a session log in chunks bounded by count and time (~2000
+  records / 50 ms, as W&B's terminal viewer does) so catching up on a long log never freezes the
+  screen, then polls it as it grows; when the log stops without an end record and the trainer
+  process is gone it says so ("crashed" / "stopped") instead of showing a frozen screen.
+- ``ReplayIndex`` / ``ReplayCursor`` (replay, compare): one scan of the log records every
+  record's offset and time, the epoch boundaries, and a snapshot of the dashboard state every
+  500 records; seeking restores the nearest snapshot and folds forward at most 500 records.
+- ``TrainerSource`` (live): a trainer child started by ``launcher.launch``. Its events arrive
+  over the pipe (the fast path); the pipe drops events when the dashboard falls behind, and the
+  gaps (seen as jumps in ``seq``) are filled from the session log, which has everything.
+
+Probe events are big (a probe set's probabilities and hidden states); a batch of records decodes
+only the last probe in it, since a later probe replaces an earlier one in every view.
+
+No torch and no Textual here: the sources are tested and benchmarked on their own.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import time
+from array import array
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from enas_tui.events import Event, SessionEnd, SessionStart
+from enas_tui.session_log import CorruptLogError, LogError, LogReader, Record
+from enas_tui.sessions import Session, sessions_root
+from enas_tui.tui.state import DashboardState
+
+CHUNK_RECORDS = 2000
+CHUNK_SECONDS = 0.05
+SNAPSHOT_EVERY = 500
+STALE_AFTER_S = 600.0  # W&B calls a run crashed after 10 minutes without writes
+
+# events.encode_event writes "type", "seq" and "t" first: enough to index a record undecoded.
+_PREFIX = re.compile(rb'\{"type":"([a-z_]+)","seq":(-?\d+),"t":(-?[0-9.eE+-]+)[,}]')
+
+
+class SourceError(Exception):
+    """A session that cannot be shown (no log, an unreadable log); one line for the user."""
+
+
+def peek(record: Record) -> tuple[str, int, float] | None:
+    """(type, seq, t) of a record without decoding it, or None if its payload is not laid out as usual."""
+    match = _PREFIX.match(record.payload, 0, 200)
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode("ascii"), int(match.group(2)), float(match.group(3))
+    except ValueError:
+        return None
+
+
+def _kind(record: Record) -> str | None:
+    found = peek(record)
+    return found[0] if found else None
+
+
+def decode_records(records: Sequence[Record], path: str | os.PathLike | None = None) -> list[Event]:
+    """The records' events, leaving out probes that a later probe in the same batch supersedes."""
+    kinds = [_kind(r) for r in records]
+    last_probe = max((i for i, k in enumerate(kinds) if k == "probe"), default=-1)
+    out = []
+    for i, record in enumerate(records):
+        if kinds[i] == "probe" and i != last_probe:
+            continue
+        try:
+            out.append(record.event())
+        except CorruptLogError as err:
+            raise CorruptLogError(err.offset, err.reason, path) from None
+    return out
+
+
+def _tail_line(path: Path, limit: int = 4096) -> str:
+    """The last non-empty line of a text file (e.g. trainer.log), or ''."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+# -- attach ---------------------------------------------------------------------------------------
+class LogFollower:
+    """Follows a session's log: bounded chunks while catching up, then polling as it grows."""
+
+    def __init__(self, session: Session, max_records: int = CHUNK_RECORDS, max_seconds: float = CHUNK_SECONDS,
+                 check_every: float = 1.0, stale_after: float = STALE_AFTER_S,
+                 clock: Callable[[], float] = time.monotonic):
+        self.session = session
+        self.max_records, self.max_seconds = max_records, max_seconds
+        self.check_every, self.stale_after, self.clock = check_every, stale_after, clock
+        self._reader: LogReader | None = None
+        self.caught_up = False
+        self.ended = False  # an end record follows the latest start record
+        self.records = 0
+        self.error: str | None = None
+        self.last_error: str | None = None
+        self._last_growth = clock()
+        self._checked_at: float | None = None
+        self._status: tuple[str, str] | None = None
+
+    def _open(self) -> LogReader | None:
+        if self._reader is None:
+            try:
+                self._reader = LogReader(self.session.log_path)
+            except LogError as err:
+                if self.session.log_path.exists():
+                    self.error = str(err)
+                return None  # the trainer has not created its log yet
+        return self._reader
+
+    def poll(self) -> list[Event]:
+        """The next chunk of events (empty when nothing new is complete yet)."""
+        if self.error is not None:
+            return []
+        reader = self._open()
+        if reader is None:
+            return []
+        try:
+            records = reader.read_records(self.max_records, self.max_seconds)
+            events = decode_records(records, self.session.log_path)
+        except CorruptLogError as err:
+            self.error = str(err)
+            return []
+        if records:
+            self.records += len(records)
+            self._last_growth = self.clock()
+        try:
+            size = os.path.getsize(self.session.log_path)
+        except OSError:
+            size = reader.offset
+        self.caught_up = reader.offset >= size or reader.at_torn_tail()
+        for event in events:
+            if isinstance(event, SessionStart):
+                self.ended = False
+            elif isinstance(event, SessionEnd):
+                self.ended = True
+            elif event.type == "error":
+                self.last_error = getattr(event, "message", None)
+        return events
+
+    def trainer_status(self) -> tuple[str, str] | None:
+        """What the log cannot say: ``crashed`` / ``stopped`` / ``stale`` / ``error``, or None if fine."""
+        if self.error is not None:
+            return "error", self.error
+        if self.ended or not self.caught_up:
+            return None
+        now = self.clock()
+        if self._checked_at is not None and now - self._checked_at < self.check_every:
+            return self._status
+        self._checked_at = now
+        self._status = self._check(now)
+        return self._status
+
+    def _check(self, now: float) -> tuple[str, str] | None:
+        if not self.session.status_path.exists():
+            return None  # a trainer is still setting the session up
+        try:
+            live = self.session.live_status()
+        except Exception as err:  # an unreadable status file: say so, keep showing the log
+            return "error", str(err).splitlines()[0]
+        if live == "running":
+            idle = now - self._last_growth
+            if idle >= self.stale_after:
+                return "stale", f"no new events for {idle / 60:.0f} min (trainer on another host?)"
+            return None
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log")
+        if live == "crashed":
+            return "crashed", reason or "the trainer process is gone and the log has no end record"
+        return "stopped", reason or f"status says {live} but the log has no end record"
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+# -- replay ---------------------------------------------------------------------------------------
+class ReplayIndex:
+    """Offsets, times and epoch boundaries of every record, and state snapshots for fast seeking.
+
+    Built by one scan (``build``), which can run in a worker thread while the dashboard already
+    shows the first frame: positions up to ``len(index)`` can be sought while it runs. A position
+    is a count of records: position p shows the state after the first p events.
+    """
+
+    def __init__(self, path: str | os.PathLike, snapshot_every: int = SNAPSHOT_EVERY):
+        self.path = Path(path)
+        self.every = snapshot_every
+        self.offsets = array("q")
+        self.times = array("d")  # non-decreasing event times (for playback at 1x)
+        self.epoch_ends: dict[int, int] = {}  # epoch -> position just after its (latest) epoch_end
+        self.snapshots: list[DashboardState] = [DashboardState()]
+        self.complete = False
+        self.error: str | None = None
+        self._count = 0
+        self._state = DashboardState()
+        self._end = 0  # offset just past the last indexed record
+        try:
+            self._reader = LogReader(self.path)
+        except LogError as err:
+            raise SourceError(str(err)) from None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def build(self, max_seconds: float | None = None) -> bool:
+        """Index more of the log (all of it, or for about ``max_seconds``); True once at its end."""
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        while True:  # at least one chunk per call, however small the budget
+            want = self.every - self._count % self.every
+            try:
+                records = self._reader.read_records(max_records=want)
+            except CorruptLogError as err:
+                self.error, self.complete = str(err), True
+                return True
+            if not records:
+                self.complete = True
+                return True
+            self._index(records)
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _index(self, records: list[Record]) -> None:
+        events = decode_records(records, self.path)
+        by_seq = {e.seq: e for e in events}
+        last_t = self.times[-1] if self.times else 0.0
+        for record in records:
+            found = peek(record)
+            if found is None:  # unusual layout: decode to learn the type and time
+                event = record.event()
+                found = (event.type, event.seq, event.t)
+            kind, seq, t = found
+            last_t = max(last_t, t)
+            self.offsets.append(record.offset)
+            self.times.append(last_t)
+            if kind == "epoch_end":
+                event = by_seq.get(seq) or record.event()
+                self.epoch_ends[int(getattr(event, "epoch", 0))] = len(self.offsets)
+        self._state.apply_all(events)
+        self._end = records[-1].end
+        if (self._count + len(records)) % self.every == 0:
+            self.snapshots.append(self._state.copy())  # before the count exposes it
+        self._count += len(records)
+
+    def refresh(self) -> bool:
+        """Index records appended since the last build (a replayed session still running)."""
+        self.complete = False
+        return self.build(max_seconds=CHUNK_SECONDS)
+
+    # -- queries --------------------------------------------------------------------------
+    def read_events(self, start: int, stop: int) -> list[Event]:
+        """Events of positions [start, stop), skipping probes a later one in the range supersedes."""
+        stop = min(stop, self._count)
+        if start >= stop:
+            return []
+        out: list[Event] = []
+        with LogReader(self.path, self.offsets[start]) as reader:
+            remaining = stop - start
+            while remaining > 0:
+                records = reader.read_records(max_records=min(remaining, 10_000))
+                if not records:
+                    break
+                remaining -= len(records)
+                out += decode_records(records, self.path)
+        return out
+
+    def state_at(self, position: int) -> DashboardState:
+        """A fresh state after the first ``position`` events (nearest snapshot, then fold forward)."""
+        position = max(0, min(position, self._count))
+        k = min(position // self.every, len(self.snapshots) - 1)
+        state = self.snapshots[k].copy()
+        state.apply_all(self.read_events(k * self.every, position))
+        return state
+
+    def epochs(self) -> list[int]:
+        return sorted(self.epoch_ends)
+
+    def epoch_position(self, epoch: int) -> int | None:
+        """The position just after ``epoch``'s end record (None if it never ended)."""
+        return self.epoch_ends.get(epoch)
+
+    def boundaries(self) -> list[int]:
+        """Epoch-end positions in order (for stepping by epoch)."""
+        return sorted(set(self.epoch_ends.values()))
+
+    def position_at_time(self, t: float) -> int:
+        """How many events happened at or before time t."""
+        return bisect.bisect_right(self.times, t, 0, self._count)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class ReplayCursor:
+    """A position in an indexed log and the state there; short forward moves fold in place."""
+
+    def __init__(self, index: ReplayIndex, position: int = 0):
+        self.index = index
+        self.position = 0
+        self.state = DashboardState()
+        self.seek(position)
+
+    def seek(self, position: int) -> DashboardState:
+        position = max(0, min(position, len(self.index)))
+        ahead = position - self.position
+        if 0 <= ahead <= self.index.every:
+            self.state.apply_all(self.index.read_events(self.position, position))
+        else:
+            self.state = self.index.state_at(position)
+        self.position = position
+        return self.state
+
+    def step(self, delta: int) -> DashboardState:
+        return self.seek(self.position + delta)
+
+    def next_epoch(self) -> DashboardState:
+        later = [p for p in self.index.boundaries() if p > self.position]
+        return self.seek(later[0] if later else len(self.index))
+
+    def previous_epoch(self) -> DashboardState:
+        earlier = [p for p in self.index.boundaries() if p < self.position]
+        return self.seek(earlier[-1] if earlier else 0)
+
+    @property
+    def epoch(self) -> int:
+        """The last epoch completed at the cursor (0 before the first one ends)."""
+        done = [e for e, p in self.index.epoch_ends.items() if p <= self.position]
+        return max(done, default=0)
+
+
+# -- live -----------------------------------------------------------------------------------------
+class TrainerSource:
+    """Events from a trainer child (launcher.launch), with pipe drops filled in from its log."""
+
+    def __init__(self, sessions_dir: str | os.PathLike | None = None, max_records: int = CHUNK_RECORDS,
+                 queue_limit: int = 200_000):
+        self.root = sessions_root(sessions_dir)
+        self.max_records = max_records
+        self.queue: deque[Event] = deque(maxlen=queue_limit)  # a full queue drops the oldest: a gap
+        self.process = None  # launcher.TrainerProcess once started
+        self.next_seq = 0
+        self.ended = False
+        self.last_error: str | None = None
+        self.filled = 0  # events taken from the log because the pipe dropped them
+        self._log: LogReader | None = None
+        self._pending: deque[Record] = deque()
+        self._finished = False
+
+    def start(self, args: list[str], launch: Callable | None = None) -> TrainerSource:
+        """Launch ``enas-tui train`` with ``args`` (plus --sessions-dir) as a detached child."""
+        if launch is None:
+            from enas_tui.launcher import launch
+        if "--sessions-dir" not in args:
+            args = [*args, "--sessions-dir", str(self.root)]
+        self.process = launch(args, self.queue.append)
+        return self
+
+    @property
+    def session(self) -> Session | None:
+        session_id = getattr(self.process, "session_id", None)
+        return None if session_id is None else Session(self.root / session_id)
+
+    @property
+    def pipe_done(self) -> bool:
+        """The child exited and everything it sent has been read."""
+        if self.process is None or self.process.alive:
+            return False
+        thread = getattr(self.process, "_thread", None)
+        return thread is None or not thread.is_alive()
+
+    @property
+    def caught_up(self) -> bool:
+        """Nothing waiting: no pipe events, and no gap being filled from the log."""
+        return not self.queue
+
+    def poll(self) -> list[Event]:
+        """The next events in order: from the pipe, and from the log where the pipe left a gap.
+
+        At most about ``max_records`` records are handled per call, so a long gap (the history
+        of a resumed session, say) is read in slices and the interface stays responsive.
+        """
+        out: list[Event] = []
+        budget = self.max_records
+        while budget > 0 and self.queue:
+            event = self.queue[0]
+            if 0 <= event.seq < self.next_seq:
+                self.queue.popleft()  # already taken from the log
+                continue
+            if event.seq > self.next_seq:
+                filled, done, used = self._from_log(self.next_seq, event.seq, budget)
+                out += filled
+                budget -= used
+                if not done:
+                    break  # the rest of the gap next time
+            self.queue.popleft()
+            out.append(event)
+            self.next_seq = max(self.next_seq, event.seq + 1)
+            budget -= 1
+        if not self.queue and self.pipe_done and not self._finished and budget > 0:
+            filled, self._finished, _ = self._from_log(self.next_seq, None, budget)  # the pipe's last drops
+            out += filled
+        for event in out:
+            self._note(event)
+        return out
+
+    def _from_log(self, lo: int, hi: int | None, limit: int) -> tuple[list[Event], bool, int]:
+        """Events with lo <= seq < hi (hi None: to the end of the log), looking at most at
+        ``limit`` records; returns (events, whether the range is done, records looked at)."""
+        reader = self._log_reader()
+        if reader is None:
+            return [], True, 0
+        found: list[Record] = []
+        looked, done = 0, False
+        while looked < limit:
+            if not self._pending:
+                try:
+                    self._pending.extend(reader.read_records(max_records=min(CHUNK_RECORDS, limit)))
+                except LogError:
+                    done = True
+                    break
+                if not self._pending:
+                    done = True  # nothing more in the log: accept the gap
+                    break
+            record = self._pending[0]
+            meta = peek(record)
+            seq = meta[1] if meta else record.event().seq
+            if hi is not None and seq >= hi:
+                done = True
+                break
+            self._pending.popleft()
+            looked += 1
+            if seq >= lo:
+                found.append(record)
+        events = decode_records(found)
+        self.filled += len(events)
+        if events:
+            self.next_seq = max(self.next_seq, events[-1].seq + 1)
+        return events, done, max(1, looked)
+
+    def _log_reader(self) -> LogReader | None:
+        if self._log is None and self.session is not None:
+            try:
+                self._log = LogReader(self.session.log_path)
+            except LogError:
+                return None
+        return self._log
+
+    def _note(self, event: Event) -> None:
+        if isinstance(event, SessionStart):
+            self.ended = False
+        elif isinstance(event, SessionEnd):
+            self.ended = True
+        elif event.type == "error":
+            self.last_error = getattr(event, "message", None)
+
+    def trainer_status(self) -> tuple[str, str] | None:
+        """``crashed`` (with its last error) when the child is gone without an end record."""
+        if self.process is None or self.ended or not self.pipe_done or not self._finished:
+            return None
+        if self.session is None:
+            return "failed", self.start_error() or f"the trainer exited with code {self.process.returncode}"
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log")
+        return "crashed", reason or f"the trainer exited with code {self.process.returncode}"
+
+    def start_error(self) -> str:
+        """What the child printed before it had a session (e.g. a bad flag), last line first."""
+        text = self.process.error_text() if self.process is not None else ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def detach(self) -> None:
+        if self.process is not None:
+            self.process.detach()
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+__all__ = [
+    "CHUNK_RECORDS", "CHUNK_SECONDS", "SNAPSHOT_EVERY", "LogFollower", "ReplayCursor", "ReplayIndex",
+    "SourceError", "TrainerSource", "decode_records", "peek",
+]

@@ -1,0 +1,94 @@
+"""The dashboard's entry points, called by the CLI: live training, attach, replay, compare.
+
+Importing this package is cheap and never imports torch (nor Textual: each function imports the
+app it runs). Each returns the process exit code: 0 for a normal end, 1 for a failed or crashed
+run, the trainer's own code (e.g. 2 for a bad flag) when the trainer could not start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from enas_tui.sessions import Session
+
+
+def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = None) -> int:
+    """Start ``enas-tui train --headless --events-pipe TRAIN_ARGS`` as a child and show it live.
+
+    ``train_args`` are the train command's own options (no --headless / --events-pipe);
+    ``--sessions-dir`` is added from ``sessions_dir`` unless present. On quit the user either stops
+    the training (graceful: checkpoint and end record) or leaves it running; either way the
+    command to continue (resume or attach) is printed.
+    """
+    from enas_tui.sources import TrainerSource
+    from enas_tui.tui.app import LiveApp
+
+    source = TrainerSource(sessions_dir).start(list(train_args))
+    app = LiveApp(source)
+    try:
+        code = app.run()
+    finally:
+        source.close()
+    session = source.session
+    if app.outcome == "start-failed":
+        _say(f"enas-tui: error: the trainer did not start: {app.message or source.start_error()}")
+        return code if isinstance(code, int) else 1
+    if app.outcome in ("detached", "running") and source.process is not None and source.process.alive:
+        source.detach()
+        if session is not None:
+            _say(f"training continues in the background (session {session.id}); "
+                 f"watch it with: enas-tui attach {session.id}")
+        return 0
+    if app.outcome in ("stopped", "stopping") and session is not None:
+        _say(f"stopped; continue with: enas-tui train --resume {session.id}")
+        return 0
+    status = app.state.run_status
+    if status in ("crashed", "failed"):
+        _say(f"enas-tui: error: training {status}: {app.state.run_message}")
+        return 1
+    return 0 if code is None else int(code)
+
+
+def run_attach(session: Session) -> int:
+    """Follow ``session``'s log (catch up, then live) until the user quits; the trainer runs on."""
+    from enas_tui.tui.app import AttachApp
+
+    code = AttachApp(session).run()
+    return 0 if code is None else int(code)
+
+
+def run_replay(session: Session) -> int:
+    """Open ``session`` with a timeline (play, speeds, step, jump to an epoch, scrub)."""
+    from enas_tui.sources import SourceError
+    from enas_tui.tui.app import ReplayApp
+
+    try:
+        app = ReplayApp(session)
+    except SourceError as err:
+        _say(f"enas-tui: error: {err}")
+        return 1
+    code = app.run()
+    return 0 if code is None else int(code)
+
+
+def run_compare(sessions: Sequence[Session]) -> int:
+    """Show 2 or 3 sessions side by side at the same epoch."""
+    from enas_tui.sources import SourceError
+    from enas_tui.tui.compare import CompareApp, CompareError
+
+    try:
+        app = CompareApp(list(sessions))
+    except (SourceError, CompareError) as err:
+        _say(f"enas-tui: error: {err}")
+        return 1 if isinstance(err, SourceError) else 2
+    code = app.run()
+    return 0 if code is None else int(code)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr if line.startswith("enas-tui: error") else sys.stdout, flush=True)
+
+
+__all__ = ["run_attach", "run_compare", "run_live", "run_replay"]

@@ -1,0 +1,80 @@
+"""The base of every dashboard panel: a focusable, zoomable widget drawn from a DashboardState.
+
+Panels never see events: the app folds events into the state and hands the state to every panel
+at most ``refresh_hz`` times a second. A panel repaints only when the parts of the state it draws
+changed (or a different state object arrived, after a seek), so a burst of events costs one
+repaint, not one per event.
+"""
+
+from __future__ import annotations
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual.widget import Widget
+
+from enas_tui.tui.state import DashboardState
+
+
+class Panel(Widget, can_focus=True):
+    """A titled box drawing part of the state; ``draw`` is what each panel implements."""
+
+    ALLOW_MAXIMIZE = True
+    TITLE = "panel"
+    PARTS: tuple[str, ...] = ()  # the DashboardState parts this panel draws
+    DEFAULT_CSS = """
+    Panel {
+        border: round $primary-darken-1;
+        border-title-color: $text;
+        padding: 0 1;
+        height: 1fr;
+        width: 1fr;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    Panel:focus {
+        border: round $accent;
+    }
+    """
+
+    def __init__(self, number: int | None = None, *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes)
+        self.number = number
+        self.state: DashboardState | None = None
+        self._stamp: tuple | None = None
+        self.border_title = self.TITLE if number is None else f"{number} {self.TITLE}"
+
+    def show(self, state: DashboardState, generation: int = 0) -> bool:
+        """Take a new state; repaint only if what this panel draws changed. True if it will repaint."""
+        stamp = (generation, *(state.touched.get(part, 0) for part in self.PARTS))
+        if stamp == self._stamp and state is self.state:
+            return False
+        self.state, self._stamp = state, stamp
+        self.refresh()
+        return True
+
+    def render(self) -> RenderableType:
+        if self.state is None:
+            return Text("waiting for events…", style="dim")
+        size = self.content_size
+        drawn = self.draw(self.state, max(1, size.width), max(1, size.height))
+        if isinstance(drawn, Text):
+            drawn.no_wrap, drawn.overflow = True, "ellipsis"
+        return drawn
+
+    def draw(self, state: DashboardState, width: int, height: int) -> RenderableType:
+        raise NotImplementedError
+
+    def text(self) -> str:
+        """What the panel shows, as plain text (for tests and the command palette)."""
+        if self.state is None:
+            return ""
+        size = self.content_size
+        drawn = self.draw(self.state, max(1, size.width), max(1, size.height))
+        return drawn.plain if isinstance(drawn, Text) else str(drawn)
+
+
+def lines_to_text(lines: list[Text], height: int) -> Text:
+    """Join at most ``height`` lines into one Text; long lines are cut with an ellipsis, not wrapped."""
+    text = Text("\n").join(lines[: max(1, height)])
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text

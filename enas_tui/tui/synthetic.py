@@ -1,0 +1,272 @@
+"""Synthetic sessions: deterministic event streams shaped like a real search, without torch.
+
+The dashboard's tests, snapshots and benchmark need sessions with known contents (fixed numbers,
+fixed timestamps) and of any size, and a way to try the dashboard without training. The stream
+follows the trainer's schedule (epoch start, buffer update, shared steps, controller steps with
+probes and diagnostics, validation, derivation, epoch end, checkpoint) and the paper's story:
+the unsupervised controller's hidden states collapse, the supervised one's stay apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from enas_tui.config import resolve
+from enas_tui.diagnostics import PAPER_TABLE1, collapse_index, max_action_probs
+from enas_tui.events import (
+    BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
+    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+)
+from enas_tui.search_space import Architecture, decision_sizes
+from enas_tui.session_log import LogWriter
+from enas_tui.sessions import Session, write_json_atomic
+
+T0 = 1_700_000_000.0  # a fixed clock, so screens drawn from synthetic sessions never change
+
+
+@dataclass
+class SyntheticRun:
+    """The shape of a synthetic session (small by default: a few hundred events)."""
+
+    controller: str = "supervised"
+    epochs: int = 3
+    shared_steps: int = 20
+    controller_steps: int = 40
+    probe_every: int = 10
+    probe_size: int = 20
+    hidden: int = 32
+    num_nodes: int = 12
+    buffer_start: int = 2
+    supervised_start: int = 3
+    buffer_capacity: int = 1000
+    buffer_add: int = 500
+    derive_every: int = 2
+    seed: int = 0
+    dt: float = 0.05  # seconds between events
+    end: str | None = "finished"  # SessionEnd status, or None for a trainer that died mid-run
+    stop_after: int | None = None  # cut the stream after this many events (a crash mid-epoch)
+    warn_epoch: int = 2  # epoch with a non-finite loss warning (0 for none)
+
+    @property
+    def events_per_epoch(self) -> int:
+        probes = self.controller_steps // self.probe_every
+        buffer = 1 if self.controller == "supervised" else 0
+        return 1 + buffer + self.shared_steps + self.controller_steps + 2 * probes + 4
+
+
+def synthetic_events(run: SyntheticRun | None = None) -> Iterator[Event]:
+    """The events of a synthetic session, numbered (seq) and timed (t) as a writer would."""
+    run = run or SyntheticRun()
+    stream = _Stream(run)
+    for index, event in enumerate(stream.events()):
+        if run.stop_after is not None and index >= run.stop_after:
+            return
+        event.seq, event.t = index, T0 + index * run.dt
+        yield event
+
+
+def write_synthetic_session(root: Path, run: SyntheticRun | None = None, session_id: str | None = None,
+                            status: str | None = None) -> Session:
+    """A session folder (meta, status, events.log) holding a synthetic run.
+
+    ``status`` is what status.json claims (default: the run's end status, or ``running`` with a
+    pid that no longer exists when the stream has no end: a crashed trainer).
+    """
+    run = run or SyntheticRun()
+    session = Session(Path(root) / (session_id or f"synthetic-{run.controller}"))
+    (session.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    settings = _settings(run)
+    session.write_meta({"id": session.id, "controller": run.controller, "preset": "synthetic",
+                        "seed": run.seed, "settings": settings, "started": T0, "pid": 0,
+                        "host": "synthetic", "command": ["synthetic"]})
+    last_epoch = 0
+    with LogWriter(session.log_path) as writer:
+        for event in synthetic_events(run):
+            writer.append(event)
+            last_epoch = getattr(event, "epoch", last_epoch)
+    ended = run.end if run.stop_after is None else None
+    final = status or ended or "running"
+    write_json_atomic(session.status_path, {"status": final, "epoch": last_epoch, "pid": _dead_pid(),
+                                            "host": None, "updated": T0})
+    return session
+
+
+def _dead_pid() -> int:
+    """A pid no process has (pid_max is at most 2**22 on Linux)."""
+    return 2**22 + 1
+
+
+def _settings(run: SyntheticRun) -> dict:
+    settings = resolve(run.controller, "cpu", seed=run.seed, epochs=run.epochs)
+    settings.model.num_nodes = run.num_nodes
+    settings.ctrl.hidden = run.hidden
+    settings.ctrl.steps_per_epoch = run.controller_steps
+    settings.train.shared_steps_per_epoch = run.shared_steps
+    settings.train.probe_every = run.probe_every
+    settings.train.probe_size = run.probe_size
+    settings.train.derive_every = run.derive_every
+    settings.buffer.start_epoch = run.buffer_start
+    settings.buffer.supervised_start_epoch = run.supervised_start
+    settings.buffer.capacity = run.buffer_capacity
+    settings.buffer.add_per_epoch = run.buffer_add
+    return settings.to_dict()
+
+
+class _Stream:
+    """Generates the events; all randomness comes from one seeded generator."""
+
+    def __init__(self, run: SyntheticRun):
+        self.run = run
+        self.rng = np.random.default_rng(run.seed)
+        self.sizes = decision_sizes(run.num_nodes)
+        self.width = max(self.sizes)
+        self.base_logits = self.rng.normal(size=(len(self.sizes), self.width))
+        self.base_hidden = self.rng.normal(scale=0.8, size=run.hidden)
+        self.shared_step = self.ctrl_step = self.probes = 0
+        self.baseline: float | None = None
+        self.buffer_size = 0
+        self.best: tuple[float, str] | None = None
+
+    def progress(self, epoch: int, step: int = 0) -> float:
+        """Fraction of the run done, 0..1."""
+        return min(1.0, (epoch - 1 + step / max(1, self.run.controller_steps)) / max(1, self.run.epochs))
+
+    def events(self) -> Iterator[Event]:
+        run = self.run
+        yield SessionStart(session_id=f"synthetic-{run.controller}", controller=run.controller, seed=run.seed,
+                           settings=_settings(run), num_nodes=run.num_nodes, decision_sizes=self.sizes,
+                           device="cpu", pid=0, host="synthetic", versions={"enas_tui": "synthetic"})
+        for epoch in range(1, run.epochs + 1):
+            yield from self.epoch(epoch)
+        if run.end is not None:
+            best_ppl, best_arch = self.best if self.best else (None, None)
+            if run.end == "failed":
+                yield Error(message="5 non-finite losses in a row; stopped", epoch=run.epochs)
+            yield SessionEnd(status=run.end, message=f"search {run.end}", epoch=run.epochs,
+                             best_ppl=best_ppl, best_arch=best_arch)
+
+    def epoch(self, epoch: int) -> Iterator[Event]:
+        run = self.run
+        yield EpochStart(epoch=epoch, epochs=run.epochs, shared_steps=run.shared_steps,
+                         controller_steps=run.controller_steps)
+        if run.controller == "supervised":
+            yield self.buffer(epoch)
+        f = self.progress(epoch)
+        losses = []
+        for i in range(run.shared_steps):
+            self.shared_step += 1
+            loss = math.log(900.0 * math.exp(-2.0 * f - 0.3 * i / run.shared_steps) + 80) + self.rng.normal(0, 0.02)
+            losses.append(loss)
+            yield SharedStep(epoch=epoch, step=self.shared_step, loss=loss, ppl=math.exp(loss), lr=20.0,
+                             tokens_per_s=4500.0 + 200.0 * self.rng.standard_normal())
+        if epoch == run.warn_epoch:
+            yield Warning(kind="nonfinite_loss", epoch=epoch,
+                          message="non-finite shared loss on tanh,0:relu (1 in a row); step skipped")
+        rewards = []
+        for _ in range(run.controller_steps):
+            self.ctrl_step += 1
+            yield self.controller_step(epoch)
+            rewards.append(self.last_reward)
+            if self.ctrl_step % run.probe_every == 0:
+                yield from self.probe(epoch)
+        valid = math.exp(sum(losses) / len(losses)) * 0.95
+        arch = self.greedy()
+        self.note_best(valid, arch)
+        yield Validation(epoch=epoch, ppl=valid, arch=arch)
+        if epoch % run.derive_every == 0 or epoch == run.epochs:
+            derived = valid * 0.98
+            self.note_best(derived, arch)
+            yield Derived(epoch=epoch, arch=arch, ppl=derived, candidates=100, best_ppl=self.best[0],
+                          best_arch=self.best[1])
+        yield EpochEnd(epoch=epoch, train_ppl=math.exp(sum(losses) / len(losses)), valid_ppl=valid,
+                       reward=float(np.mean(rewards)), entropy=self.entropy(epoch),
+                       elapsed_s=run.dt * run.events_per_epoch)
+        yield Checkpoint(epoch=epoch, path=f"checkpoints/epoch-{epoch:04d}.pt", kind="epoch")
+
+    def buffer(self, epoch: int) -> BufferFill:
+        run = self.run
+        added = replaced = 0
+        if epoch < run.buffer_start:
+            phase = "waiting"
+        elif self.buffer_size + run.buffer_add <= run.buffer_capacity:
+            added, phase = run.buffer_add, "filling"
+            self.buffer_size += added
+            phase = "full" if self.buffer_size >= run.buffer_capacity else "filling"
+        else:
+            replaced, phase = run.buffer_add // 10, "full"
+            self.buffer_size = run.buffer_capacity
+        return BufferFill(epoch=epoch, size=self.buffer_size, capacity=run.buffer_capacity, added=added,
+                          replaced=replaced, phase=phase, supervised=epoch >= run.supervised_start)
+
+    def entropy(self, epoch: int) -> float:
+        if self.run.controller == "random":
+            return 30.0
+        return 30.0 * (1.0 - 0.6 * self.progress(epoch))
+
+    def controller_step(self, epoch: int) -> ControllerStep:
+        run = self.run
+        f = self.progress(epoch, self.ctrl_step % max(1, run.controller_steps))
+        sample_ppl = 700.0 * math.exp(-1.5 * f) + 90 + 20 * abs(self.rng.standard_normal())
+        reward = 80.0 / sample_ppl
+        baseline = reward if self.baseline is None else self.baseline
+        self.baseline = 0.95 * baseline + 0.05 * reward
+        self.last_reward = reward
+        supervised = None
+        if run.controller == "supervised" and epoch >= run.supervised_start:
+            supervised = 2.5 - 1.5 * f + 0.05 * self.rng.standard_normal()
+        return ControllerStep(epoch=epoch, step=self.ctrl_step, reward=reward, baseline=baseline,
+                              advantage=reward - baseline, entropy=self.entropy(epoch) + 0.1 * self.rng.standard_normal(),
+                              policy_loss=-(reward - baseline), supervised_loss=supervised, sample_ppl=sample_ppl)
+
+    def probe(self, epoch: int) -> Iterator[Event]:
+        run, rng = self.run, self.rng
+        f = self.progress(epoch, self.ctrl_step % max(1, run.controller_steps))
+        n, steps = run.probe_size, len(self.sizes)
+        sharp, spread, hidden_spread = {
+            "random": (0.0, 0.3, 0.3),
+            "unsupervised": (4.0 * f, 0.05, 0.3 * (1 - f) ** 3 + 0.002),
+            "supervised": (3.0 * f, 1.0, 0.25),
+        }.get(run.controller, (f, 0.5, 0.2))
+        logits = sharp * self.base_logits[None] + spread * rng.normal(size=(n, steps, self.width))
+        valid = np.arange(self.width)[None, :] < np.asarray(self.sizes)[:, None]
+        logits = np.where(valid[None], logits, -np.inf)
+        probs = np.exp(logits - logits.max(axis=2, keepdims=True))
+        probs = (probs / probs.sum(axis=2, keepdims=True)).astype(np.float32)
+        archs = self.sample_archs(probs)
+        hidden = np.tanh(self.base_hidden[None] + hidden_spread * rng.normal(size=(n, run.hidden)))
+        hidden = hidden.astype(np.float32)
+        self.probes += 1
+        yield Probe(epoch=epoch, step=self.ctrl_step, archs=archs, probs=probs, hidden=hidden)
+        paper = PAPER_TABLE1.get(run.controller, PAPER_TABLE1["random"])
+        spearman = {}
+        for name, rho in paper.items():
+            if name == "abs_perf_diff" and self.probes % 2:
+                spearman[name] = {"rho": None, "p": None}
+                continue
+            value = float(np.clip(rho + 0.05 * (1 - f) * rng.standard_normal(), -1, 1))
+            spearman[name] = {"rho": value, "p": float(10 ** -(1 + 40 * abs(value)))}
+        top = max_action_probs(probs, self.sizes)
+        yield Diagnostics(epoch=epoch, step=self.ctrl_step, n=n, spearman=spearman,
+                          collapse_index={"hidden": collapse_index(hidden), "max_prob": collapse_index(top)})
+
+    def sample_archs(self, probs: np.ndarray) -> list[str]:
+        """One architecture per row of (n, D, K) probabilities (inverse-CDF sampling, vectorised)."""
+        cdf = np.cumsum(probs.astype(np.float64), axis=2)
+        u = self.rng.random(probs.shape[:2]) * cdf[:, :, -1]
+        choices = (cdf < u[:, :, None]).sum(axis=2)
+        choices = np.minimum(choices, np.asarray(self.sizes) - 1)
+        return [Architecture.from_decisions(row.tolist()).to_text() for row in choices]
+
+    def greedy(self) -> str:
+        choices = [int(np.argmax(self.base_logits[d, :size])) for d, size in enumerate(self.sizes)]
+        return Architecture.from_decisions(choices).to_text()
+
+    def note_best(self, ppl: float, arch: str) -> None:
+        if self.best is None or ppl < self.best[0]:
+            self.best = (ppl, arch)
+
