@@ -137,12 +137,10 @@ def _new(settings, session, corpus, listeners):
 
 
 def _resume(session, listeners, epochs, device):
-    from .sessions import pid_alive
     from .trainer import resume_run
 
-    status = session.status()
-    if session.live_status() == "running" and pid_alive(int(status.get("pid", -1))):
-        raise UserError(f"session {session.id} is still running (pid {status.get('pid')})")
+    if session.live_status() == "running":  # running only while its trainer process is alive
+        raise UserError(f"session {session.id} is still running (pid {session.status().get('pid')})")
     trainer = resume_run(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
     if trainer.pos.epoch > trainer.s.train.epochs:
         raise UserError(f"session {session.id} already finished its {trainer.s.train.epochs} epochs; "
@@ -238,9 +236,6 @@ def compare(
 def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
              as_json: bool = typer.Option(False, "--json", help="One JSON object per session.")) -> None:
     """List sessions: id, controller, status, epoch, best ppl, start time."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .sessions import all_sessions, sessions_root, summarize
 
     root = sessions_root(sessions_dir)
@@ -252,14 +247,15 @@ def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
     if not summaries:
         typer.echo(f"no sessions in {root}")
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("id", "controller", "status", "epoch", "best ppl", "started"):
-        table.add_column(column, justify="right" if column in ("epoch", "best ppl") else "left")
+    rows = [("id", "controller", "status", "epoch", "best ppl", "started")]
     for s in summaries:
         started = dt.datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M:%S")
         best = "-" if s.best_ppl is None else f"{s.best_ppl:.2f}"
-        table.add_row(s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, started)
-    Console(highlight=False).print(table)
+        rows.append((s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, started))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:  # plain columns, never truncated: ids are there to be copied
+        cells = [cell.rjust(w) if i in (3, 4) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        typer.echo("  ".join(cells).rstrip())
 
 
 # -- data --------------------------------------------------------------------------------------

@@ -16,14 +16,16 @@ from .events import (
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
+    if value is None:
+        return "-"
+    return format(value, spec) if abs(value) < 1e6 else f"{value:.2e}"  # a diverged ppl stays short
 
 
 class HeadlessView:
     """Listener that renders training progress to a Rich console."""
 
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(highlight=False)
+        self.console = console or Console(highlight=False, soft_wrap=True)  # log lines never wrap
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),

@@ -90,6 +90,16 @@ def _tail_line(path: Path, limit: int = 4096) -> str:
 
 
 # -- attach ---------------------------------------------------------------------------------------
+def _note_lifecycle(source: "LogFollower | TrainerSource", event: Event) -> None:
+    """Track whether the run has ended and its last error: what a source needs to call it dead."""
+    if isinstance(event, SessionStart):
+        source.ended = False
+    elif isinstance(event, SessionEnd):
+        source.ended = True
+    elif event.type == "error":
+        source.last_error = getattr(event, "message", None)
+
+
 class LogFollower:
     """Follows a session's log: bounded chunks while catching up, then polling as it grows."""
 
@@ -141,12 +151,7 @@ class LogFollower:
             size = reader.offset
         self.caught_up = reader.offset >= size or reader.at_torn_tail()
         for event in events:
-            if isinstance(event, SessionStart):
-                self.ended = False
-            elif isinstance(event, SessionEnd):
-                self.ended = True
-            elif event.type == "error":
-                self.last_error = getattr(event, "message", None)
+            _note_lifecycle(self, event)
         return events
 
     def trainer_status(self) -> tuple[str, str] | None:
@@ -457,12 +462,7 @@ class TrainerSource:
         return self._log
 
     def _note(self, event: Event) -> None:
-        if isinstance(event, SessionStart):
-            self.ended = False
-        elif isinstance(event, SessionEnd):
-            self.ended = True
-        elif event.type == "error":
-            self.last_error = getattr(event, "message", None)
+        _note_lifecycle(self, event)
 
     def trainer_status(self) -> tuple[str, str] | None:
         """``crashed`` (with its last error) when the child is gone without an end record."""

@@ -211,3 +211,15 @@ def test_train_without_a_terminal_runs_headless(tmp_path):
     out = cli("train", "--controller", "random", "--epochs", "1", "--sessions-dir", str(tmp_path), *SETS)
     assert out.returncode == 0, out.stderr
     assert "epoch   1 |" in out.stdout
+
+
+def test_resume_refuses_a_session_whose_trainer_is_alive(tmp_path):
+    proc = start("train", "--controller", "random", "--headless", "--epochs", "3", "--sessions-dir", str(tmp_path), *SLOW)
+    try:
+        wait_for(lambda: len(all_sessions(tmp_path)) == 1 and only_session(tmp_path).status().get("status") == "running")
+        session = only_session(tmp_path)
+        out = cli("train", "--resume", session.id, "--sessions-dir", str(tmp_path))
+        assert out.returncode == 1 and "is still running" in out.stderr and out.stderr.count("\n") == 1
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
