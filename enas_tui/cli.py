@@ -377,8 +377,7 @@ def paper(
         raise typer.Exit(130)
     finally:
         signal.signal(signal.SIGINT, previous)
-    typer.echo(format_paper_table(result))
-    typer.echo(f"report written: {result.report}")
+    typer.echo(format_paper_table(result))  # ends with the report's path
 
 
 # -- arch ------------------------------------------------------------------------------------
