@@ -26,3 +26,32 @@ def comparable(event) -> dict:
             value = {k: v for k, v in value.items() if k != "data"}
         out[key] = value.tolist() if isinstance(value, np.ndarray) else value
     return out
+
+
+def sync(test):
+    """Run an async Pilot test with asyncio (no pytest plugin needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+class FakeProcess:
+    """Stands in for launcher.TrainerProcess: a child that exited (default) or still runs."""
+
+    def __init__(self, session_id: str | None, alive: bool = False, returncode: int | None = 0, stderr: str = ""):
+        self.session_id, self.alive, self.returncode, self._thread = session_id, alive, returncode, None
+        self.stderr, self.stopped, self.detached = stderr, False, False
+
+    def error_text(self) -> str:
+        return self.stderr
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def detach(self) -> None:
+        self.detached = True

@@ -18,6 +18,8 @@ from enas_tui.sources import (
 from enas_tui.tui.state import DashboardState
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 
+from helpers import FakeProcess
+
 
 def view(state: DashboardState) -> tuple:
     """The parts of a state the panels show, comparable with ==."""
@@ -233,23 +235,6 @@ def test_follower_follows_a_log_another_process_writes(tmp_path):
     expected = list(synthetic_events(SyntheticRun(epochs=2)))
     assert [e.seq for e in got if e.type != "probe"] == [e.seq for e in expected if e.type != "probe"]
     assert view(folded(got)) == view(folded(expected))
-
-
-class FakeProcess:
-    """Stands in for launcher.TrainerProcess after its child exited."""
-
-    def __init__(self, session_id: str | None, returncode: int = 0, stderr: str = ""):
-        self.session_id, self.returncode, self.alive, self._thread = session_id, returncode, False, None
-        self.stderr, self.stopped, self.detached = stderr, False, False
-
-    def error_text(self) -> str:
-        return self.stderr
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def detach(self) -> None:
-        self.detached = True
 
 
 def test_trainer_source_fills_pipe_drops_from_the_log(tmp_path):

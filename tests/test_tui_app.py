@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import subprocess
 import sys
 import textwrap
@@ -24,17 +22,9 @@ from enas_tui.tui.plot import diverging
 from enas_tui.tui.state import DashboardState, summarize_probe
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 
+from helpers import FakeProcess, sync
+
 RUN = SyntheticRun(epochs=3)
-
-
-def sync(test):
-    """Run an async Pilot test with asyncio (no pytest plugin needed)."""
-
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -286,26 +276,9 @@ async def test_no_color_keeps_every_number(recorded, monkeypatch):
 
 
 # -- live ---------------------------------------------------------------------------------------
-class FakeProcess:
-    """A trainer child that has started and runs until told otherwise."""
-
-    def __init__(self, session_id: str | None, alive: bool = True, returncode: int | None = None,
-                 stderr: str = ""):
-        self.session_id, self.alive, self.returncode, self._thread = session_id, alive, returncode, None
-        self.stderr, self.stopped, self.detached = stderr, False, False
-
-    def error_text(self) -> str:
-        return self.stderr
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def detach(self) -> None:
-        self.detached = True
-
-
 def live_source(root: Path, session: Session | None, alive: bool = True, **kw) -> TrainerSource:
     source = TrainerSource(root)
+    kw.setdefault("returncode", None)
     source.process = FakeProcess(session.id if session else None, alive=alive, **kw)
     return source
 

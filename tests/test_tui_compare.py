@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-
 import pytest
 
 from enas_tui.events import Diagnostics, EpochEnd, Validation
@@ -12,15 +9,9 @@ from enas_tui.tui import run_compare
 from enas_tui.tui.compare import CompareApp, CompareError
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 
+from helpers import sync
+
 RUNS = (SyntheticRun(controller="random", epochs=3), SyntheticRun(controller="supervised", epochs=4))
-
-
-def sync(test):
-    @functools.wraps(test)
-    def run(*args, **kwargs):
-        return asyncio.run(test(*args, **kwargs))
-
-    return run
 
 
 @pytest.fixture(scope="module")
