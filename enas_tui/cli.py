@@ -77,6 +77,7 @@ def train(
     from .sessions import create_session, open_session, sessions_root
 
     root = sessions_root(sessions_dir)
+    _check_epochs(epochs)
     if not headless and not events_pipe and sys.stdout.isatty():
         from .tui import run_live
 
@@ -84,18 +85,12 @@ def train(
         if epochs is not None:
             args += ["--epochs", str(epochs)]
         raise typer.Exit(run_live(args, root))
-    if epochs is not None and epochs < 1:
-        raise UsageProblem("--epochs must be at least 1")
     if resume:
         session = open_session(root, resume)
         _run_training(lambda listeners: _resume(session, listeners, epochs, None if device == "auto" else device),
                       events_pipe)
         return
-    if data is not None and not data.exists():
-        raise UsageProblem(f"--data {data}: no such folder")
-    import torch
-
-    chosen = preset or ("paper" if torch.cuda.is_available() and device != "cpu" else "cpu")
+    chosen = _pick_preset(preset, data, device)
     try:
         settings = config.resolve(controller, chosen, seed=seed, device=device,
                                   data=str(data.resolve()) if data else None, overrides=overrides, epochs=epochs)
@@ -110,6 +105,22 @@ def train(
     for line in config.describe(settings, width=100):
         say("  " + line)
     _run_training(lambda listeners: _new(settings, session, corpus, listeners), events_pipe)
+
+
+def _check_epochs(epochs: int | None) -> None:
+    if epochs is not None and epochs < 1:
+        raise UsageProblem("--epochs must be at least 1")
+
+
+def _pick_preset(preset: str | None, data: Path | None, device: str) -> str:
+    """The preset asked for, else ``paper`` where CUDA will be used and ``cpu`` elsewhere."""
+    if data is not None and not data.exists():
+        raise UsageProblem(f"--data {data}: no such folder")
+    if preset is not None:
+        return preset
+    import torch
+
+    return "paper" if torch.cuda.is_available() and device != "cpu" else "cpu"
 
 
 def _train_args(controller, data, preset, seed, device, overrides) -> list[str]:
@@ -350,13 +361,8 @@ def paper(
     from .sessions import sessions_root
     from .trainer import TrainingFailed
 
-    if epochs is not None and epochs < 1:
-        raise UsageProblem("--epochs must be at least 1")
-    if data is not None and not data.exists():
-        raise UsageProblem(f"--data {data}: no such folder")
-    import torch
-
-    chosen = preset or ("paper" if torch.cuda.is_available() and device != "cpu" else "cpu")
+    _check_epochs(epochs)
+    chosen = _pick_preset(preset, data, device)
     trainers = []
 
     def stop(signum, frame):
