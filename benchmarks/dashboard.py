@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from enas_tui.session_log import LogReader
-from enas_tui.sources import LogFollower, ReplayCursor, ReplayIndex
+from enas_tui.sources import LogFollower
+from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.state import DashboardState
 from enas_tui.tui.synthetic import SyntheticRun, write_synthetic_session
 

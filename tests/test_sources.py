@@ -12,9 +12,8 @@ import pytest
 from enas_tui.events import SessionEnd, encode_event
 from enas_tui.session_log import LogReader, LogWriter, encode_frame
 from enas_tui.sessions import Session
-from enas_tui.sources import (
-    LogFollower, ReplayCursor, ReplayIndex, SourceError, TrainerSource, decode_records, peek,
-)
+from enas_tui.sources import LogFollower, SourceError, TrainerSource, decode_records, peek
+from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.state import DashboardState
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 

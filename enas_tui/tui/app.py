@@ -25,7 +25,8 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from enas_tui.sessions import Session
-from enas_tui.sources import LogFollower, ReplayCursor, ReplayIndex, TrainerSource
+from enas_tui.sources import LogFollower, TrainerSource
+from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.architecture import ArchitecturePanel
 from enas_tui.tui.buffer import BufferPanel
 from enas_tui.tui.dialogs import HelpScreen, JumpScreen, QuitScreen

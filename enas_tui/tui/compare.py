@@ -20,7 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from enas_tui.sessions import Session
-from enas_tui.sources import ReplayCursor, ReplayIndex
+from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.app import key_names
 from enas_tui.tui.dialogs import HelpScreen
 from enas_tui.tui.heatmap import HeatmapPanel
