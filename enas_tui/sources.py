@@ -97,6 +97,8 @@ def _note_lifecycle(source: "LogFollower | TrainerSource", event: Event) -> None
 class LogFollower:
     """Follows a session's log: bounded chunks while catching up, then polling as it grows."""
 
+    connection: str | None = None  # a remote source's link trouble, for the status bar (None: fine)
+
     def __init__(self, session: Session, max_records: int = CHUNK_RECORDS, max_seconds: float = CHUNK_SECONDS,
                  check_every: float = 1.0, stale_after: float = STALE_AFTER_S,
                  clock: Callable[[], float] = time.monotonic):
@@ -161,13 +163,20 @@ class LogFollower:
         self._status = self._check(now)
         return self._status
 
-    def _check(self, now: float) -> tuple[str, str] | None:
+    def live_status(self) -> str | None:
+        """The session's status as this machine sees it (its trainer's pid included); None while a
+        trainer is still setting the session up. A remote source asks the box instead."""
         if not self.session.status_path.exists():
-            return None  # a trainer is still setting the session up
+            return None
+        return self.session.live_status()
+
+    def _check(self, now: float) -> tuple[str, str] | None:
         try:
-            live = self.session.live_status()
+            live = self.live_status()
         except Exception as err:  # an unreadable status file: say so, keep showing the log
             return "error", str(err).splitlines()[0]
+        if live is None:
+            return None  # a trainer is still setting the session up
         if live == "running":
             idle = now - self._last_growth
             if idle >= self.stale_after:

@@ -257,6 +257,7 @@ class FollowApp(DashboardApp):
                 break
         status = self.source.trainer_status()
         self.state.set_trainer(*(status if status else (None, "")))
+        self.state.set_connection(getattr(self.source, "connection", None))
         self.catching_up = not self.source.caught_up
         if self.catching_up and not self._chasing:  # go on at once, not at the next tick
             self._chasing = True
@@ -272,13 +273,19 @@ class AttachApp(FollowApp):
 
     MODE = "attach"
 
-    def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, **follower_args):
-        super().__init__(LogFollower(session, **follower_args), refresh_hz)
+    def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, source: LogFollower | None = None,
+                 **follower_args):
+        """``source``: a follower of ``session`` other than the default (a remote attach's)."""
+        super().__init__(source or LogFollower(session, **follower_args), refresh_hz)
         self._session = session
 
     @property
     def session(self) -> Session | None:
         return self._session
+
+    def screenshot_dir(self) -> Path:
+        # A remote attach follows a temporary mirror of the log: keep screenshots where the user is.
+        return Path.cwd() if getattr(self.source, "remote", False) else super().screenshot_dir()
 
     def on_unmount(self) -> None:
         self.source.close()

@@ -150,6 +150,8 @@ class DashboardState:
     # what the source knows beyond the log (e.g. the trainer process is gone): crashed | stopped | ...
     trainer: str | None = None
     trainer_message: str = ""
+    # a remote attach's link trouble, e.g. "connection lost, reconnecting (2): ..." (None: fine)
+    connection: str | None = None
     # progress
     seq: int = -1
     last_t: float | None = None
@@ -234,6 +236,17 @@ class DashboardState:
             text = f"trainer {status}" + (f": {message}" if message else "")
             self.log.append(LogLine(self.seq, self.epoch, level, text))
             self._touch("log")
+        self._touch("status")
+
+    def set_connection(self, message: str | None) -> None:
+        """Record the link's state (remote attach); the event log gets a line when it changes."""
+        if message == self.connection:
+            return
+        before, self.connection = self.connection, message
+        if message is not None and before is None:
+            self.note("warn", message)
+        elif message is None:
+            self.note("phase", "reconnected")
         self._touch("status")
 
     def note(self, level: str, text: str) -> None:

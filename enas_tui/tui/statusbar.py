@@ -41,7 +41,7 @@ class StatusBar(Widget):
     def show(self, state: DashboardState) -> None:
         """Take the state; repaint only when something this line shows has changed."""
         key = (state.session_id, state.controller, state.epoch, state.epochs, state.run_status,
-               state.run_message, state.warnings, self.extra)
+               state.run_message, state.warnings, self.extra, state.connection)
         self.state = state
         if key != self._key:
             self._key = key
@@ -51,6 +51,11 @@ class StatusBar(Widget):
         state = self.state
         line = Text(f" {self.mode.upper()} ", style="bold reverse")
         if state is None:
+            return line
+        if state.connection and not self.extra:  # a remote attach that lost its link: say so first
+            line.append(f" ⚠ {state.connection} ", style="bold black on yellow")
+            line.append(f"  {state.session_id}", style="dim")
+            line.truncate(max(1, self.size.width), overflow="ellipsis")
             return line
         status = self.extra or state.run_status
         label, style = STYLES.get(status, (status, "bold"))
