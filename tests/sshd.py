@@ -88,7 +88,17 @@ class SshServer:
                 pass
         return len(pids)
 
-    def stop(self) -> None:
+    def restart(self, timeout: float = 10.0) -> None:
+        """Start sshd again on the same port (after ``stop``: a restart on the box)."""
+        self.stop()
+        started = _try_start(self.folder, self.port, timeout)
+        if not isinstance(started, SshServer):
+            raise SshUnavailable(f"sshd did not restart: {started}")
+        self.process = started.process
+
+    def stop(self, connections: bool = False) -> None:
+        """Stop the listener; with ``connections``, also the sshd children serving connections."""
+        serving = self.connection_pids() if connections else []
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -96,6 +106,11 @@ class SshServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        for pid in serving:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _toml(text: str) -> str:
