@@ -136,20 +136,25 @@ def _detach(args: list[str], root: Path) -> int:
     import socket
 
     from .launcher import DetachError, start_detached
+    from .sessions import sessions_root
 
     try:
         run = start_detached([*args, "--sessions-dir", str(root.resolve())])
     except DetachError as exc:
         typer.echo(f"enas-tui: error: {exc}", err=True)
         return exc.code
-    flag = "" if root.resolve() == (Path.home() / "sessions").resolve() else f" --sessions-dir {shlex.quote(str(root.resolve()))}"
+    folder = f" --sessions-dir {shlex.quote(str(root.resolve()))}"
+    here = "" if root.resolve() == sessions_root(None).resolve() else folder
+    # Over ssh the box's default is ~/sessions (a non-interactive login starts in the home folder).
+    there = "" if root.resolve() == (Path.home() / "sessions").resolve() else folder
     host = socket.gethostname()
     typer.echo(f"session {run.session_id} running in the background (pid {run.pid})")
     typer.echo(f"folder:   {run.path}")
     typer.echo(f"progress: tail -f {shlex.quote(str(run.output))}")
-    typer.echo(f"watch:    enas-tui attach {host}:{run.session_id}{flag}   (from another machine; "
-               f"here: enas-tui attach {run.session_id})")
-    typer.echo(f"stop:     enas-tui stop {host}:{run.session_id}{flag}")
+    typer.echo(f"watch:    enas-tui attach {run.session_id}{here}")
+    typer.echo(f"          enas-tui attach {host}:{run.session_id}{there}   (from another machine; "
+               f"{host}: this host as you reach it with ssh)")
+    typer.echo(f"stop:     enas-tui stop {run.session_id}{here}")
     return 0
 
 

@@ -14,17 +14,18 @@ So a catch-up sends, in log order:
 
 Folding that selection gives the dashboard the state it gets from the whole log, except for
 the collapse alarm's verdicts on probes that were skipped (a local attach skips those too, when a
-later probe arrives in the same batch). The selection is made in one streaming pass that reads
-only record headers and the first bytes of each payload, so it starts sending before the scan
-ends and never reads the probe arrays it skips. ``enas-tui pull`` copies the whole log.
+later probe arrives in the same batch). The selection is made in one pass that reads only record
+headers and the first bytes of each payload, never the probe arrays it skips. ``enas-tui pull``
+copies the whole log.
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from collections import deque
-from collections.abc import Iterable, Iterator
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from enas_tui.session_log import _FRAME_HEAD, _LEN, FRAME_OVERHEAD, MAX_PAYLOAD, CorruptLogError
@@ -34,87 +35,118 @@ STEP_KINDS = ("shared_step", "controller_step")
 KEEP_STEPS = 3 * STEP_HISTORY
 _TYPE = b'{"type":"'  # events.encode_event writes the type first
 _PEEK = len(_TYPE) + 32  # payload bytes read to learn a record's type
+_CONTROLLER, _SHARED, _PROBE = b'controller_step"', b'shared_step"', b'probe"'
 _CHUNK = 1 << 20
 
 
-@dataclass(slots=True)
-class Entry:
-    """A record seen by the scan: where it is, its frame size, its type; ``keep`` once decided."""
+@dataclass
+class Plan:
+    """What to send from ``[start, end)`` of a log: ``records`` as (offset, size), in log order."""
 
-    offset: int
-    size: int
-    kind: str | None
-    keep: bool | None = None
-
-    @property
-    def end(self) -> int:
-        return self.offset + self.size
+    records: list[tuple[int, int]]
+    seen: int  # complete records in the range
+    end: int  # just past the last complete record (a torn tail after it is left for later)
+    ended: bool | None  # whether an end record follows the range's last start record (None: neither)
 
 
-def scan(fd: int, start: int, end: int) -> Iterator[Entry]:
-    """The records in ``[start, end)`` of a log, from their headers; stops at a torn tail.
+def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS,
+         emit: Callable[[list[tuple[int, int]]], None] | None = None) -> Plan:
+    """The catch-up selection (module docstring) of the complete records in ``[start, end)``.
 
-    A header whose checksum fails raises CorruptLogError (payload checksums are left to the
-    reader of the records that are sent: the laptop checks them).
+    One pass over the record headers and the first bytes of each payload (probe arrays are jumped
+    over, never read), cheap enough per record for the ~370,000 records of a paper-scale log: step
+    offsets go into flat arrays, and only the last ``keep_steps`` of each kind are kept at the end.
+    ``emit`` is handed the chosen records in order as soon as they are certain, so the sending
+    overlaps the scan. A header whose checksum fails raises CorruptLogError (payload checksums are
+    checked by the reader of the records sent: the laptop).
     """
+    unpack, crc32 = _FRAME_HEAD.unpack_from, zlib.crc32
+    head, peek = _FRAME_HEAD.size, _FRAME_HEAD.size + _PEEK
+    steps = {kind: (array("q"), array("q")) for kind in STEP_KINDS}  # offsets, sizes
+    controller, shared = steps["controller_step"], steps["shared_step"]
+    kept: list[tuple[int, int]] = []  # every other record, and the first step of each kind in each epoch
+    emitted = 0  # kept[:emitted] went to ``emit``
+    first_of_epoch: set[str] = set()
+    probe: tuple[int, int] | None = None
+    ended: bool | None = None
+    seen = 0
     buf, base, pos = b"", start, start
-    head = _FRAME_HEAD.size
     while end - pos >= head:
         i = pos - base
-        need = min(head + _PEEK, end - pos)
-        if i < 0 or i + need > len(buf):
+        need = peek if end - pos > peek else end - pos
+        if i + need > len(buf):
+            if emit is not None:
+                emitted = _emit_certain(kept, emitted, steps, probe, keep_steps, emit)
             buf, base, i = os.pread(fd, min(_CHUNK, end - pos), pos), pos, 0
             if len(buf) < need:
-                return  # the file is shorter than ``end`` said (a torn tail cut meanwhile)
-        length, length_crc = _FRAME_HEAD.unpack_from(buf, i)
-        if zlib.crc32(buf[i:i + _LEN.size]) != length_crc:
+                break  # the file is shorter than ``end`` said (a torn tail cut meanwhile)
+        length, length_crc = unpack(buf, i)
+        if crc32(buf[i:i + _LEN.size]) != length_crc:
             raise CorruptLogError(pos, "length checksum mismatch")
         if length > MAX_PAYLOAD:
             raise CorruptLogError(pos, f"record length {length} exceeds {MAX_PAYLOAD} bytes")
         size = FRAME_OVERHEAD + length
         if pos + size > end:
-            return  # a torn tail (or a record written after ``end`` was taken)
-        yield Entry(pos, size, _kind(buf, i + head, min(length, _PEEK)))
-        pos += size
-
-
-def _kind(buf: bytes, start: int, length: int) -> str | None:
-    if buf[start:start + len(_TYPE)] != _TYPE:
-        return None
-    stop = buf.find(b'"', start + len(_TYPE), start + length)
-    return buf[start + len(_TYPE):stop].decode("ascii", "replace") if stop > 0 else None
-
-
-def select(entries: Iterable[Entry], keep_steps: int = KEEP_STEPS) -> Iterator[Entry]:
-    """The entries a fresh dashboard needs (module docstring), in order, as soon as each is decided."""
-    pending: deque[Entry] = deque()  # seen, not yet yielded or dropped; the head may be undecided
-    window = {kind: deque() for kind in STEP_KINDS}  # undecided steps: the newest keep_steps stay
-    first_of_epoch: set[str] = set()
-    probe: Entry | None = None
-    for entry in entries:
-        kind = entry.kind
-        if kind in window:
-            if kind in first_of_epoch:
-                first_of_epoch.discard(kind)
-                entry.keep = True
-            else:
-                steps = window[kind]
-                steps.append(entry)
-                if len(steps) > keep_steps:
-                    steps.popleft().keep = False
-        elif kind == "probe":
-            if probe is not None:
-                probe.keep = False
-            probe = entry
+            break  # a torn tail (or a record written after ``end`` was taken)
+        seen += 1
+        j = i + head + len(_TYPE)
+        if buf.startswith(_CONTROLLER, j):
+            kind, where = "controller_step", controller
+        elif buf.startswith(_SHARED, j):
+            kind, where = "shared_step", shared
+        elif buf.startswith(_PROBE, j):
+            probe, where = (pos, size), None
         else:
-            entry.keep = True
+            kind, where = _kind(buf, i + head), None
+            kept.append((pos, size))
             if kind == "epoch_start":
                 first_of_epoch = set(STEP_KINDS)
-        pending.append(entry)
-        while pending and pending[0].keep is not None:
-            done = pending.popleft()
-            if done.keep:
-                yield done
-    for entry in pending:  # the end: every step still in its window, and the last probe
-        if entry.keep is not False:
-            yield entry
+            elif kind == "session_start":
+                ended = False
+            elif kind == "session_end":
+                ended = True
+        if where is not None:
+            if kind in first_of_epoch:
+                first_of_epoch.discard(kind)
+                kept.append((pos, size))
+            else:
+                where[0].append(pos)
+                where[1].append(size)
+        pos += size
+    rest = kept[emitted:]
+    for offsets, sizes in steps.values():
+        rest += zip(offsets[-keep_steps:], sizes[-keep_steps:])
+    if probe is not None:
+        rest.append(probe)
+    rest.sort()
+    if emit is not None and rest:
+        emit(rest)
+    return Plan(kept[:emitted] + rest, seen, pos, ended)
+
+
+def _emit_certain(kept, emitted, steps, probe, keep_steps, emit) -> int:
+    """Hand ``emit`` the kept records before the first undecided one; returns the new count sent.
+
+    Undecided: the last ``keep_steps`` of each step kind (they may still fall out of the window)
+    and the latest probe (a later one may replace it). Everything before both is certain.
+    """
+    boundary = probe[0] if probe is not None else None
+    for offsets, _ in steps.values():
+        if offsets:
+            first_undecided = offsets[-keep_steps] if len(offsets) >= keep_steps else offsets[0]
+            boundary = first_undecided if boundary is None else min(boundary, first_undecided)
+    if boundary is None:
+        return emitted
+    stop = bisect_left(kept, (boundary, -1), emitted)
+    if stop > emitted:
+        emit(kept[emitted:stop])
+    return stop
+
+
+def _kind(buf: bytes, start: int) -> str | None:
+    """The record's type from the first bytes of its payload."""
+    if not buf.startswith(_TYPE, start):
+        return None
+    start += len(_TYPE)
+    stop = buf.find(b'"', start, start + _PEEK - len(_TYPE))
+    return buf[start:stop].decode("ascii", "replace") if stop > 0 else None

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from enas_tui.remote.catchup import scan, select
+from enas_tui.remote.catchup import plan
 from enas_tui.remote.protocol import (
     Disconnected, MessageWriter, control_message, data_message, hello_line, record_message,
 )
@@ -140,35 +140,32 @@ class Streamer:
     def _catch_up_thin(self, size: int) -> int:
         """The catch-up selection of [offset, size); returns how many records it left out."""
         fd = os.open(self.session.log_path, os.O_RDONLY)
-        try:
-            seen = [0]
 
-            def counted(entries):
-                for entry in entries:
-                    seen[0] += 1
-                    self._note_kind(entry.kind)
-                    yield entry
-
-            sent = 0
-            run: list = []  # adjacent entries read with one pread
-            for entry in select(counted(scan(fd, self.offset, size))):
-                if run and run[-1].end != entry.offset:
+        def send(records: list[tuple[int, int]]) -> None:
+            run: list[tuple[int, int]] = []  # adjacent records, read with one pread
+            for record in records:
+                if run and run[-1][0] + run[-1][1] != record[0]:
                     self._send_run(fd, run)
                     run = []
-                run.append(entry)
-                sent += 1
+                run.append(record)
             if run:
                 self._send_run(fd, run)
-            return seen[0] - sent
+            self.out.flush()  # on its way while the scan goes on
+
+        try:
+            chosen = plan(fd, self.offset, size, emit=send)
+            if chosen.ended is not None:
+                self.ended, self._ended_at = chosen.ended, time.monotonic() if chosen.ended else None
+            self.offset = chosen.end
+            return chosen.seen - len(chosen.records)
         finally:
             os.close(fd)
 
-    def _send_run(self, fd: int, run: list) -> None:
-        data = os.pread(fd, run[-1].end - run[0].offset, run[0].offset)
-        base = run[0].offset
-        for entry in run:
-            self.out.raw(record_message(entry.offset, data[entry.offset - base:entry.end - base]))
-        self.offset = run[-1].end
+    def _send_run(self, fd: int, run: list[tuple[int, int]]) -> None:
+        base = run[0][0]
+        data = os.pread(fd, run[-1][0] + run[-1][1] - base, base)
+        for offset, size in run:
+            self.out.raw(record_message(offset, data[offset - base:offset - base + size]))
         self._last_out = time.monotonic()
 
     def _note_kind(self, kind: str | None) -> None:
@@ -217,7 +214,7 @@ class Streamer:
     def _follow(self) -> int:
         """Live records until the session ends; pings while idle; exits 0 at the end."""
         opt = self.opt
-        checked = time.monotonic()
+        checked = -opt.check_s  # the first check at once: a session that is already over ends now
         while True:
             grew = self._send_new()
             if grew:

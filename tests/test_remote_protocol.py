@@ -1,0 +1,208 @@
+"""Remote watching without a server: targets, hosts.toml, ssh errors, the stream protocol, the catch-up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enas_tui.events import decode_event
+from enas_tui.remote.catchup import KEEP_STEPS
+from enas_tui.remote.hosts import HostsError, endpoint
+from enas_tui.remote.protocol import (
+    TAG_CONTROL, TAG_RECORD, MessageReader, ProtocolError, check_hello, control_message, find_hello, hello,
+    hello_line, record_message,
+)
+from enas_tui.remote.ssh import classify, ssh_argv
+from enas_tui.remote.target import RemoteTarget, TargetError, parse_host, parse_target
+from enas_tui.session_log import LogReader, encode_frame
+from enas_tui.tui.state import DashboardState
+from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
+
+
+# -- targets and hosts ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, expected", [
+    ("gpu-box:20250101-000000-supervised-ab12",
+     RemoteTarget("gpu-box", "20250101-000000-supervised-ab12")),
+    ("me@gpu-box:abc", RemoteTarget("gpu-box", "abc", user="me")),
+    ("gpu-box:", RemoteTarget("gpu-box", "")),
+    ("ssh://me@10.0.0.5:2222/abc", RemoteTarget("10.0.0.5", "abc", user="me", port=2222)),
+    ("ssh://gpu-box/", RemoteTarget("gpu-box", "")),
+    ("[::1]:abc", RemoteTarget("::1", "abc")),
+])
+def test_targets(text, expected):
+    assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize("text", ["noseparator", ":abc", "-oProxyCommand=x:abc", "host:a b", "a;b:c",
+                                  "ssh://h:99999/x", "ssh://h/a/b"])
+def test_bad_targets_are_refused(text):
+    with pytest.raises(TargetError):
+        parse_target(text)
+
+
+def test_hosts_file_sets_command_and_folder_below_the_flags(tmp_path, monkeypatch):
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('ssh = "ssh -F ~/cfg"\n[hosts."gpu-box"]\ncommand = "/opt/v/bin/enas-tui"\n'
+                     'sessions_dir = "/scratch/s"\n')
+    monkeypatch.setenv("ENAS_TUI_HOSTS", str(hosts))
+    monkeypatch.delenv("ENAS_TUI_SSH", raising=False)
+    ep = endpoint(parse_target("gpu-box:x"))
+    assert ep.command == "/opt/v/bin/enas-tui" and ep.sessions_dir == "/scratch/s"
+    assert ep.ssh == ("ssh", "-F", str(Path.home() / "cfg"))
+    flagged = endpoint(parse_target("gpu-box:x"), remote_cmd="/other/enas-tui", sessions_dir="/d")
+    assert (flagged.command, flagged.sessions_dir) == ("/other/enas-tui", "/d")
+    other = endpoint(parse_host("ssh://me@elsewhere:2200"))
+    assert (other.command, other.sessions_dir, other.command_from) == ("enas-tui", None, "default")
+    argv = ssh_argv(other, "stream", ["my id", "--from", "8"])
+    assert argv[:3] == ["ssh", "-F", str(Path.home() / "cfg")] and "BatchMode=yes" in argv
+    assert argv[-5:-1] == ["-p", "2200", "--", "me@elsewhere"]
+    assert argv[-1] == "enas-tui remote stream 'my id' --from 8"
+    monkeypatch.setenv("ENAS_TUI_SSH", "ssh -F /x")
+    assert endpoint(parse_target("gpu-box:x")).ssh == ("ssh", "-F", "/x")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[hosts."a"]\ncomand = "x"\n', "unknown key 'comand' in [hosts.\"a\"]"),
+    ('[hosts."a"]\ncommand = 3\n', "'command' in [hosts.\"a\"] must be a non-empty string"),
+    ("[hosts\n", "not valid TOML"),
+    ('sshh = "x"\n', "unknown key 'sshh'"),
+])
+def test_bad_hosts_files_are_one_line_errors(tmp_path, monkeypatch, text, message):
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text(text)
+    monkeypatch.setenv("ENAS_TUI_HOSTS", str(hosts))
+    with pytest.raises(HostsError) as err:
+        endpoint(parse_target("a:x"))
+    assert message in str(err.value) and str(hosts) in str(err.value) and "\n" not in str(err.value)
+
+
+# -- ssh failures ----------------------------------------------------------------------------------------
+def test_a_closed_port_is_connection_refused(tmp_path, monkeypatch):
+    """The real ssh client against a port nobody listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ENAS_TUI_HOSTS", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("ENAS_TUI_SSH", f"ssh -F /dev/null -o UserKnownHostsFile={tmp_path / 'kh'}")
+    result = subprocess.run([sys.executable, "-m", "enas_tui", "sessions", "--host", f"ssh://127.0.0.1:{port}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("enas-tui: error: cannot reach 127.0.0.1: connection refused: "
+                                     "is sshd running there, on that port?")
+
+
+@pytest.mark.parametrize("code, stderr, kind, words", [
+    (255, "ssh: Could not resolve hostname gpu-box: Name or service not known", "unreachable", "does not resolve"),
+    (255, "ssh: connect to host 10.1.1.1 port 22: Connection timed out", "unreachable", "timed out"),
+    (255, "ssh: connect to host 10.1.1.1 port 22: No route to host", "unreachable", "no route"),
+    (255, "me@gpu-box: Permission denied (publickey,password).", "auth", "ssh-add"),
+    (255, "Host key verification failed.", "hostkey", "ssh gpu-box true"),
+    (255, "Connection to gpu-box closed by remote host.", "closed", "closed"),
+    (127, "bash: line 1: enas-tui: command not found", "missing", "--remote-cmd"),
+    (127, "sh: 1: enas-tui: not found", "missing", '[hosts."gpu-box"] command = '),
+    (2, "Usage: enas-tui [OPTIONS] COMMAND [ARGS]...\nError: No such command 'remote'.", "old", "too old"),
+    (1, "enas-tui: error: no session 'x' in /home/me/sessions", "remote", "gpu-box: no session 'x'"),
+])
+def test_ssh_failures_are_classified(code, stderr, kind, words, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENAS_TUI_HOSTS", str(tmp_path / "none.toml"))
+    error = classify(endpoint(parse_target("gpu-box:x")), code, stderr)
+    assert error.kind == kind and words in str(error) and "\n" not in str(error)
+
+
+# -- the protocol ----------------------------------------------------------------------------------------
+def test_hello_is_found_after_a_login_scripts_chatter():
+    data = b"Welcome to gpu-box!\nYou have mail.\n" + hello_line(x=1) + b"REST"
+    found, end = find_hello(data)
+    assert found["x"] == 1 and data[end:] == b"REST"
+    assert find_hello(b"Welcome\n" + hello_line()[:20]) is None  # not all there yet
+    with pytest.raises(ProtocolError, match="login script"):
+        find_hello(b"y" * 70_000 + b"\n")
+
+
+def test_hello_refuses_what_this_side_cannot_read():
+    check_hello(hello(), "box")
+    with pytest.raises(ProtocolError, match="install the same version on both"):
+        check_hello({**hello(), "enas_tui_remote": 99}, "box")
+    with pytest.raises(ProtocolError, match="session log format 2.*upgrade enas-tui here"):
+        check_hello({**hello(), "log_format": 2}, "box")
+    with pytest.raises(ProtocolError, match="events schema 9"):
+        check_hello({**hello(), "schema": 9}, "box")
+
+
+def test_messages_survive_any_split_and_damage_is_caught():
+    frames = [encode_frame(b'{"type":"x","seq":%d,"t":0}' % i) for i in range(5)]
+    stream = control_message("start", a=1) + b"".join(record_message(100 + 50 * i, f) for i, f in enumerate(frames))
+    reader, got = MessageReader(), []
+    for i in range(len(stream)):  # one byte at a time
+        got += list(reader.feed(stream[i:i + 1]))
+    assert [m.tag for m in got] == [TAG_CONTROL] + [TAG_RECORD] * 5
+    assert got[0].control == {"kind": "start", "a": 1}
+    assert [m.frame for m in got[1:]] == frames and [m.value for m in got[1:]] == [100, 150, 200, 250, 300]
+    damaged = bytearray(stream)
+    damaged[-6] ^= 1  # inside the last record's payload
+    with pytest.raises(ProtocolError, match="damaged remote session log at byte offset 300"):
+        list(MessageReader().feed(bytes(damaged)))
+
+
+# -- the stream verb on its own (no ssh) -----------------------------------------------------------------
+def stream_output(root: Path, *args: str) -> list:
+    out = subprocess.run([sys.executable, "-m", "enas_tui", "remote", "stream", *args, "--sessions-dir", str(root)],
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    _, end = find_hello(out.stdout)
+    return list(MessageReader().feed(out.stdout[end:]))
+
+
+def fold(payloads) -> DashboardState:
+    state = DashboardState()
+    state.apply_all(decode_event(p) for p in payloads)
+    return state
+
+
+def view(state: DashboardState) -> dict:
+    """What the panels show, as comparable values."""
+    series = ("shared_ppl", "reward", "baseline", "entropy", "supervised_loss", "train_ppl", "valid_ppl",
+              "epoch_reward", "epoch_collapse", "epoch_seconds", "collapse_history")
+    out = {name: list(getattr(state, name).points) for name in series}
+    out["spearman"] = {k: list(v.points) for k, v in state.spearman_history.items()}
+    out["probe"] = (state.probe.seq, state.probe.hidden.tobytes()) if state.probe else None
+    for name in ("seq", "last_t", "epoch", "epochs", "shared_done", "ctrl_done", "status", "warnings", "best_ppl",
+                 "best_arch", "best_epoch", "greedy_arch", "tokens_per_s", "collapsed", "collapse_relative", "buffer"):
+        out[name] = getattr(state, name)
+    out["diagnostics"] = state.diagnostics.seq if state.diagnostics else None
+    out["log"] = list(state.log)
+    return out
+
+
+def test_a_late_attach_gets_what_the_panels_need_not_the_whole_log(tmp_path):
+    # An epoch of more shared steps than the catch-up keeps, cut in its second epoch after 6,600 of them.
+    run = SyntheticRun(epochs=2, shared_steps=7_000, controller_steps=300, probe_every=100, end=None)
+    run.stop_after = run.events_per_epoch + 2 + 6_600
+    session = write_synthetic_session(tmp_path, run, status="finished")
+    with LogReader(session.log_path) as reader:
+        everything = reader.read_records()
+    messages = stream_output(tmp_path, session.id, "--thin-over", "0")
+    sent = [m.frame[12:-4] for m in messages if m.tag == TAG_RECORD]
+    kinds = [m.control["kind"] for m in messages if m.tag == TAG_CONTROL]
+    assert kinds == ["start", "caught_up", "end"]
+    assert messages[-2].control["skipped"] == len(everything) - len(sent) > 7_000
+    assert sum(b'"type":"probe"' in p[:30] for p in sent) == 1
+    assert sum(b'"type":"shared_step"' in p[:30] for p in sent) == KEEP_STEPS + 2  # + the first of each epoch
+    shown, full = view(fold(sent)), view(fold(r.payload for r in everything))
+    assert shown["shared_done"] == 6_600 and len(shown["shared_ppl"]) == 2_000
+    assert shown == full  # the same dashboard
+
+
+def test_a_stream_from_an_offset_sends_each_later_record_once(tmp_path):
+    session = write_synthetic_session(tmp_path, SyntheticRun(epochs=2))
+    with LogReader(session.log_path) as reader:
+        everything = reader.read_records()
+    start = everything[40].offset
+    messages = [m for m in stream_output(tmp_path, session.id, "--from", str(start)) if m.tag == TAG_RECORD]
+    assert [m.value for m in messages] == [r.offset for r in everything[40:]]
+    assert [m.frame for m in messages] == [session.log_path.read_bytes()[r.offset:r.end] for r in everything[40:]]
