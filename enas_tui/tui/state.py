@@ -242,6 +242,7 @@ class DashboardState:
         """Record the link's state (remote attach); the event log gets a line when it changes."""
         if message == self.connection:
             return
+        self.ticks += 1
         before, self.connection = self.connection, message
         if message is not None and before is None:
             self.note("warn", message)
