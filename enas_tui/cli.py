@@ -406,14 +406,14 @@ def stop(
         endpoint = _remote(session_id, remote_cmd, sessions_dir)
         if not endpoint.target.session_id:
             raise UsageProblem(f"name the session to stop: enas-tui stop {session_id}ID")
-        result, resume = remote_stop(endpoint, wait), f"on {endpoint.target.destination}: "
+        result, where = remote_stop(endpoint, wait), (f" on {endpoint.target.destination}", " there")
     else:
-        result, resume = stop_session(open_session(sessions_root(sessions_dir), session_id), wait), ""
+        result, where = stop_session(open_session(sessions_root(sessions_dir), session_id), wait), ("", "")
     if result.status == "running":
-        typer.echo(f"stop requested: session {result.session_id} (pid {result.pid}) is finishing its step; "
-                   f"it checkpoints and stops (enas-tui sessions shows when)")
+        typer.echo(f"stop requested: session {result.session_id}{where[0]} (pid {result.pid}) is finishing its "
+                   f"step; it checkpoints and stops (enas-tui sessions shows when)")
     else:
-        typer.echo(f"session {result.session_id} {result.status}; {resume}continue it with: "
+        typer.echo(f"session {result.session_id} {result.status}{where[0]}; continue it{where[1]} with: "
                    f"enas-tui train --resume {result.session_id}")
 
 
@@ -444,9 +444,11 @@ def pull(
                           progress=_pull_progress() if sys.stderr.isatty() else None)
     new = sum(result.copied.values())
     typer.echo(f"pulled {result.session.id} from {endpoint.target.destination} into {result.session.path}: "
-               f"{result.records:,} log records, {new / 1e6:.1f} MB new ({', '.join(sorted(result.copied)) or 'nothing new'})")
+               f"{result.records:,} log records ({result.new_records:,} new), {new / 1e6:.1f} MB copied "
+               f"({', '.join(sorted(result.copied)) or 'nothing new'})")
     if result.damage:
-        raise UserError(f"{result.damage}: copied the {result.records:,} records before it; the rest was not copied")
+        raise UserError(f"{result.damage}: the local copy holds the {result.records:,} records before it; "
+                        f"the rest was not copied")
     status = result.session.status().get("status")
     if status == "running":
         typer.echo("the session is still running there: pull again later for the rest")

@@ -243,7 +243,7 @@ def test_stop_asks_a_remote_trainer_to_stop_gracefully(server, remote):
     wait_for(lambda: record_count(remote / "run-s" / "events.log") >= 30, what="the trainer's first records")
     out = cli(server, "stop", "box:run-s", "--wait", "20")
     assert out.returncode == 0, out.stderr
-    assert "session run-s stopped" in out.stdout and "enas-tui train --resume run-s" in out.stdout
+    assert out.stdout.strip() == "session run-s stopped on box; continue it there with: enas-tui train --resume run-s"
     assert writer.wait(10) == 0
     assert Session(remote / "run-s").status()["status"] == "stopped"
     assert b'"status":"stopped"' in records(remote / "run-s" / "events.log")[-1]
@@ -269,11 +269,15 @@ def test_pull_is_resumable_and_verifies_the_log(server, remote, tmp_path):
     done = cli(server, "pull", "box:big", "--to", str(local), "--checkpoints")
     assert done.returncode == 0, done.stderr
     assert copy.read_bytes() == session.log_path.read_bytes()
-    assert f"{(size - end) / 1e6:.1f} MB new" in done.stdout or "MB new" in done.stdout
+    others = sum((session.path / name).stat().st_size
+                 for name in ("meta.json", "status.json", "checkpoints/epoch-0001.pt", "checkpoints/LATEST"))
+    total = scan(copy)[0]
+    assert f"{total:,} log records ({total - count:,} new), {(size - end + others) / 1e6:.1f} MB copied" in done.stdout
     for name in ("meta.json", "status.json", "checkpoints/epoch-0001.pt", "checkpoints/LATEST"):
         assert (local / "big" / name).read_bytes() == (session.path / name).read_bytes(), name
     again = cli(server, "pull", "box:big", "--to", str(local))
-    assert "0.0 MB new" in again.stdout and "replay it with: enas-tui replay big" in again.stdout
+    assert f"{total:,} log records (0 new), 0.0 MB copied" in again.stdout
+    assert "replay it with: enas-tui replay big --sessions-dir" in again.stdout
 
 
 def test_pull_refuses_to_copy_past_damage_in_the_remote_log(server, remote, tmp_path):
@@ -286,7 +290,7 @@ def test_pull_refuses_to_copy_past_damage_in_the_remote_log(server, remote, tmp_
     out = cli(server, "pull", "box:hurt", "--to", str(tmp_path))
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"damaged at byte {middle.offset}" in lines[0] and "the 50 records before it" in lines[0]
+    assert len(lines) == 1 and f"damaged at byte {middle.offset}" in lines[0] and "holds the 50 records before it" in lines[0]
     count, end, torn = scan(tmp_path / "hurt" / "events.log")
     assert (count, end, torn) == (50, middle.offset, 0)
 

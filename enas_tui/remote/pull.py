@@ -40,7 +40,8 @@ class PullResult:
 
     session: Session
     copied: dict[str, int] = field(default_factory=dict)
-    records: int = 0
+    records: int = 0  # in the local copy of the log, after this pull
+    new_records: int = 0  # of which this pull copied
     damage: str | None = None  # where the remote log is damaged (the copy stops before it)
 
 
@@ -119,15 +120,17 @@ class FileCopy:
         self._f.close()
 
 
-def _local_have(folder: Path, files: list[dict]) -> dict[str, int]:
-    """What the local copy already holds, per file the box listed (resumable files only)."""
+def _local_have(folder: Path, files: list[dict]) -> tuple[dict[str, int], int]:
+    """What the local copy already holds, per file the box listed (resumable files only), and
+    how many records its log has."""
     have: dict[str, int] = {}
+    records = 0
     for item in files:
         name, size = item["name"], item.get("size") or 0
         path = folder / name
         if name == "events.log" and path.exists():
             try:
-                _, valid_end, torn = scan(path)
+                records, valid_end, torn = scan(path)
             except LogError:  # a damaged local copy: copy the log again from the start
                 continue
             if torn:
@@ -140,7 +143,7 @@ def _local_have(folder: Path, files: list[dict]) -> dict[str, int]:
                 have[name] = min(size, part.stat().st_size)
             elif path.exists() and path.stat().st_size <= size:
                 have[name] = path.stat().st_size
-    return have
+    return have, records
 
 
 def pull(endpoint: Endpoint, dest_root: Path, checkpoints: bool = False, rate: float | None = None,
@@ -185,6 +188,7 @@ class _Puller:
         self._file: LogAppender | FileCopy | None = None
         self._name = ""
         self._got = 0
+        self._had = 0  # records in the local log before this pull
 
     def run(self) -> None:
         fd = self.proc.stdout.fileno()
@@ -224,7 +228,7 @@ class _Puller:
             if isinstance(self._file, FileCopy):
                 self._file.finish()
             elif isinstance(self._file, LogAppender):
-                self.result.records = self._file.records
+                self._count(self._file.records)
                 self._file.close()
             self._file = None
         elif kind == "end":
@@ -237,7 +241,9 @@ class _Puller:
         self.result = PullResult(Session(folder))
         files = [f for f in control.get("files", []) if isinstance(f, dict) and "name" in f]
         self.sizes = {f["name"]: f.get("size") or 0 for f in files}
-        have = _local_have(folder, files)
+        have, self._had = _local_have(folder, files)
+        if "events.log" not in have:
+            self._had = 0
         self.proc.stdin.write((json.dumps({"have": have}) + "\n").encode())
         self.proc.stdin.close()
 
@@ -257,10 +263,9 @@ class _Puller:
         try:
             self._file.feed(data)
         except CorruptLogError as err:
-            copied = self._file.records
+            self._count(self._file.records)
             self._file.close()
             self._file = None
-            self.result.records = copied
             self.result.damage = (f"the log on {self.endpoint.target.destination} is damaged at byte {err.offset} "
                                   f"({err.reason})")
             self.ended = True
@@ -269,6 +274,10 @@ class _Puller:
         self.result.copied[self._name] += len(data)
         if self.progress is not None:
             self.progress(self._name, self._got, self.sizes.get(self._name, 0))
+
+    def _count(self, new: int) -> None:
+        self.result.new_records = new
+        self.result.records = self._had + new
 
     def close(self) -> None:
         if self._file is not None:
