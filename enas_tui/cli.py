@@ -254,8 +254,8 @@ def _run_training(make_trainer, events_pipe: bool = False, view_args: dict | Non
 # --sessions-dir has no envvar here: for a remote session only a flag given on this command line is
 # sent to the host (which has its own $ENAS_TUI_SESSIONS); locally sessions_root() reads the variable.
 WATCH_SESSIONS_DIR = typer.Option(None, "--sessions-dir",
-                                  help="Sessions folder; for HOST:ID the folder on the host "
-                                       "[env ENAS_TUI_SESSIONS there; default ./sessions].")
+                                  help="Sessions folder [env ENAS_TUI_SESSIONS; default ./sessions]; "
+                                       "for HOST:ID, the folder on the host.")
 REMOTE_CMD = typer.Option(None, "--remote-cmd", metavar="CMD",
                           help="The enas-tui command on the host (default: hosts.toml, else enas-tui).")
 

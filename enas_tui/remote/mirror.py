@@ -69,9 +69,8 @@ class Mirror:
         tmp = self.path / ".trainer.log.tmp"
         tmp.write_text(reason + "\n" if reason else "", encoding="utf-8")
         os.replace(tmp, self.path / "trainer.log")
-        if status is not None:
-            write_json_atomic(self.session.status_path, {"status": status, "remote": remote, "host": None,
-                                                         "updated": time.time()})
+        if status is not None:  # "host" is the target (it has a ':'), so no local pid check applies
+            write_json_atomic(self.session.status_path, {"status": status, "host": remote, "updated": time.time()})
 
     def close(self) -> None:
         if self._fd >= 0:
