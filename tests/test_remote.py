@@ -207,6 +207,8 @@ def test_attach_errors_are_one_line_before_the_dashboard(server, remote):
          "hosts.toml"),
         (("attach", "box:nope"), "box: no session 'nope'", str(remote)),
         (("attach", f"ssh://127.0.0.1:{free_port()}/done"), "connection refused", "cannot reach 127.0.0.1"),
+        (("attach", "box:done", "--remote-cmd", OTHER_VERSION), "enas-tui 9.0 on box speaks remote protocol 99",
+         "install the same version on both"),
     ]
     for args, *words in cases:
         out = cli(server, *args)
@@ -214,6 +216,18 @@ def test_attach_errors_are_one_line_before_the_dashboard(server, remote):
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("enas-tui: error: "), (args, out.stderr)
         assert all(word in lines[0] for word in words), (args, lines[0])
+
+
+# A remote "enas-tui" of another protocol version: it answers the hello line and nothing else.
+OTHER_VERSION = ("printf '%s\\n' '{\"enas_tui_remote\": 99, \"enas_tui\": \"9.0\", \"log_format\": 1, "
+                 "\"schema\": 1}'; true")
+
+
+def test_a_chatty_login_script_does_not_break_the_stream(server, remote):
+    write_synthetic_session(remote, SyntheticRun(epochs=1), session_id="chat")
+    out = cli(server, "sessions", "--host", "box", "--remote-cmd",
+              f"echo 'Welcome to box!'; echo 'You have new mail.'; {server.remote_cmd}")
+    assert out.returncode == 0 and "chat" in out.stdout, out.stderr
 
 
 def free_port() -> int:
