@@ -3,8 +3,8 @@
 ``start_sshd(folder)`` generates host and client keys with ssh-keygen, writes a minimal server
 config (key login only, no PAM) and a client config passed with ``ssh -F``, and starts
 ``/usr/sbin/sshd -D -e -f CONFIG`` on a free port of 127.0.0.1. The client config names the server
-``box`` (the authorised key) and ``box-wrong-key`` (a key the server does not know), with the
-server's host key pinned. Nothing outside the folder is touched, except /run/sshd, which sshd
+``box`` (the authorised key, connections multiplexed with ControlMaster) and ``box-wrong-key`` (a
+key the server does not know), with the server's host key pinned. Nothing outside the folder is touched, except /run/sshd, which sshd
 needs when it runs as root.
 """
 
@@ -98,6 +98,8 @@ class SshServer:
 
     def stop(self, connections: bool = False) -> None:
         """Stop the listener; with ``connections``, also the sshd children serving connections."""
+        subprocess.run(["ssh", "-F", str(self.client_config), "-O", "exit", "box"], capture_output=True,
+                       timeout=10)  # the multiplexing master, if one runs
         serving = self.connection_pids() if connections else []
         if self.process.poll() is None:
             self.process.terminate()
@@ -181,10 +183,13 @@ def _try_start(folder: Path, port: int, timeout: float) -> SshServer | str:
     user = getpass.getuser()
     common = ["  HostName 127.0.0.1", f"  Port {port}", f"  User {user}", "  IdentitiesOnly yes",
               "  IdentityAgent none", f"  UserKnownHostsFile {folder / 'known_hosts'}",
-              "  StrictHostKeyChecking yes", "  LogLevel ERROR", "  ControlMaster no"]
+              "  StrictHostKeyChecking yes", "  LogLevel ERROR"]
+    # "box" multiplexes its connections (ControlMaster), as many users' configs do; the master exits
+    # when its connection is killed, or in stop().
     (folder / "ssh_config").write_text("\n".join([
-        "Host box", f"  IdentityFile {folder / 'client_key'}", *common, "",
-        "Host box-wrong-key", f"  IdentityFile {folder / 'wrong_key'}", *common, "",
+        "Host box", f"  IdentityFile {folder / 'client_key'}", "  ControlMaster auto",
+        f"  ControlPath {folder / 'cm-%C'}", "  ControlPersist 30", *common, "",
+        "Host box-wrong-key", f"  IdentityFile {folder / 'wrong_key'}", "  ControlMaster no", *common, "",
     ]) + "\n")
     log = open(folder / "sshd.log", "ab")
     process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(folder / "sshd_config")],
