@@ -175,7 +175,10 @@ def pull(endpoint: Endpoint, dest_root: Path, checkpoints: bool = False, rate: f
     text = stderr.read().decode("utf-8", "replace")
     if code == 0 and puller.hello is not None:
         raise RemoteError(f"{host}: the copy stopped before it was complete; run pull again to resume", "closed")
-    raise classify(endpoint, code, text, puller.hello is not None)
+    error = classify(endpoint, code, text, puller.hello is not None)
+    if puller.result is not None and error.transient:
+        raise RemoteError(f"{error}; what arrived is kept: run pull again to resume", error.kind)
+    raise error
 
 
 class _Puller:
@@ -244,8 +247,11 @@ class _Puller:
         have, self._had = _local_have(folder, files)
         if "events.log" not in have:
             self._had = 0
-        self.proc.stdin.write((json.dumps({"have": have}) + "\n").encode())
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.write((json.dumps({"have": have}) + "\n").encode())
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass  # the connection is gone: the read loop sees its end and says why
 
     def _open_file(self, control: dict) -> None:
         name, start, size = str(control["name"]), int(control.get("start") or 0), control.get("size")
