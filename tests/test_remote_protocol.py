@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from enas_tui.events import decode_event
-from enas_tui.remote.catchup import KEEP_STEPS
+from enas_tui.remote.catchup import KEEP_STEPS, RESUME_STEPS, plan
 from enas_tui.remote.hosts import HostsError, endpoint
 from enas_tui.remote.protocol import (
     TAG_CONTROL, TAG_RECORD, MessageReader, ProtocolError, check_hello, control_message, find_hello, hello,
@@ -17,7 +18,8 @@ from enas_tui.remote.protocol import (
 )
 from enas_tui.remote.ssh import classify, ssh_argv
 from enas_tui.remote.target import RemoteTarget, TargetError, parse_host, parse_target
-from enas_tui.session_log import LogReader, encode_frame
+from enas_tui.session_log import HEADER_SIZE, LogReader, LogWriter, encode_frame
+from enas_tui.sessions import Session, write_json_atomic
 from enas_tui.tui.state import DashboardState
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 
@@ -196,6 +198,37 @@ def test_a_late_attach_gets_what_the_panels_need_not_the_whole_log(tmp_path):
     shown, full = view(fold(sent)), view(fold(r.payload for r in everything))
     assert shown["shared_done"] == 6_600 and len(shown["shared_ppl"]) == 2_000
     assert shown == full  # the same dashboard
+
+
+def test_a_late_attach_after_a_resume_keeps_what_the_rewind_leaves(tmp_path):
+    """A trainer killed 500 steps into epoch 3 and resumed from its epoch-2 checkpoint re-runs them:
+    the dashboard drops the repeated points and keeps more of epoch 2 instead, which lies further
+    back than the last STEP_HISTORY records. The catch-up must reach back that far."""
+    run = SyntheticRun(epochs=3, shared_steps=3_000, controller_steps=200, probe_every=100, end=None)
+    events = list(synthetic_events(run))
+    third = next(i for i, e in enumerate(events) if e.type == "epoch_start" and e.epoch == 3)
+    crashed = events[:third + 2 + 500]  # epoch_start, buffer, 500 shared steps
+    resumed = dataclasses.replace(events[0], resumed_from="epoch-0002.pt")
+    redo = events[third:third + 2 + 1_000]
+    session = Session(tmp_path / "resumed")
+    session.path.mkdir()
+    session.write_meta({"id": session.id})
+    write_json_atomic(session.status_path, {"status": "stopped"})
+    with LogWriter(session.log_path) as writer:
+        for event in [*crashed, resumed, *redo]:
+            writer.append(dataclasses.replace(event))
+    with LogReader(session.log_path) as reader:
+        everything = reader.read_records()
+    full = view(fold(r.payload for r in everything))
+    sent = [m.frame[12:-4] for m in stream_output(tmp_path, session.id, "--thin-over", "0") if m.tag == TAG_RECORD]
+    assert sum(b'"type":"shared_step"' in p[:30] for p in sent) == RESUME_STEPS + 4  # + four epoch starts
+    shown = view(fold(sent))
+    assert [x for x, _ in shown["shared_ppl"]][:1] == [5_001] and len(shown["shared_ppl"]) == 2_000
+    assert shown == full
+    with open(session.log_path, "rb") as f:  # without the wider window the dashboard would differ
+        narrow = plan(f.fileno(), HEADER_SIZE, session.log_path.stat().st_size, resume_steps=KEEP_STEPS)
+        data = session.log_path.read_bytes()
+    assert view(fold(data[o + 12:o + n - 4] for o, n in narrow.records))["shared_ppl"] != full["shared_ppl"]
 
 
 def test_a_stream_from_an_offset_sends_each_later_record_once(tmp_path):

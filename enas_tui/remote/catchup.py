@@ -7,9 +7,13 @@ every other record (epochs, validation, diagnostics, buffer, warnings, checkpoin
 So a catch-up sends, in log order:
 
 - every record that is neither a probe nor a step (the scalar histories and the event log);
-- the last ``keep_steps`` records of each step kind (3x what the dashboard keeps, so a resume that
-  re-ran up to two histories' worth of steps still leaves it full), plus the first step of each
-  kind after every ``epoch_start`` (the dashboard counts an epoch's progress from it);
+- the last ``STEP_HISTORY`` records of each step kind: what the dashboard keeps. Where a resumed
+  trainer started within the last ``3 x STEP_HISTORY`` of them, that many: a resume re-runs the
+  steps after its checkpoint and the dashboard drops the points it repeats, so the points it keeps
+  may reach back past the last ``STEP_HISTORY`` records (by up to an epoch's steps, at most two
+  histories here: 2,000 controller steps an epoch in the paper's setting);
+- the first step of each kind after every ``epoch_start`` (the dashboard counts an epoch's progress
+  from it);
 - the latest probe.
 
 Folding that selection gives the dashboard the state it gets from the whole log, except for
@@ -32,7 +36,8 @@ from enas_tui.session_log import _FRAME_HEAD, _LEN, FRAME_OVERHEAD, MAX_PAYLOAD,
 from enas_tui.tui.state import STEP_HISTORY
 
 STEP_KINDS = ("shared_step", "controller_step")
-KEEP_STEPS = 3 * STEP_HISTORY
+KEEP_STEPS = STEP_HISTORY  # records of each step kind a catch-up sends
+RESUME_STEPS = 3 * STEP_HISTORY  # ... when a resume is among the last this many
 _TYPE = b'{"type":"'  # events.encode_event writes the type first
 _PEEK = len(_TYPE) + 32  # payload bytes read to learn a record's type
 _CONTROLLER, _SHARED, _PROBE = b'controller_step"', b'shared_step"', b'probe"'
@@ -49,13 +54,14 @@ class Plan:
     ended: bool | None  # whether an end record follows the range's last start record (None: neither)
 
 
-def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS,
+def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS, resume_steps: int = RESUME_STEPS,
          emit: Callable[[list[tuple[int, int]]], None] | None = None) -> Plan:
     """The catch-up selection (module docstring) of the complete records in ``[start, end)``.
 
     One pass over the record headers and the first bytes of each payload (probe arrays are jumped
     over, never read), cheap enough per record for the ~370,000 records of a paper-scale log: step
-    offsets go into flat arrays, and only the last ``keep_steps`` of each kind are kept at the end.
+    offsets go into flat arrays, and only the last ``keep_steps`` (``resume_steps`` after a recent
+    resume) of each kind are kept at the end.
     ``emit`` is handed the chosen records in order as soon as they are certain, so the sending
     overlaps the scan. A header whose checksum fails raises CorruptLogError (payload checksums are
     checked by the reader of the records sent: the laptop).
@@ -69,6 +75,7 @@ def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS,
     first_of_epoch: set[str] = set()
     probe: tuple[int, int] | None = None
     ended: bool | None = None
+    starts: list[int] = []  # offsets of session_start records (a resume, after the first)
     seen = 0
     buf, base, pos = b"", start, start
     while end - pos >= head:
@@ -76,7 +83,7 @@ def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS,
         need = peek if end - pos > peek else end - pos
         if i + need > len(buf):
             if emit is not None:
-                emitted = _emit_certain(kept, emitted, steps, probe, keep_steps, emit)
+                emitted = _emit_certain(kept, emitted, steps, probe, max(keep_steps, resume_steps), emit)
             buf, base, i = os.pread(fd, min(_CHUNK, end - pos), pos), pos, 0
             if len(buf) < need:
                 break  # the file is shorter than ``end`` said (a torn tail cut meanwhile)
@@ -103,6 +110,7 @@ def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS,
                 first_of_epoch = set(STEP_KINDS)
             elif kind == "session_start":
                 ended = False
+                starts.append(pos)
             elif kind == "session_end":
                 ended = True
         if where is not None:
@@ -115,7 +123,9 @@ def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS,
         pos += size
     rest = kept[emitted:]
     for offsets, sizes in steps.values():
-        rest += zip(offsets[-keep_steps:], sizes[-keep_steps:])
+        wide = offsets[-resume_steps] if len(offsets) >= resume_steps else (offsets[0] if offsets else 0)
+        count = resume_steps if starts and starts[-1] > wide else keep_steps
+        rest += zip(offsets[-count:], sizes[-count:])
     if probe is not None:
         rest.append(probe)
     rest.sort()
