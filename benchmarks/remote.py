@@ -7,7 +7,8 @@
 - ``link``: the first complete frame of a 150-epoch ``paper``-scale session (generated under /tmp,
   deleted after) attached through a throttled pipe: this script stands in for ssh (ENAS_TUI_SSH)
   and relays the remote verb's output, run as a local subprocess, at 10 MB/s with no burst credit.
-  Target (issue 10): under 2 s. Also: bytes sent against the log's size.
+  Target (issue 10): under 2 s. Also: bytes sent against the log's size, and the CPU seconds each
+  side used (this process; the remote verb run alone), which depend less on other load.
 - ``ssh``: events/s through a real ssh attach on loopback (tests/sshd.py) into the dashboard: a
   finished 50,000-event session streamed whole (no catch-up selection), read, decoded and folded.
 - ``latency``: a writer appends an event every 50 ms on the "remote" side; the time from its
@@ -23,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -70,6 +72,10 @@ def scalar_session(root: Path, events: int):
     run = SyntheticRun(epochs=events // 2000 + 1, shared_steps=800, controller_steps=1200, probe_every=400,
                        probe_size=20, stop_after=events, end=None)
     return write_synthetic_session(root, run, session_id="scalars", status="finished")
+
+
+def _cpu(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def machine() -> str:
@@ -125,6 +131,7 @@ def bench_link(epochs: int, rate: float, keep: Path | None) -> dict:
 
         async def main() -> dict:
             t0 = time.perf_counter()
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             stream.start()
             await asyncio.to_thread(stream.wait_ready, 60)
             ready = time.perf_counter() - t0
@@ -139,13 +146,22 @@ def bench_link(epochs: int, rate: float, keep: Path | None) -> dict:
                 app.paint(force=True)
                 await drawn(app)
                 frame = time.perf_counter() - t0
+                local = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - _cpu(cpu0)
                 shown = app.state.epoch, app.state.probe is not None
             stream.close()
-            return {"ready_s": ready, "caught_up_arrived_s": arrived, "first_frame_s": frame, "shown": shown}
+            return {"ready_s": ready, "caught_up_arrived_s": arrived, "first_frame_s": frame, "shown": shown,
+                    "cpu_local_s": local}
 
         result = asyncio.run(main())
         sent = stream.mirror.session.log_path.stat().st_size
         stream.mirror.remove()
+        before = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "enas_tui", "remote", "stream", "paper", "--thin-over", "0",
+                        "--sessions-dir", str(root)], stdout=subprocess.DEVNULL, check=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+        verb_wall = time.perf_counter() - t
+        verb_cpu = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - before
         return {
             "session_epochs": epochs, "log_mb": round(size / 1e6, 1), "generate_s": round(made, 1),
             "link_mb_per_s": rate / 1e6, "sent_mb": round(sent / 1e6, 2), "records_skipped": stream.skipped,
@@ -153,6 +169,8 @@ def bench_link(epochs: int, rate: float, keep: Path | None) -> dict:
             "catch_up_arrived_s": round(result["caught_up_arrived_s"], 3),
             "first_complete_frame_s": round(result["first_frame_s"], 3),
             "frame_shows_epoch": result["shown"][0], "frame_has_probe": result["shown"][1],
+            "cpu_local_s": round(result["cpu_local_s"], 2),
+            "remote_verb_alone_s": round(verb_wall, 2), "remote_verb_cpu_s": round(verb_cpu, 2),
         }
     finally:
         if keep is None:
