@@ -34,6 +34,7 @@ class SshServer:
     folder: Path
     port: int
     process: subprocess.Popen
+    multiplex: bool = True
 
     @property
     def client_config(self) -> Path:
@@ -91,7 +92,7 @@ class SshServer:
     def restart(self, timeout: float = 10.0) -> None:
         """Start sshd again on the same port (after ``stop``: a restart on the box)."""
         self.stop()
-        started = _try_start(self.folder, self.port, timeout)
+        started = _try_start(self.folder, self.port, timeout, self.multiplex)
         if not isinstance(started, SshServer):
             raise SshUnavailable(f"sshd did not restart: {started}")
         self.process = started.process
@@ -135,8 +136,11 @@ def _keygen(path: Path) -> None:
         raise SshUnavailable(f"ssh-keygen failed: {err.stderr.decode().strip()}") from None
 
 
-def start_sshd(folder: Path, timeout: float = 10.0) -> SshServer:
-    """Start sshd on a free loopback port; SshUnavailable (with the reason) where it cannot run."""
+def start_sshd(folder: Path, timeout: float = 10.0, multiplex: bool = True) -> SshServer:
+    """Start sshd on a free loopback port; SshUnavailable (with the reason) where it cannot run.
+
+    ``multiplex``: the client config's ``box`` shares one connection (ControlMaster) between calls.
+    """
     if not SSHD.exists():
         raise SshUnavailable(f"{SSHD} is not installed (apt-get install openssh-server)")
     try:
@@ -152,7 +156,7 @@ def start_sshd(folder: Path, timeout: float = 10.0) -> SshServer:
     last_error = ""
     for _ in range(3):  # another process may take the free port first
         port = _free_port()
-        server = _try_start(folder, port, timeout)
+        server = _try_start(folder, port, timeout, multiplex)
         if isinstance(server, SshServer):
             return server
         last_error = server
@@ -176,7 +180,7 @@ def _server_config(folder: Path, port: int) -> None:
         path.write_text("\n".join(lines[:-1]) + "\n")
 
 
-def _try_start(folder: Path, port: int, timeout: float) -> SshServer | str:
+def _try_start(folder: Path, port: int, timeout: float, multiplex: bool = True) -> SshServer | str:
     _server_config(folder, port)
     host_pub = (folder / "host_key.pub").read_text().split()
     (folder / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
@@ -187,15 +191,16 @@ def _try_start(folder: Path, port: int, timeout: float) -> SshServer | str:
     # "box" multiplexes its connections (ControlMaster), as many users' configs do; the master exits
     # when its connection is killed, or in stop().
     (folder / "ssh_config").write_text("\n".join([
-        "Host box", f"  IdentityFile {folder / 'client_key'}", "  ControlMaster auto",
-        f"  ControlPath {folder / 'cm-%C'}", "  ControlPersist 30", *common, "",
+        "Host box", f"  IdentityFile {folder / 'client_key'}",
+        *(["  ControlMaster auto", f"  ControlPath {folder / 'cm-%C'}", "  ControlPersist 30"] if multiplex
+          else ["  ControlMaster no"]), *common, "",
         "Host box-wrong-key", f"  IdentityFile {folder / 'wrong_key'}", "  ControlMaster no", *common, "",
     ]) + "\n")
     log = open(folder / "sshd.log", "ab")
     process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(folder / "sshd_config")],
                                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     log.close()
-    server = SshServer(folder, port, process)
+    server = SshServer(folder, port, process, multiplex)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
