@@ -445,7 +445,7 @@ def pull(
     new = sum(result.copied.values())
     typer.echo(f"pulled {result.session.id} from {endpoint.target.destination} into {result.session.path}: "
                f"{result.records:,} log records ({result.new_records:,} new), {new / 1e6:.1f} MB copied "
-               f"({', '.join(sorted(result.copied)) or 'nothing new'})")
+               f"({', '.join(sorted(name for name, n in result.copied.items() if n)) or 'nothing new'})")
     if result.damage:
         raise UserError(f"{result.damage}: the local copy holds the {result.records:,} records before it; "
                         f"the rest was not copied")
