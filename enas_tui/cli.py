@@ -418,6 +418,7 @@ def paper(
     seeds: int = typer.Option(1, "--seeds", help="Runs of each controller, one seed each; K > 1 prints "
                               "Table 1 as mean ± 95% interval."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per run (overrides the preset)."),
+    n: int = typer.Option(100, "--n", help="Probe architectures per analysis (the paper: 100)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
     overrides: list[str] = typer.Option([], "--set", help="Override a setting for all runs (repeatable)."),
     activations: Optional[str] = ACTIVATIONS_READING,
@@ -435,6 +436,8 @@ def paper(
     _check_epochs(epochs)
     if seeds < 1:
         raise UsageProblem("--seeds must be at least 1")
+    if n < 3:
+        raise UsageProblem("--n must be at least 3 (Spearman needs pairs)")
     readings = _readings(activations, ged)
     chosen = _pick_preset(preset, data, device)
     trainers = []
@@ -446,7 +449,7 @@ def paper(
     previous = signal.signal(signal.SIGINT, stop)
     try:
         result = run_paper(sessions_root(sessions_dir), preset=chosen, data=str(data) if data else None, seed=seed,
-                           epochs=epochs, out=out, overrides=overrides, device=device, seeds=seeds,
+                           epochs=epochs, out=out, overrides=overrides, device=device, seeds=seeds, n=n,
                            readings=readings, listeners_factory=lambda controller: [HeadlessView()],
                            on_trainer=trainers.append, progress=progress_bars)
     except SettingsError as exc:
