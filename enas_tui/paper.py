@@ -75,7 +75,7 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
     runs = [config.resolve(c, preset, seed=s, device=device, data=data, overrides=list(overrides), epochs=epochs)
             for s in range(seed, seed + seeds) for c in RUN_ORDER]  # all validated before any training
     corpus = corpus if corpus is not None else load_corpus(data)
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float] = {**{f"train {c}": 0.0 for c in RUN_ORDER}, "analyze": 0.0}
     sessions, analyses = [], []
     for settings in runs:
         started = time.perf_counter()
@@ -100,7 +100,7 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
 
 
 def _add(seconds: dict[str, float], key: str, started: float) -> None:
-    seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - started
+    seconds[key] += time.perf_counter() - started
 
 
 def _train(root: Path, settings: config.Settings, corpus: Corpus,

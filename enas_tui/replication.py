@@ -33,12 +33,13 @@ if TYPE_CHECKING:  # analysis.py needs torch; this module does not
     from .analysis import Analysis
 
 CONFIDENCE = 0.95
+MIN_FIG1_GAP = 0.01  # claim (a): "above" means by at least one percentage point on average
 PASS, FAIL, UNDECIDED = "PASS", "FAIL", "UNDECIDED"
 CONTROLLER_ORDER: tuple[str, ...] = ("random", "supervised", "unsupervised")  # the paper's rows
 CLAIM_RULES: dict[str, str] = {
-    "a": "PASS when the interval of the per-seed mean gap (trained - random, over the 23 steps) is above 0 "
-         "and the trained controller is above at more than half the steps on average; FAIL when the "
-         "interval is below 0",
+    "a": "PASS when the interval of the per-seed mean gap (trained - random, over the 23 steps) is above 0, "
+         f"the mean gap is at least {MIN_FIG1_GAP} and the trained controller is above at more than half the "
+         "steps on average; FAIL when the interval is below 0",
     "b": "PASS when supervised's |rho| interval is above unsupervised's and unsupervised's above random's "
          "(no overlap); FAIL when either pair is separated the other way",
     "c": "'well above': supervised's interval lies entirely above unsupervised's (no overlap); FAIL when "
@@ -246,10 +247,11 @@ def _fig1(s: Table1Summary) -> Claim:
         return missing
     c = s.controllers["unsupervised"]
     gap, above = c.fig1_gap, c.steps_above
-    passed = gap.defined and gap.low > 0 and above.mean > c.steps / 2  # type: ignore[operator]
+    passed = (gap.defined and gap.low > 0 and gap.mean >= MIN_FIG1_GAP  # type: ignore[operator]
+              and above.mean > c.steps / 2)
     failed = gap.defined and gap.high < 0  # type: ignore[operator]
-    detail = (f"above at {above.mean:.1f} of {c.steps} steps on average, by {gap.mean:+.3f} on average "
-              f"({gap.range_text()})")
+    detail = (f"above at {above.mean:.1f} of {c.steps} steps on average, by {gap.mean:+.4f} on average "
+              f"({gap.range_text(4)})")
     return Claim("a", statement, _verdict(passed, failed), detail)
 
 

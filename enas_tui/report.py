@@ -102,7 +102,7 @@ def fig1(analyses: Sequence[Analysis]) -> Figure:
     for ax, a in zip(axes, analyses):
         _step_lines(ax, a.random.max_probs, REFERENCE, "untrained controller", style="--")
         _step_lines(ax, a.trained.max_probs, _color(a), f"{a.controller}")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper right", fontsize=8)
         _title(ax, a)
     return fig
 
@@ -112,12 +112,12 @@ def fig2(analyses: Sequence[Analysis]) -> Figure:
     present = {a.session for a in analyses}
     data, labels, colors = [], [], []
     for a in analyses:
-        _box(data, labels, colors, a.trained.ppl, f"{a.controller}\n{_short(a.session)}", _color(a))
+        _box(data, labels, colors, a.trained.ppl, f"{a.controller}\nseed {a.run_seed} (…{a.session[-4:]})", _color(a))
         ref = a.reference
         assert ref is not None
         if ref.session is None or ref.session not in present:  # no random session drawn beside it
             _box(data, labels, colors, ref.ppl, f"{ref.label}\n({a.controller} run)", REFERENCE)
-    fig = Figure(figsize=(max(5.0, 1.6 * len(data)), 4.2), layout="constrained")
+    fig = Figure(figsize=(max(5.0, 1.7 * len(data)), 4.2), layout="constrained")
     ax = fig.add_subplot()
     boxes = ax.boxplot(data, patch_artist=True, widths=0.6)
     for patch, color in zip(boxes["boxes"], colors):
@@ -185,7 +185,7 @@ def table1_figure(analyses: Sequence[Analysis], shown: dict[str, str] | None = N
                      *(_fmt(row[c]["rho"]) for c in columns)])
         rows.append(["", "", "p", *(_p(row[c]["p"]) for c in columns)])
         rows.append(["", "", "paper", *(_fmt(paper.get(c)) for c in columns)])
-    fig = Figure(figsize=(12, 0.8 + 0.3 * (len(rows) + 1)), layout="constrained")
+    fig = Figure(figsize=(12, 0.6 + 0.22 * (len(rows) + 1)), layout="constrained")
     ax = fig.add_subplot()
     ax.axis("off")
     table = ax.table(cellText=rows, colLabels=header, loc="center", cellLoc="center")
@@ -218,6 +218,7 @@ def table1_seeds_figure(summary: Table1Summary) -> Figure:
             if paper is not None:
                 ax.plot([x], [paper], marker="x", color="tab:red", markersize=8, linestyle="none")
         ax.axhline(0.0, color="0.7", linewidth=0.8)
+        ax.set_ylim(-1.05, 1.05)  # rho's range; a wider interval (few seeds) runs off the panel
         ax.set_xticks(range(len(names)), names, fontsize=8)
         ax.set_xlim(-0.6, len(names) - 0.4)
         ax.set_title(diagnostics.MEASURE_LABELS[measure], fontsize=9)
@@ -256,10 +257,6 @@ def _title(ax, a: Analysis) -> None:
 
 def _color(a: Analysis) -> str:
     return COLORS.get(a.controller, "tab:purple")
-
-
-def _short(session: str) -> str:
-    return session if len(session) <= 24 else session[:21] + "..."
 
 
 def _save(fig: Figure, stem: Path) -> None:

@@ -122,6 +122,8 @@ def test_fig1_claim_needs_most_steps_not_just_a_mean_gap():
     found = by_key(claims(aggregate(runs)))
     assert found["a"].outcome == UNDECIDED and "above at 5.0 of 23 steps" in found["a"].detail
     assert found["b"].outcome == UNDECIDED and found["b"].detail == "no supervised or random run"
+    tiny = [run("unsupervised", s, gap=0.005 + 0.0001 * s) for s in range(3)]  # significant, but < 0.01
+    assert by_key(claims(aggregate(tiny)))["a"].outcome == UNDECIDED
 
 
 def test_seed_results_travel_as_json():
