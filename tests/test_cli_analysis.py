@@ -103,6 +103,11 @@ def test_paper_trains_three_controllers_and_reports(tmp_path, capsys):
     for controller in ("random", "supervised", "unsupervised"):
         assert controller in out
     assert "-0.315" in out and "report: " in out  # the paper's unsupervised value is shown
+    assert "seed 0," in out and "Other readings" in out
+    verdicts = [line.split()[0] for line in out.splitlines()
+                if line.split()[:1] in (["PASS"], ["FAIL"], ["UNDECIDED"])]
+    assert verdicts == ["UNDECIDED"] * 5  # one seed: no intervals
+    assert "no interval from 1 value(s)" in out
     assert (tmp_path / "report" / "report.md").exists()
 
 

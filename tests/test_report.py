@@ -221,14 +221,6 @@ def test_paper_trains_analyses_and_reports_the_three_settings(tmp_path, corpus):
     assert order == sorted(order)  # the paper's row order
 
 
-def test_paper_with_one_seed_prints_the_runs_and_undecided_claims(tmp_path, corpus):
-    result = run_paper(tmp_path, overrides=TINY, epochs=1, corpus=corpus, n=8, valid_batches=1, device="cpu")
-    text = format_paper_table(result)
-    assert "seed 0," in text and "Other readings" in text
-    assert all(c.outcome == "UNDECIDED" for c in result.claims)  # no interval from one seed
-    assert "no interval from 1 value(s)" in text
-
-
 def test_paper_rejects_bad_settings_before_training(tmp_path):
     with pytest.raises(config.SettingsError, match="no setting"):
         run_paper(tmp_path, overrides=["train.nope=1"], epochs=1)
