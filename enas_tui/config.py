@@ -170,6 +170,10 @@ def cpu_preset() -> dict[str, dict[str, Any]]:
             "derive_samples": 100,
             "probe_every": 20,
             "perf_every": 4,  # the performance column costs 100 forward passes: keeps probes under 10%
+            # ged_paper searches each of 4,950 pairs (~2 ms each): one such probe every other epoch
+            # cost 82% of training time in benchmarks/diagnostics_overhead.py, so the live Table 1
+            # keeps to the closed-form measures here; analyze, report and paper compute every GED
+            "live_ged": "none",
             # one thread: at hidden 64 the cost is per-op overhead, and a second thread that has
             # to wait for a busy core made steps 3-5x slower in benchmarks/supernet.py
             "threads": 1,

@@ -57,8 +57,8 @@ def test_supervised_run_records_every_phase(tmp_path, corpus):
     assert len(probes) == 6 and probes[0].probs.shape == (12, 23, 11) and probes[0].hidden.shape == (12, 16)
     assert all((p.mode, p.state) == ("derive", "emit_last") for p in probes)
     diags = by_type(events, "diagnostics")
-    # TINY computes the performance column on every probe, so the default costly GED comes with it
-    assert len(diags) == 6 and set(diags[0].spearman) == {*CHEAP_MEASURES, "ged_paper", "abs_perf_diff"}
+    # TINY computes the performance column on every probe; the cpu preset leaves the GED searches out
+    assert len(diags) == 6 and set(diags[0].spearman) == {*CHEAP_MEASURES, "abs_perf_diff"}
     assert all(d.collapse == "scale_free" for d in diags)
     assert diags[-1].collapse_index["hidden"] == collapse_index(probes[-1].hidden)
     assert diags[-1].collapse_index["max_prob"] == collapse_index(max_action_probs(probes[-1].probs, trainer.ctrl.sizes))
@@ -174,8 +174,10 @@ def test_live_table1_runs_cheap_measures_every_probe_and_costly_geds_with_the_pe
     assert len(diags) == 2
     assert set(diags[0].spearman) == set(CHEAP_MEASURES)  # probe 1: cheap ones only
     assert set(diags[1].spearman) == {*CHEAP_MEASURES, "ged_paper", "ged_exact", "abs_perf_diff"}
-    _, _, _, events = run(tmp_path / "b", corpus, controller="random", epochs=1, extra=["train.live_ged=none"])
-    assert all(set(d.spearman) == {*CHEAP_MEASURES, "abs_perf_diff"} for d in by_type(events, "diagnostics"))
+    _, _, _, events = run(tmp_path / "b", corpus, controller="random", epochs=1, extra=["train.live_ged=paper"])
+    assert all(set(d.spearman) == {*CHEAP_MEASURES, "ged_paper", "abs_perf_diff"} for d in by_type(events, "diagnostics"))
+    assert config.Settings().train.live_ged == "paper"  # the paper preset; the cpu preset: none
+    assert config.resolve("random", "cpu").train.live_ged == "none"
 
 
 @pytest.mark.parametrize("mode, state", [("derive", "emit_last"), ("train", "after_last")])
