@@ -282,8 +282,7 @@ def pair_fig2(analyses: Sequence[Analysis]) -> list[Analysis]:
         if match is None:
             out.append(a)
             continue
-        label = ("this random session's samples on its own weights" if match is a
-                 else f"random session {match.session} on its own weights")
+        label = "this random session (own weights)" if match is a else f"random session {match.session} (own weights)"
         out.append(replace(a, reference=Fig2Reference(label, match.trained.ppl, match.session)))
     return out
 
