@@ -171,7 +171,7 @@ def cpu_preset() -> dict[str, dict[str, Any]]:
             "probe_every": 20,
             "perf_every": 4,  # the performance column costs 100 forward passes: keeps probes under 10%
             # ged_paper searches each of 4,950 pairs (~2 ms each): one such probe every other epoch
-            # cost 82% of training time in benchmarks/diagnostics_overhead.py, so the live Table 1
+            # added 82% to training time in benchmarks/diagnostics_overhead.py, so the live Table 1
             # keeps to the closed-form measures here; analyze, report and paper compute every GED
             "live_ged": "none",
             # one thread: at hidden 64 the cost is per-op overhead, and a second thread that has
