@@ -15,7 +15,8 @@ Schema history. Version 2 changed what probes and diagnostics mean, and readers 
   which is what decoding fills in (``LEGACY``).
 - ``Diagnostics.spearman`` is keyed by measure name (``common_activations_paper``, ``ged_aligned``,
   ...; see diagnostics.py). Version 1 keyed the aligned measures by their column names
-  (``common_activations``, ``ged``); decoding renames them (``SCHEMA1_MEASURES``).
+  (``common_activations``, ``ged``); decoding renames them (``SCHEMA1_MEASURES``) in records
+  without a ``collapse`` field, which only version 1 wrote.
 - ``Diagnostics.collapse_index`` is scale-free (diagnostics.collapse_index) and
   ``Diagnostics.collapse`` says so ("scale_free"). Version 1 values were absolute (mean
   across-architecture standard deviation); decoding marks them ``collapse="absolute"`` so that
@@ -320,8 +321,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         if isinstance(value, str) and key in floats:
             value = _NONFINITE.get(value, value)
         kwargs[key] = _decode_array(value) if _is_array(value) else value
-    if cls is Diagnostics and isinstance(kwargs.get("spearman"), dict):
-        kwargs["spearman"] = translate_spearman(kwargs["spearman"])
+    if cls is Diagnostics and "collapse" not in data and isinstance(kwargs.get("spearman"), dict):
+        kwargs["spearman"] = translate_spearman(kwargs["spearman"])  # a version 1 record (no ``collapse``)
     try:
         return cls(**kwargs)
     except TypeError:

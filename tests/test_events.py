@@ -66,3 +66,11 @@ def test_a_schema1_log_reads_translated(tmp_path):
     path.write_bytes(HEADER + b"".join(encode_frame(payload) for payload in schema1_payloads()))
     probe, diag = read_events(path)
     assert probe.mode == "train" and "ged_aligned" in diag.spearman and "ged" not in diag.spearman
+
+
+def test_only_version1_records_are_translated():
+    # a version 2 record is decoded as written, whatever its keys: translation needs the version 1 shape
+    diag = ev.Diagnostics(epoch=1, step=1, n=3, spearman={"ged": {"rho": 0.2, "p": 0.5}},
+                          collapse_index={"hidden": 0.1, "max_prob": 0.0})
+    again = ev.decode_event(ev.encode_event(diag))
+    assert again.spearman == diag.spearman and again.collapse == "scale_free"
