@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from enas_tui.cli import main
+from enas_tui.search_space import random_architecture
 from enas_tui.session_log import LogReader, read_events
 from enas_tui.sessions import all_sessions
 
@@ -153,6 +155,7 @@ def test_resume_refuses_a_running_or_finished_session(tmp_path):
     (["arch", "distance", "tanh", "tanh,0:relu"], 1, "cannot compare"),
     (["arch", "distance", "tanh", "relu", "--ged-timeout", "0"], 2, "--ged-timeout must be positive"),
     (["arch", "distance", "tanh", "relu", "--ged-timeout", "soon"], 2, "--ged-timeout"),
+    (["arch", "distance", "tanh", "relu", "--exact-timeout", "-1"], 2, "--exact-timeout must be positive"),
     (["arch", "distance", "tanh" + ",0:tanh" * 61, "relu" + ",0:tanh" * 61], 1, "up to 64 nodes"),
 ])
 def test_bad_input_is_one_line_with_exit_code(tmp_path, capsys, monkeypatch, args, code, fragment):
@@ -232,6 +235,20 @@ def test_arch_distance_names_every_measure_and_the_default_reading():
     capped = cli("arch", "distance", ARCH_A, ARCH_B, "--ged-timeout", "1e-9", "--json")
     assert json.loads(capped.stdout)["ged_paper_fell_back"] is True
     assert json.loads(capped.stdout)["ged_paper"] == 6  # the aligned bound: 2 x 2 rewired + 2 leaves
+    capped_text = cli("arch", "distance", ARCH_A, ARCH_B, "--ged-timeout", "1e-9").stdout.splitlines()
+    assert "no networkx value within 1e-09 s" in capped_text[3] and "no networkx" not in out.stdout
+
+
+def test_arch_distance_of_large_cells_stops_the_exact_search_at_its_limit():
+    rng = random.Random(0)
+    big = [random_architecture(40, rng).to_text() for _ in range(2)]
+    out = cli("arch", "distance", *big, "--exact-timeout", "0.2", "--ged-timeout", "0.2")
+    assert out.returncode == 0, out.stderr
+    exact_line = out.stdout.splitlines()[5]
+    assert exact_line.split()[:2] == ["ged_exact", "-"] and "not proven within 0.2 s" in exact_line
+    capped = json.loads(cli("arch", "distance", *big, "--exact-timeout", "0.2", "--ged-timeout", "0.2",
+                            "--json").stdout)
+    assert capped["ged_exact"] is None and capped["ged_aligned"] > 0
 
 
 def test_torn_tail_left_by_a_kill_is_cut_on_resume(tmp_path):

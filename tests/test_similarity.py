@@ -258,6 +258,17 @@ def test_exact_ged_of_any_small_digraphs() -> None:
         networkx_arrays([nx.Graph([(1, 2)])])
 
 
+@pytest.mark.parametrize("compiled", [pytest.param(True, marks=needs_kernel), False])
+def test_exact_search_gives_up_at_its_time_limit(compiled: bool) -> None:
+    rng = random.Random(11)
+    big = labelled_arrays([random_architecture(36, rng) for _ in range(2)])  # far beyond a second
+    result = exact.solve_pairs(big, np.array([[0, 1], [1, 1]]), time_limit=0.05, compiled=compiled)
+    assert result.costs.tolist() == [-1, 0]  # unproven; identical graphs are proven at once
+    with pytest.raises(similarity.ExactGEDTimeout, match="not proven within 0.05 s"):
+        similarity.exact_ged(paper_graph(random_architecture(36, rng)), paper_graph(random_architecture(36, rng)),
+                             timeout=0.05, compiled=compiled)
+
+
 # -- all pairs -------------------------------------------------------------------------------------
 ONE_PAIR = {
     "common_activations_paper": common_activations_paper,
@@ -312,14 +323,26 @@ def test_costly_measures_merge_identical_cells_and_report() -> None:
     assert measures.stats["ged_paper"].fallbacks == 0
 
 
-def test_workers_give_the_same_columns() -> None:
+@needs_kernel
+def test_exact_kernel_in_two_threads_gives_the_same_column() -> None:
     rng = random.Random(9)
-    archs = [random_architecture(12, rng) for _ in range(14)]
+    archs = [random_architecture(12, rng) for _ in range(30)]  # 435 pairs: several chunks per thread
+    one = pairwise_measures(archs, ["ged_exact"])
+    two = pairwise_measures(archs, ["ged_exact"], workers=2)
+    assert np.array_equal(one["ged_exact"], two["ged_exact"]) and two.stats["ged_exact"].workers == 2
+
+
+def test_worker_processes_give_the_same_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # networkx's first value always runs in processes; the exact search does when there is no kernel
+    rng = random.Random(10)
+    archs = [random_architecture(6, rng) for _ in range(10)]
     one = pairwise_measures(archs, ["ged_exact", "ged_paper"])
+    monkeypatch.setattr(exact, "COMPILED", False)
     two = pairwise_measures(archs, ["ged_exact", "ged_paper"], workers=2)
     for name in ("ged_exact", "ged_paper"):
         assert np.array_equal(one[name], two[name])
         assert two.stats[name].workers == 2
+    assert two.stats["ged_exact"].search_nodes > 0
 
 
 def test_bad_requests() -> None:

@@ -49,7 +49,7 @@ from enas_tui.similarity.closed_form import (
     paper_aligned_bound,
 )
 from enas_tui.similarity.exact import COMPILED as EXACT_COMPILED
-from enas_tui.similarity.exact import exact_ged
+from enas_tui.similarity.exact import ExactGEDTimeout, exact_ged
 from enas_tui.similarity.graphs import GraphError, paper_graph
 from enas_tui.similarity.pairwise import (
     CHEAP_MEASURES,
@@ -67,7 +67,7 @@ graph_edit_distance = ged_aligned
 
 __all__ = [
     "CHEAP_MEASURES", "COSTLY_MEASURES", "EXACT_COMPILED", "MEASURES", "PAPER_GED_TIMEOUT",
-    "GraphError", "MeasureStats", "PairwiseMeasures", "PaperGED", "SimilarityError",
+    "ExactGEDTimeout", "GraphError", "MeasureStats", "PairwiseMeasures", "PaperGED", "SimilarityError",
     "architecture_matrices", "common_activations_aligned", "common_activations_paper",
     "common_connections", "exact_ged", "ged_aligned", "ged_exact", "ged_paper", "ged_paper_exact",
     "networkx_ged", "pairwise_measures", "paper_aligned_bound", "paper_ged", "paper_graph",
@@ -76,16 +76,19 @@ __all__ = [
 _FORBIDDEN = 1e6  # substitution cost that no optimal edit path can afford
 
 
-def ged_exact(a: Architecture, b: Architecture) -> int:
-    """Unconstrained exact GED of the labelled graphs (``to_graph()``), unit costs."""
+def ged_exact(a: Architecture, b: Architecture, *, timeout: float | None = None) -> int:
+    """Unconstrained exact GED of the labelled graphs (``to_graph()``), unit costs.
+
+    ``timeout`` (seconds): raise ExactGEDTimeout rather than search longer (large cells).
+    """
     check_same_size(a, b)
-    return exact_ged(a.to_graph(), b.to_graph(), label="activation")
+    return exact_ged(a.to_graph(), b.to_graph(), label="activation", timeout=timeout)
 
 
-def ged_paper_exact(a: Architecture, b: Architecture) -> int:
+def ged_paper_exact(a: Architecture, b: Architecture, *, timeout: float | None = None) -> int:
     """Exact structure-only GED of the paper graphs: what ``ged_paper``'s first value approximates."""
     check_same_size(a, b)
-    return exact_ged(paper_graph(a), paper_graph(b))
+    return exact_ged(paper_graph(a), paper_graph(b), timeout=timeout)
 
 
 def networkx_ged(a: Architecture, b: Architecture, fixed_correspondence: bool = False, *,

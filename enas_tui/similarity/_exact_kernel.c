@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_NODES 64
 #define INF_COST (1 << 29)
@@ -54,6 +55,8 @@ typedef struct {
     mask_t free1, free2;
     int best, root_lb;
     int64_t nodes;
+    double deadline;                 /* seconds since the epoch; 0: none */
+    int timed_out;
     /* scratch: one cost matrix and lists per depth, Hungarian arrays shared */
     int *matrices;                   /* (n + 1) levels of n * n */
     int *lists;                      /* (n + 1) levels of 3 * n: U1, U2, candidates */
@@ -156,8 +159,16 @@ static mask_t twin_allowed(const Search *s, int u) {
     return allowed;
 }
 
+static double now(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static void search(Search *s, int depth, int fixed) {
     s->nodes++;
+    if (s->deadline > 0 && (s->nodes & 1023) == 0 && now() > s->deadline) s->timed_out = 1;
+    if (s->timed_out) return;
     int n = s->n, m = n - depth;
     if (m == 0) {
         if (fixed < s->best) s->best = fixed;
@@ -231,13 +242,13 @@ static void search(Search *s, int depth, int fixed) {
         search(s, depth + 1, fixed + step);
         s->free1 |= BIT(u); s->free2 |= BIT(w);
         s->pi1[u] = -1; s->pi2[w] = -1;
-        if (s->best <= s->root_lb) return;  /* optimal: nothing can beat the root bound */
+        if (s->best <= s->root_lb || s->timed_out) return;  /* optimal: nothing beats the root bound */
     }
 }
 
-/* Solve one pair; graphs given by labels and out-neighbour masks. */
+/* Solve one pair (graphs given by labels and out-neighbour masks); -1 when time_limit (> 0) passed. */
 static int solve_pair(Search *s, int n, const int32_t *lab1, const mask_t *out1,
-                      const int32_t *lab2, const mask_t *out2, int64_t *nodes) {
+                      const int32_t *lab2, const mask_t *out2, double time_limit, int64_t *nodes) {
     s->n = n;
     s->lab1 = lab1; s->lab2 = lab2;
     for (int u = 0; u < n; u++) {
@@ -261,9 +272,11 @@ static int solve_pair(Search *s, int n, const int32_t *lab1, const mask_t *out1,
     s->best = local_search(s, identity);
     s->root_lb = 0;
     s->nodes = 0;
+    s->timed_out = 0;
+    s->deadline = time_limit > 0 ? now() + time_limit : 0;
     search(s, 0, 0);
     *nodes = s->nodes;
-    return s->best;
+    return s->timed_out ? -1 : s->best;
 }
 
 static int check_buffer(Py_buffer *buf, Py_ssize_t itemsize, Py_ssize_t count, const char *name) {
@@ -276,9 +289,11 @@ static int check_buffer(Py_buffer *buf, Py_ssize_t itemsize, Py_ssize_t count, c
 
 static PyObject *solve_many(PyObject *self, PyObject *args) {
     int n;
+    double time_limit;
     Py_buffer labels, masks, pairs, costs, nodes;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iy*y*y*w*w*", &n, &labels, &masks, &pairs, &costs, &nodes)) return NULL;
+    if (!PyArg_ParseTuple(args, "iy*y*y*w*w*d", &n, &labels, &masks, &pairs, &costs, &nodes, &time_limit))
+        return NULL;
     PyObject *result = NULL;
     Search *s = NULL;
     if (n < 1 || n > MAX_NODES) {
@@ -316,7 +331,7 @@ static PyObject *solve_many(PyObject *self, PyObject *args) {
     for (Py_ssize_t p = 0; p < count; p++) {
         int a = pr[2 * p], b = pr[2 * p + 1];
         out_cost[p] = solve_pair(s, n, lab + (size_t)a * n, adj + (size_t)a * n,
-                                 lab + (size_t)b * n, adj + (size_t)b * n, &out_nodes[p]);
+                                 lab + (size_t)b * n, adj + (size_t)b * n, time_limit, &out_nodes[p]);
     }
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
@@ -330,16 +345,17 @@ done:
 
 static PyMethodDef methods[] = {
     {"solve_many", solve_many, METH_VARARGS,
-     "solve_many(n, labels, masks, pairs, costs, nodes): exact GED of each pair of graphs.\n\n"
+     "solve_many(n, labels, masks, pairs, costs, nodes, time_limit): exact GED of each pair of graphs.\n\n"
      "labels: int32 (graphs * n); masks: uint64 out-neighbour masks (graphs * n); pairs: int32\n"
-     "(count * 2) graph indices; costs (int32, count) and nodes (int64, count) are written."},
+     "(count * 2) graph indices; costs (int32, count) and nodes (int64, count) are written; a pair\n"
+     "still unproven after time_limit seconds (> 0; 0: no limit) gets cost -1."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_exact_kernel",
     "Compiled branch and bound for the exact GED of small equal-sized digraphs (see exact.py).",
-    -1, methods,
+    -1, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__exact_kernel(void) { return PyModule_Create(&module); }

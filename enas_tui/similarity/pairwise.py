@@ -154,7 +154,7 @@ def _paper_chunk(context: tuple[list[Architecture], float | None], pairs: np.nda
 
 
 def _exact_chunk(arrays, pairs: np.ndarray):
-    result = exact.solve_pairs(arrays, pairs)
+    result = exact.solve_pairs(arrays, pairs, compiled=False)  # processes only serve the Python search
     return result.costs, result.nodes
 
 
