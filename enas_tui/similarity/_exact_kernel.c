@@ -14,7 +14,8 @@
  * The linear assignment minimum over C (Hungarian algorithm, integer costs doubled so halves stay
  * exact) is a lower bound on every completion; its dual potentials give each candidate (u, w) the
  * bound LB + reduced cost, which prunes a child before it is built. We branch on the node with the
- * fewest surviving candidates and try them in order of reduced cost. Nodes of G1 that are twins
+ * most unplaced neighbours (ties: the fewest surviving candidates) and try its candidates in order
+ * of reduced cost. Nodes of G1 that are twins
  * (same label, same in- and out-neighbours) are interchangeable, so their images are kept
  * increasing: one representative of each symmetric family of bijections is searched.
  *
@@ -215,14 +216,19 @@ static void search(Search *s, int depth, int fixed) {
     for (int i = 0; i < m; i++)
         for (int j = 0; j < m; j++) c[i * m + j] -= s->hu[i + 1] + s->hv[j + 1];
 
-    int limit = 2 * s->best - 2 - lb2, pick = -1, fewest = m + 1;
-    for (int i = 0; i < m && fewest > 1; i++) {
+    /* Branch on the node with the most unplaced neighbours (placing it anchors the most edges),
+     * then the fewest surviving candidates; a node with none left ends this branch. */
+    int limit = 2 * s->best - 2 - lb2, pick = -1, fewest = 0, most_open = -1;
+    for (int i = 0; i < m; i++) {
         mask_t allowed = twin_allowed(s, u1[i]);
         int count = 0;
         for (int j = 0; j < m; j++)
             if ((allowed & BIT(u2[j])) && c[i * m + j] <= limit) count++;
         if (count == 0) return;
-        if (count < fewest) { fewest = count; pick = i; }
+        int open = POPCOUNT((s->in1[u1[i]] | s->out1[u1[i]]) & s->free1);
+        if (open > most_open || (open == most_open && count < fewest)) {
+            most_open = open; fewest = count; pick = i;
+        }
     }
     int u = u1[pick], ncand = 0;
     const int *reduced = c + pick * m;
