@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from enas_tui.search_space import Architecture
-from enas_tui.similarity import MEASURES, pairwise_measures
+from enas_tui.similarity import pairwise_measures
 
-TABLE1_COLUMNS: tuple[str, ...] = (*MEASURES, "abs_perf_diff")
+TABLE1_COLUMNS: tuple[str, ...] = ("common_activations", "common_connections", "ged", "abs_perf_diff")
 
 PAPER_TABLE1: dict[str, dict[str, float]] = {
     "random": {
@@ -99,7 +99,12 @@ def table1(
     archs = _architectures(archs)
     distances = hidden_distances(hidden)
     _check_rows(np.asarray(hidden).shape[0], "hidden", len(archs))
-    columns: dict[str, np.ndarray | None] = dict(pairwise_measures(archs))
+    measures = pairwise_measures(archs)
+    columns: dict[str, np.ndarray | None] = {
+        "common_activations": measures["common_activations_aligned"],
+        "common_connections": measures["common_connections"],
+        "ged": measures["ged_aligned"],
+    }
     if ppl is not None:
         _check_rows(len(np.asarray(ppl)), "ppl", len(archs))
     columns["abs_perf_diff"] = None if ppl is None else abs_perf_diff(ppl)
