@@ -26,7 +26,6 @@ No torch here: the dashboard and ``analyze`` recompute these from the session lo
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from enas_tui import similarity
 from enas_tui.search_space import Architecture
-from enas_tui.similarity import pairwise_measures
 
 # The paper's four columns, in its order; PAPER_TABLE1 is keyed by these.
 TABLE1_COLUMNS: tuple[str, ...] = ("common_activations", "common_connections", "ged", "abs_perf_diff")
@@ -44,12 +43,11 @@ READINGS: dict[str, tuple[str, ...]] = {"common_activations": ("paper", "aligned
 # The authors' definitions: the only readings whose numbers can sit beside the paper's column.
 DEFAULT_READINGS: dict[str, str] = {"common_activations": "paper", "ged": "paper"}
 
-CHEAP_MEASURES: tuple[str, ...] = (
-    "common_activations_paper", "common_activations_aligned", "common_connections", "ged_aligned")
-COSTLY_MEASURES: tuple[str, ...] = ("ged_paper", "ged_exact")  # a search per pair
-STRUCTURAL_MEASURES: tuple[str, ...] = (
-    "common_activations_paper", "common_activations_aligned", "common_connections",
-    "ged_paper", "ged_aligned", "ged_exact")
+# similarity's measures: the closed forms (every live probe), the searches (a GED search per pair:
+# only the live probes that also score performance), all six in display order.
+CHEAP_MEASURES: tuple[str, ...] = similarity.CHEAP_MEASURES
+COSTLY_MEASURES: tuple[str, ...] = similarity.COSTLY_MEASURES
+STRUCTURAL_MEASURES: tuple[str, ...] = similarity.MEASURES
 ALL_MEASURES: tuple[str, ...] = (*STRUCTURAL_MEASURES, "abs_perf_diff")
 
 COLUMN_LABELS: dict[str, str] = {
@@ -134,17 +132,12 @@ def other_measures(shown: dict[str, str]) -> list[str]:
 
 # -- pairwise quantities ---------------------------------------------------------------------
 def structural_measures(archs: Sequence[Architecture], measures: Sequence[str]) -> dict[str, np.ndarray]:
-    """The named structural measures for every pair i < j (pdist order), from similarity.py."""
+    """The named structural measures for every pair i < j (pdist order), in STRUCTURAL_MEASURES order."""
     unknown = [m for m in measures if m not in STRUCTURAL_MEASURES]
     if unknown:
         raise DiagnosticsError(f"unknown measure(s) {', '.join(unknown)} (known: {', '.join(STRUCTURAL_MEASURES)})")
-    if "measures" in inspect.signature(pairwise_measures).parameters:
-        return dict(pairwise_measures(archs, measures=tuple(measures)))
-    # similarity.py before the named variants: its aligned measures under their schema-1 names
-    from enas_tui.events import SCHEMA1_MEASURES
-
-    legacy = {SCHEMA1_MEASURES.get(k, k): v for k, v in pairwise_measures(archs).items()}
-    return {m: legacy[m] for m in measures if m in legacy}
+    ordered = tuple(m for m in STRUCTURAL_MEASURES if m in measures)
+    return dict(similarity.pairwise_measures(archs, measures=ordered)) if ordered else {}
 
 
 def hidden_distances(hidden: np.ndarray) -> np.ndarray:
@@ -194,10 +187,7 @@ def table1(
     _check_rows(np.asarray(hidden).shape[0], "hidden", len(archs))
     if ppl is not None:
         _check_rows(len(np.asarray(ppl)), "ppl", len(archs))
-    unknown = [m for m in measures if m not in STRUCTURAL_MEASURES]
-    if unknown:
-        raise DiagnosticsError(f"unknown measure(s) {', '.join(unknown)} (known: {', '.join(STRUCTURAL_MEASURES)})")
-    columns = structural_measures(archs, [m for m in STRUCTURAL_MEASURES if m in measures])
+    columns = structural_measures(archs, measures)
     if ppl is not None:
         columns["abs_perf_diff"] = abs_perf_diff(ppl)
     return {name: spearman(distances, column) for name, column in columns.items()}
