@@ -209,7 +209,7 @@ def analyze_session(session: Session, epoch: int | None = None, n: int = 100, se
         return probe_set(controller, net, valid, settings.model.bptt, n, seed, valid_batches, torch_device,
                          mode=mode, state=read_state, measures=measures, progress=progress, who=who)
 
-    trained, result = probe(ctrl, settings.controller, diagnostics.STRUCTURAL_MEASURES)
+    trained, result = probe(ctrl, f"{settings.controller} controller", diagnostics.STRUCTURAL_MEASURES)
     # a ``random`` session's controller is the untrained one: same draws, so reuse them
     if _same_weights(ctrl, random_ctrl):
         random, random_result = trained, result
