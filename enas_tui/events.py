@@ -16,7 +16,12 @@ import base64
 import dataclasses
 import functools
 import json
+import math
+import re
 import time
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -243,7 +248,25 @@ class Error(Event):
 
 
 # -- encoding -------------------------------------------------------------------------------
+# JSON has no literal for NaN or the infinities; every float, at any depth (a NaN collapse index
+# inside Diagnostics, a NaN loss), is written as one of these strings and read back as a float
+# wherever the field's type says a float belongs there.
+_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+# Array dtypes a payload may name: plain numbers only (an "O" dtype would ask numpy for objects).
+_ARRAY_KINDS = frozenset("biuf")
+# events.encode_event writes "type", "seq" and "t" first: enough to index a record undecoded.
+_PREFIX = re.compile(rb'\{"type":"([a-z_]+)","seq":(-?\d+),"t":(-?[0-9.eE+-]+)[,}]')
+
+
+class EventError(ValueError):
+    """A payload that is not a valid event (not JSON, a missing field, a field of the wrong type).
+
+    The message is one line naming the event type and field, fit for a damage report.
+    """
+
+
 def _encode(value: Any) -> Any:
+    """A JSON-able copy of value: arrays as base64 objects, non-finite floats as strings, at any depth."""
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value)
         dtype = arr.dtype.newbyteorder("<")
@@ -252,48 +275,165 @@ def _encode(value: Any) -> Any:
             "shape": list(arr.shape),
             "b64": base64.b64encode(arr.astype(dtype, copy=False).tobytes()).decode("ascii"),
         }
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)  # "nan" / "inf": JSON has no literal for them
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
     return value
 
 
-def _decode_array(obj: dict[str, Any]) -> np.ndarray:
-    data = base64.b64decode(obj["b64"])
-    return np.frombuffer(data, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
+def _decode_array(obj: Any, where: str, materialise: bool = True) -> Any:
+    """An ndarray from its ``{"dtype", "shape", "b64"}`` object, checked before numpy sees it."""
+    if not (isinstance(obj, dict) and set(obj) == {"dtype", "shape", "b64"}):
+        raise EventError(f"{where}: expected an array object, got {_kind(obj)}")
+    shape, b64, name = obj["shape"], obj["b64"], obj["dtype"]
+    if not isinstance(name, str) or not isinstance(b64, str):
+        raise EventError(f"{where}: array dtype and data must be strings")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape):
+        raise EventError(f"{where}: array shape must be a list of non-negative integers")
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError):
+        raise EventError(f"{where}: unknown array dtype {name[:20]!r}") from None
+    if dtype.kind not in _ARRAY_KINDS:
+        raise EventError(f"{where}: array dtype {name[:20]!r} is not numeric")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if len(b64) != 4 * ((nbytes + 2) // 3):
+        raise EventError(f"{where}: array data does not match shape {shape} of {name}")
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except ValueError:
+        raise EventError(f"{where}: array data is not base64") from None
+    if len(data) != nbytes:
+        raise EventError(f"{where}: array data does not match shape {shape} of {name}")
+    if not materialise:  # checked as thoroughly as a decode, so both agree on what is damage
+        return obj
+    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
 
 
-def _is_array(obj: Any) -> bool:
-    return isinstance(obj, dict) and set(obj) == {"dtype", "shape", "b64"}
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
-_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+def _convert(tp: Any, value: Any, where: str, arrays: bool, nested: bool = False) -> Any:
+    """value checked against the field type tp (and converted: "nan" -> nan, arrays -> ndarray).
+
+    Readers fold these values into views and sums, so a field of the wrong type is damage to
+    report here, not a TypeError in a panel later. Inside containers a float may be null (a
+    statistic that could not be computed); at the top level only where the type says so.
+    """
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise EventError(f"{where}: expected a number, got bool")
+        if isinstance(value, float):
+            return value
+        if isinstance(value, int):
+            try:
+                return float(value)
+            except OverflowError:
+                raise EventError(f"{where}: integer too large for a number") from None
+        if isinstance(value, str) and value in _NONFINITE:
+            return _NONFINITE[value]
+        if value is None and nested:
+            return None
+        raise EventError(f"{where}: expected a number, got {_kind(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise EventError(f"{where}: expected an integer, got {_kind(value)}")
+    if tp is bool or tp is str:
+        if isinstance(value, tp):
+            return value
+        raise EventError(f"{where}: expected {tp.__name__}, got {_kind(value)}")
+    if tp is np.ndarray:
+        return _decode_array(value, where, arrays)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options[:-1]:
+            try:
+                return _convert(option, value, where, arrays, nested)
+            except EventError:
+                continue
+        return _convert(options[-1], value, where, arrays, nested)
+    if origin is list:
+        if not isinstance(value, list):
+            raise EventError(f"{where}: expected a list, got {_kind(value)}")
+        (item,) = args or (Any,)
+        return [_convert(item, v, f"{where}[{i}]", arrays, True) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise EventError(f"{where}: expected an object, got {_kind(value)}")
+        item = args[1] if len(args) == 2 else Any
+        return {k: _convert(item, v, f"{where}.{k}", arrays, True) for k, v in value.items()}
+    return value  # a type this decoder does not know how to check: taken as written
 
 
 @functools.cache
-def _field_kinds(cls: type[Event]) -> tuple[frozenset[str], frozenset[str]]:
-    """(all field names, names of float fields) per event class, computed once."""
+def _field_types(cls: type[Event]) -> tuple[dict[str, Any], frozenset[str]]:
+    """(field name -> resolved type, names of fields without a default) per event class."""
+    hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
-    floats = frozenset(f.name for f in fields if str(f.type).startswith("float"))
-    return frozenset(f.name for f in fields), floats
+    required = frozenset(f.name for f in fields if f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+    return {f.name: hints[f.name] for f in fields}, required
 
 
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event; unknown types or fields become UnknownEvent rather than errors."""
-    cls = _REGISTRY.get(data.get("type", ""))
+def _check_probe(event: Any) -> None:
+    """A probe's arrays must agree with each other, or every panel drawing them would fail."""
+    probs, hidden = event.probs, event.hidden
+    if not isinstance(probs, np.ndarray):  # checked without materialising the arrays
+        return
+    if probs.ndim != 3 or hidden.ndim != 2:
+        raise EventError(f"probe: probs must be 3-D and hidden 2-D, got {probs.shape} and {hidden.shape}")
+    if not probs.shape[0] == hidden.shape[0] == len(event.archs):
+        raise EventError(f"probe: {len(event.archs)} architectures but arrays of {probs.shape[0]} "
+                         f"and {hidden.shape[0]} rows")
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {"probe": _check_probe}
+
+
+def event_from_dict(data: Any, arrays: bool = True) -> Event:
+    """Rebuild an event, checking every field against its type; raises EventError if it is not one.
+
+    Unknown event types become UnknownEvent (a newer writer's events are kept, not failed on);
+    unknown fields of known types are ignored. ``arrays=False`` checks array fields without
+    decoding them (the result then holds their JSON objects: use it only to validate).
+    """
+    if not isinstance(data, dict):
+        raise EventError(f"payload is a JSON {_kind(data)}, not an object")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise EventError(f"event type is {_kind(kind)}, not a string")
+    seq = _convert(int, data.get("seq"), f"{kind}: seq", arrays)
+    t = _convert(float, data.get("t"), f"{kind}: t", arrays)
+    cls = _REGISTRY.get(kind)
     if cls is None:
-        return UnknownEvent(raw=data, seq=int(data.get("seq", -1)), t=float(data.get("t", 0.0)))
-    kwargs = {}
-    names, floats = _field_kinds(cls)
-    for key, value in data.items():
-        if key == "type" or key not in names:
-            continue
-        if isinstance(value, str) and key in floats:
-            value = _NONFINITE.get(value, value)
-        kwargs[key] = _decode_array(value) if _is_array(value) else value
-    try:
-        return cls(**kwargs)
-    except TypeError:
-        return UnknownEvent(raw=data, seq=int(data.get("seq", -1)), t=float(data.get("t", 0.0)))
+        return UnknownEvent(raw=data, seq=seq, t=t)
+    types_, required = _field_types(cls)
+    missing = sorted(required - data.keys())
+    if missing:
+        raise EventError(f"{kind}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    kwargs = {name: _convert(tp, data[name], f"{kind}: {name}", arrays)
+              for name, tp in types_.items() if name in data and name not in ("seq", "t")}
+    event = cls(seq=seq, t=t, **kwargs)
+    check = _CHECKS.get(kind)
+    if check is not None:
+        check(event)
+    return event
 
 
 def encode_event(event: Event) -> bytes:
@@ -301,8 +441,46 @@ def encode_event(event: Event) -> bytes:
     return json.dumps(event.to_dict(), separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
+def _loads(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except RecursionError:
+        raise EventError("payload nests too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise EventError(f"payload is not JSON ({str(err).splitlines()[0][:80]})") from None
+
+
 def decode_event(payload: bytes) -> Event:
-    return event_from_dict(json.loads(payload))
+    """The event in a payload; raises EventError when the payload is not a valid event."""
+    return event_from_dict(_loads(payload))
+
+
+def check_event(payload: bytes) -> None:
+    """Raise EventError unless payload is a valid event, without decoding its arrays (cheap)."""
+    event_from_dict(_loads(payload), arrays=False)
+
+
+def peek(payload: bytes) -> tuple[str, int, float] | None:
+    """(type, seq, t) read from the start of a payload without decoding it (None: unusual layout)."""
+    match = _PREFIX.match(payload, 0, 200)
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode("ascii"), int(match.group(2)), float(match.group(3))
+    except ValueError:
+        return None
+
+
+def payload_seq(payload: bytes) -> int:
+    """The seq of a payload: from its prefix when laid out as usual, else by parsing it."""
+    found = peek(payload)
+    if found is not None:
+        return found[1]
+    data = _loads(payload)
+    seq = data.get("seq") if isinstance(data, dict) else None
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise EventError(f"payload has no integer seq (got {_kind(seq)})")
+    return seq
 
 
 def event_types() -> dict[str, type[Event]]:
