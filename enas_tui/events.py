@@ -393,14 +393,17 @@ def _field_types(cls: type[Event]) -> tuple[dict[str, Any], frozenset[str]]:
 
 def _check_probe(event: Any) -> None:
     """A probe's arrays must agree with each other, or every panel drawing them would fail."""
-    probs, hidden = event.probs, event.hidden
-    if not isinstance(probs, np.ndarray):  # checked without materialising the arrays
-        return
-    if probs.ndim != 3 or hidden.ndim != 2:
-        raise EventError(f"probe: probs must be 3-D and hidden 2-D, got {probs.shape} and {hidden.shape}")
-    if not probs.shape[0] == hidden.shape[0] == len(event.archs):
-        raise EventError(f"probe: {len(event.archs)} architectures but arrays of {probs.shape[0]} "
-                         f"and {hidden.shape[0]} rows")
+    probs, hidden = _shape(event.probs), _shape(event.hidden)
+    if len(probs) != 3 or len(hidden) != 2:
+        raise EventError(f"probe: probs must be 3-D and hidden 2-D, got {probs} and {hidden}")
+    if not probs[0] == hidden[0] == len(event.archs):
+        raise EventError(f"probe: {len(event.archs)} architectures but arrays of {probs[0]} "
+                         f"and {hidden[0]} rows")
+
+
+def _shape(array: Any) -> tuple[int, ...]:
+    """An array's shape, decoded or still its checked JSON object (event_from_dict(arrays=False))."""
+    return tuple(array.shape) if isinstance(array, np.ndarray) else tuple(array["shape"])
 
 
 _CHECKS: dict[str, Callable[[Any], None]] = {"probe": _check_probe}

@@ -241,7 +241,7 @@ def _checked_status(session: Session, problems: list[str]) -> dict[str, Any] | N
         problems.append(str(err).removeprefix(f"session {session.id}: "))
         return None
     checks = {"status": lambda v: v in STATUSES, "epoch": _is_count, "pid": _is_count,
-              "pid_start": lambda v: v is None or _is_count(v), "host": lambda v: isinstance(v, str),
+              "pid_start": lambda v: v is None or _is_count(v), "host": lambda v: v is None or isinstance(v, str),
               "best_ppl": lambda v: v is None or _is_number(v)}
     for key, ok in checks.items():
         if key in data and not ok(data[key]):
@@ -518,8 +518,9 @@ def summarize(session: Session) -> SessionSummary:
 
 def _summarize(session: Session) -> SessionSummary:
     state = session.state()
-    problems = list(state.problems)
+    problems: list[str] = []
     meta = _checked_meta(session, problems)
+    problems += state.problems
     first = None
     if "controller" not in meta or "epochs" not in meta or "started" not in meta:
         first = _first_event(session)  # a damaged meta.json: the log's session_start says it too
