@@ -35,6 +35,7 @@ ENV_SESSIONS_DIR = "ENAS_TUI_SESSIONS"
 DEFAULT_SESSIONS_DIR = "sessions"
 STATUSES = ("running", "finished", "stopped", "crashed", "failed")
 TERMINAL = ("finished", "stopped", "failed")  # what a trainer records when it ends on its own
+STATUS_RESERVE = 4096  # status.json's size on disk: one block, room to be rewritten in place on a full disk
 # Times a meta.json may hold: after 2001 and before 2286 (a bad clock or a damaged file otherwise).
 _TIME_RANGE = (1e9, 1e10)
 
@@ -48,13 +49,15 @@ def sessions_root(arg: str | os.PathLike | None = None) -> Path:
     return Path(arg or os.environ.get(ENV_SESSIONS_DIR) or DEFAULT_SESSIONS_DIR)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, data: dict[str, Any], reserve: int = 0) -> None:
     """Write JSON so a reader (or a crash) never sees a half-written file.
 
     On a full disk the temporary file is removed and the file is rewritten in place instead, where
-    the new text fits in the old file's blocks: a status must still be able to say "failed".
+    the new text fits in the old file: ``reserve`` pads the file with spaces (valid JSON) to that
+    many bytes, so a status file always has room to say "failed".
     """
     text = (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+    text += b" " * max(0, reserve - len(text))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_bytes(text)
@@ -177,7 +180,7 @@ class Session:
         except SessionError:  # a damaged status file is replaced, not a reason to stop training
             status = {}
         status.update(fields, updated=time.time())
-        write_json_atomic(self.status_path, status)
+        write_json_atomic(self.status_path, status, reserve=STATUS_RESERVE)
 
     def state(self) -> SessionState:
         """The session's status, epoch and best ppl, from its log's end, status.json and its pid."""
