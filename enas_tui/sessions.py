@@ -245,7 +245,7 @@ def _checked_status(session: Session, problems: list[str]) -> dict[str, Any] | N
         return None
     checks = {"status": lambda v: v in STATUSES, "epoch": _is_count, "pid": _is_count,
               "pid_start": lambda v: v is None or _is_count(v), "host": lambda v: v is None or isinstance(v, str),
-              "best_ppl": lambda v: v is None or _is_number(v)}
+              "best_ppl": lambda v: v is None or _is_number(v), "updated": _is_time}
     for key, ok in checks.items():
         if key in data and not ok(data[key]):
             problems.append(f"status.json: {key} is {_show(data[key])}")
