@@ -56,7 +56,10 @@ def write_json_atomic(path: Path, data: dict[str, Any], reserve: int = 0) -> Non
     the new text fits in the old file: ``reserve`` pads the file with spaces (valid JSON) to that
     many bytes, so a status file always has room to say "failed".
     """
-    text = (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+    try:
+        text = (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+    except ValueError as err:  # a NaN that came from a damaged file
+        raise SessionError(f"cannot write {path}: {err}") from None
     text += b" " * max(0, reserve - len(text))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -197,6 +200,9 @@ class Session:
         if tail is not None:
             problems += [f"events.log: damaged {d.describe()}" for d in tail.damage]
         word, reason = _resolve(status, tail, problems)
+        if tail is not None and tail.torn_tail is not None and word != "running":  # not a write in progress
+            at, size = tail.torn_tail
+            problems.append(f"events.log ends in an incomplete record ({size:,} bytes at byte {at})")
         end = tail.last if tail is not None and isinstance(tail.last, SessionEnd) else None
         return SessionState(word, reason, _epoch(end, status, tail), _best(end, status), problems, tail)
 
@@ -245,7 +251,7 @@ def _checked_status(session: Session, problems: list[str]) -> dict[str, Any] | N
         return None
     checks = {"status": lambda v: v in STATUSES, "epoch": _is_count, "pid": _is_count,
               "pid_start": lambda v: v is None or _is_count(v), "host": lambda v: v is None or isinstance(v, str),
-              "best_ppl": lambda v: v is None or _is_number(v), "updated": _is_time}
+              "best_ppl": lambda v: v is None or _is_number(v), "updated": is_time}
     for key, ok in checks.items():
         if key in data and not ok(data[key]):
             problems.append(f"status.json: {key} is {_show(data[key])}")
@@ -268,12 +274,15 @@ def _checked_meta(session: Session, problems: list[str]) -> dict[str, Any]:
         problems.append(str(err).removeprefix(f"session {session.id}: "))
         return {}
     out: dict[str, Any] = {}
+    missing = [key for key in ("controller", "started", "settings") if key not in data]
+    if missing:
+        problems.append(f"meta.json has no {', '.join(missing)}")
     if isinstance(data.get("controller"), str):
         out["controller"] = data["controller"]
     elif "controller" in data:
         problems.append(f"meta.json: controller is {_show(data['controller'])}")
     started = data.get("started")
-    if _is_time(started):
+    if is_time(started):
         out["started"] = float(started)
     elif "started" in data:
         problems.append(f"meta.json: started is {_show(started)}, not a time")
@@ -299,7 +308,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_time(value: Any) -> bool:
+def is_time(value: Any) -> bool:
+    """A plausible Unix time (a number between 2001 and 2286): not NaN, not a string, not 1e300."""
     return _is_number(value) and _TIME_RANGE[0] <= value <= _TIME_RANGE[1]
 
 
@@ -476,12 +486,12 @@ def started_at(session: Session) -> float:
     """When the session started: meta.json's time, else its first event's, else the folder's."""
     try:
         started = session.meta().get("started")
-        if _is_time(started):
+        if is_time(started):
             return float(started)
     except SessionError:
         pass
     first = _first_event(session)
-    if first is not None and _is_time(first.t):
+    if first is not None and is_time(first.t):
         return first.t
     try:
         return session.path.stat().st_mtime
@@ -530,7 +540,7 @@ def _summarize(session: Session) -> SessionSummary:
     start = first if isinstance(first, SessionStart) else None
     controller = meta.get("controller") or (start.controller if start else "?")
     epochs = meta.get("epochs") or (_settings_epochs(start.settings) if start else None) or 0
-    started = meta.get("started") or (start.t if start and _is_time(start.t) else None)
+    started = meta.get("started") or (start.t if start and is_time(start.t) else None)
     return SessionSummary(
         id=session.id, controller=controller, status=state.status, epoch=state.epoch, epochs=epochs,
         best_ppl=state.best_ppl, started=started, reason=state.reason,

@@ -33,7 +33,7 @@ from .events import (
 from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
 from .session_log import LogError, LogWriter, read_first
-from .sessions import Session, SessionError, process_start_time
+from .sessions import Session, SessionError, is_time, process_start_time
 from .supernet import SuperNet, clip_state_norm, get_batch, train_step
 
 Listener = Callable[[Event], None]
@@ -516,7 +516,11 @@ def recorded_settings(session: Session) -> tuple[dict[str, Any], Settings]:
     """(meta, settings) of a session: meta.json's, else the settings its log's session_start recorded."""
     try:
         meta = session.meta()
-        return meta, _checked_settings(meta.get("settings"), "meta.json")
+        settings = _checked_settings(meta.get("settings"), "meta.json")
+        if not is_time(meta.get("started")):  # e.g. NaN: the rewritten meta.json must be valid JSON
+            first = read_first(session.log_path) if session.log_path.exists() else None
+            meta["started"] = first.t if first is not None and is_time(first.t) else time.time()
+        return meta, settings
     except SessionError as exc:
         problem = str(exc).removeprefix(f"session {session.id}: ")
     first = read_first(session.log_path) if session.log_path.exists() else None

@@ -75,14 +75,17 @@ class Counts:
     false_records: int = 0  # records read back that were never written
     commands: int = 0
     failures: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def fail(self, case: Case, what: str) -> None:
         self.failures.append(f"{case.name} ({case.kind}): {what}")
 
     def summary(self) -> str:
+        timing = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
         return (f"fuzz: {self.cases} cases, {self.commands} command runs: {self.clean_errors} clean errors, "
                 f"{self.notices} notices, {self.tracebacks} tracebacks, {self.wrong_statuses} wrong statuses, "
-                f"{self.records_lost} records lost, {self.false_records} false records")
+                f"{self.records_lost} records lost, {self.false_records} false records" +
+                (f" ({timing})" if timing else ""))
 
 
 # -- the base session ------------------------------------------------------------------------------
@@ -343,7 +346,8 @@ async def replay_header(session: Session) -> tuple[str, str, str]:
     app = ReplayApp(session, start=None)
     async with app.run_test(size=(200, 30)) as pilot:
         await pilot.pause(0.05)
-        return app.state.run_status, app.status_bar.render().plain, app.panel("eventlog").text()
+        app.panel("eventlog").text()  # the panel draws (the damage line may be scrolled back)
+        return app.state.run_status, app.status_bar.render().plain, "\n".join(ln.text for ln in app.state.log)
 
 
 async def attach_header(session: Session) -> tuple[str, str]:
@@ -451,14 +455,19 @@ def run(base_session: Session, work: Path, n: int = 100, seed: int = 0, pilot_ev
     first = base.frames[0][2]
     for case in cases:  # a resume needs the settings: meta.json's, else the log's session_start
         case.settings_lost = case.kind == "flip_and_meta_missing" and first in case.lost
+    clock = time.perf_counter()
     check_sessions(counts, cases, root)
+    counts.seconds["sessions"] = time.perf_counter() - clock
     rng = random.Random(seed + 1)
+    for case in cases:
+        check_records(counts, case, base, Session(root / case.name))
+    clock = time.perf_counter()
     for i, case in enumerate(cases):
-        session = Session(root / case.name)
-        check_records(counts, case, base, session)
         if i % pilot_every == 0 or case.log_unreadable:
-            check_dashboard(counts, case, session, attach=i % (2 * pilot_every) == 0)
+            check_dashboard(counts, case, Session(root / case.name), attach=i % (2 * pilot_every) == 0)
+    counts.seconds["replay/attach"] = time.perf_counter() - clock
     counts.notices = sum(case.noticed for case in cases)
+    clock = time.perf_counter()
     sample = rng.sample(cases, min(len(cases), resumes + analyses + reports))
     for j, case in enumerate(sample):
         session = Session(root / case.name)
@@ -469,6 +478,7 @@ def run(base_session: Session, work: Path, n: int = 100, seed: int = 0, pilot_ev
         else:
             check_command(counts, case, session, ["report", case.name, "--n", "6", "--out", str(work / case.name)],
                           root)
+    counts.seconds["resume/analyze/report"] = time.perf_counter() - clock
     return counts
 
 
