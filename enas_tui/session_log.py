@@ -546,10 +546,11 @@ def read_event_at(path: str | os.PathLike, offset: int) -> Event:
 class LogTail:
     """The end of a log, read cheaply: its last records' events and the state of its last bytes."""
 
-    events: list[Event]  # the decoded events of the last records (oldest first)
+    events: list[Event]  # the decoded events of the last records (oldest first; see read_tail)
     damage: list[Damage]  # damage found in the part read (a damaged tail is at_end)
     torn_tail: tuple[int, int] | None
     size: int
+    records: int = 0  # records read
 
     @property
     def clean(self) -> bool:
@@ -561,38 +562,65 @@ class LogTail:
         return self.events[-1] if self.events else None
 
 
+# Event types read_tail decodes (the status, the epoch and the start of a run); others are framed,
+# seq-checked and counted but not decoded, so listing hundreds of sessions stays cheap.
+TAIL_TYPES = frozenset({"session_start", "session_end", "epoch_end"})
+
+
 def read_tail(path: str | os.PathLike, window: int = 256 * 1024, min_records: int = 3) -> LogTail:
     """The last records of a log without reading it all: ``enas-tui sessions`` lists hundreds.
 
     Reads the last ``window`` bytes (doubling until ``min_records`` records start in them), finds
     the first valid frame there by the same scan readers resynchronise with, and reads forward to
     the end. The seqs before the window are unknown, so a repeated record at the very start of it
-    is taken as read; later ones are judged as a full read would judge them.
+    is taken as read; later ones are judged as a full read would judge them. Only the last record
+    and those of TAIL_TYPES are decoded (a payload damaged elsewhere is found by a full read).
     """
     with LogReader(path) as probe:
         if not probe._ensure_header():
-            return LogTail([], [], None, os.fstat(probe._fd).st_size)
+            return LogTail([], [], None, os.fstat(probe._fd).st_size, 0)
         fd, size = probe._fd, os.fstat(probe._fd).st_size
         start = max(HEADER_SIZE, size - window)
         while True:
             found = HEADER_SIZE if start == HEADER_SIZE else next_frame(fd, start, size)
             if found is not None:
                 tail = _read_from(path, found)
-                if len(tail.events) + len(tail.damage) >= min_records or found == HEADER_SIZE:
+                if tail.records + len(tail.damage) >= min_records or found == HEADER_SIZE:
                     return tail
             start = max(HEADER_SIZE, size - 2 * (size - start))
 
 
 def _read_from(path: str | os.PathLike, offset: int) -> LogTail:
-    events: list[Event] = []
+    records: list[Record] = []
     with LogReader(path, None if offset == HEADER_SIZE else offset) as reader:
         while batch := reader.read_records(max_records=10_000):
-            for record in batch:
-                try:
-                    events.append(decode_event(record.payload))
-                except EventError as err:
-                    reader.note(payload_damage(record, err))
-        return LogTail(events, reader.damage, reader.torn_tail, os.fstat(reader._fd).st_size)
+            records += batch
+
+        def decode(record: Record) -> Event | None:
+            try:
+                return decode_event(record.payload)
+            except EventError as err:
+                reader.note(payload_damage(record, err))
+                return None
+
+        events = []
+        for record in records[:-1]:
+            found = _events.peek(record.payload)
+            if found is None or found[0] in TAIL_TYPES:
+                if (event := decode(record)) is not None:
+                    events.append(event)
+        if records and (last := decode(records[-1])) is None:  # the log's last word: the last good record
+            last = next((e for r in reversed(records[:-1]) if (e := _quiet_decode(r)) is not None), None)
+        if records and last is not None and (not events or events[-1].seq < last.seq):
+            events.append(last)
+        return LogTail(events, reader.damage, reader.torn_tail, os.fstat(reader._fd).st_size, len(records))
+
+
+def _quiet_decode(record: Record) -> Event | None:
+    try:
+        return decode_event(record.payload)
+    except EventError:
+        return None
 
 
 def read_first(path: str | os.PathLike, kind: str | None = "session_start", limit: int = 1000) -> Event | None:

@@ -446,7 +446,7 @@ def test_read_tail_reads_only_the_end(log: Path, monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(sl.os, "pread", counting)
     tail = sl.read_tail(log, window=4096)
-    assert tail.last.seq == 19_999 and tail.clean and [e.seq for e in tail.events][-3:] == [19_997, 19_998, 19_999]
+    assert tail.last.seq == 19_999 and tail.clean and 3 <= tail.records < 100
     assert sum(read) < 64 * 1024 < log.stat().st_size / 40  # the last few KB of a 3 MB log
 
 
