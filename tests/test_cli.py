@@ -357,6 +357,7 @@ def test_timed_checkpoint_lets_a_kill_lose_minutes_not_an_epoch(tmp_path):
     assert not (session.checkpoint_dir / "timed.pt").exists()  # superseded by the epoch checkpoint
 
 
+@pytest.mark.timeout(240)
 def test_dashboard_pipe_of_a_real_trainer_child(tmp_path):
     from enas_tui.sources import TrainerSource
 

@@ -535,6 +535,7 @@ def spawn_writer(path: Path, n: int, hang: bool) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.timeout(60)
 def test_reader_follows_a_writer_in_another_process(log: Path) -> None:
     n = 400
     LogWriter(log).close()  # exists before the follower opens it
@@ -551,6 +552,7 @@ def test_reader_follows_a_writer_in_another_process(log: Path) -> None:
     assert [(e.seq, e.step) for e in got] == [(i, i) for i in range(n)]
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_events_survive_sigkill_of_the_writer(log: Path) -> None:
     proc = spawn_writer(log, 60, hang=True)

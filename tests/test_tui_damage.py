@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from enas_tui.session_log import LogReader
+from enas_tui.session_log import LogReader, encode_frame
 from enas_tui.sessions import Session, summarize
 from enas_tui.tui.app import AttachApp, ReplayApp
 from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
@@ -114,6 +114,22 @@ async def test_a_duplicated_old_record_at_the_end_is_not_folded(session):
         assert "epoch 2/2" in app.panel("training").text()
         assert f"seq {old.seq if old.seq >= 0 else 5} after seq {len(every) - 1}" in "\n".join(
             ln.text for ln in app.state.log)
+
+
+@sync
+async def test_replay_of_a_record_with_a_wrong_field_type_does_not_crash(session):
+    every = records(session)
+    step = next(r for r in every if r.payload.startswith(b'{"type":"controller_step"'))
+    bad = step.payload.replace(b'"reward":', b'"reward":"high","was":', 1)
+    data = session.log_path.read_bytes()
+    session.log_path.write_bytes(data[: step.offset] + encode_frame(bad) + data[step.end :])
+    app = ReplayApp(session, start=None)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await pilot.pause(0.15)
+        assert app.state.run_status == "finished" and len(app.index) == len(every) - 1
+        assert "⚠ log damaged: 1 span, 1 record skipped" in header(app)
+        assert any(ln.text.endswith("record is not an event: controller_step: reward: expected a number, got str; "
+                                    "1 record skipped") for ln in app.state.log)
 
 
 @sync
