@@ -332,6 +332,8 @@ def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
         best = "-" if s.best_ppl is None else f"{s.best_ppl:.2f}"
         notes = f"damaged: {s.damaged}" if s.damaged else (s.reason if s.status == "damaged" else "")
         rows.append((s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, _when(s.started), notes))
+    if any(row[-1] for row in rows[1:]):
+        rows[0] = (*rows[0][:-1], "notes")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:  # plain columns, never truncated: ids are there to be copied
         cells = [cell.rjust(w) if i in (3, 4) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
@@ -441,6 +443,7 @@ def paper(
 
     _check_epochs(epochs)
     chosen = _pick_preset(preset, data, device)
+    _check_device(device)
     trainers = []
 
     def stop(signum, frame):

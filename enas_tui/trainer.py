@@ -563,8 +563,13 @@ def resume_run(session: Session, corpus_loader: Callable[[Settings], Corpus], li
     meta.update(pid=os.getpid(), host=socket.gethostname(), settings=settings.to_dict(),
                 resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": resumed_from,
                                                      "command": command or []}])
-    session.write_meta(meta)
-    trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), torch_device)
+    writer = LogWriter(session.log_path)  # a log that cannot be continued fails before meta.json changes
+    try:
+        session.write_meta(meta)
+        trainer = Trainer(settings, corpus, session, Recorder(writer, listeners), torch_device)
+    except BaseException:
+        writer.close()
+        raise
     warnings = [("checkpoint_unreadable", problem) for problem in problems]
     if state is not None:
         trainer.load_state_dict(state)

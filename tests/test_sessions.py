@@ -73,7 +73,7 @@ def test_a_duplicated_record_at_the_end_does_not_change_the_status(tmp_path):
 
 
 def test_summaries_name_damaged_files_and_fall_back_to_the_log(tmp_path):
-    good = make(tmp_path, "a-good")
+    make(tmp_path, "a-good")
     meta = make(tmp_path, "b-meta")
     meta.meta_path.write_text(json.dumps({"controller": 5, "started": "yesterday", "settings": []}))
     status = make(tmp_path, "c-status")

@@ -23,7 +23,7 @@ from pathlib import Path
 from enas_tui.events import Event
 from enas_tui.session_log import Damage, LogError, LogReader, Record
 from enas_tui.sources import (
-    CHUNK_SECONDS, SourceError, damage_line, decode_indexed, decode_records, describe_damage, merged,
+    CHUNK_SECONDS, SourceError, damage_line, decode_indexed, describe_damage, merged,
 )
 from enas_tui.tui.state import DashboardState
 
