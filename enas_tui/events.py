@@ -289,96 +289,148 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode_array(obj: Any, where: str, materialise: bool = True) -> Any:
-    """An ndarray from its ``{"dtype", "shape", "b64"}`` object, checked before numpy sees it."""
-    if not (isinstance(obj, dict) and set(obj) == {"dtype", "shape", "b64"}):
-        raise EventError(f"{where}: expected an array object, got {_kind(obj)}")
-    shape, b64, name = obj["shape"], obj["b64"], obj["dtype"]
-    if not isinstance(name, str) or not isinstance(b64, str):
-        raise EventError(f"{where}: array dtype and data must be strings")
-    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                                              for n in shape):
-        raise EventError(f"{where}: array shape must be a list of non-negative integers")
-    try:
-        dtype = np.dtype(name)
-    except (TypeError, ValueError):
-        raise EventError(f"{where}: unknown array dtype {name[:20]!r}") from None
-    if dtype.kind not in _ARRAY_KINDS:
-        raise EventError(f"{where}: array dtype {name[:20]!r} is not numeric")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if len(b64) != 4 * ((nbytes + 2) // 3):
-        raise EventError(f"{where}: array data does not match shape {shape} of {name}")
-    try:
-        data = base64.b64decode(b64, validate=True)
-    except ValueError:
-        raise EventError(f"{where}: array data is not base64") from None
-    if len(data) != nbytes:
-        raise EventError(f"{where}: array data does not match shape {shape} of {name}")
-    if not materialise:  # checked as thoroughly as a decode, so both agree on what is damage
-        return obj
-    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+class _Bad(Exception):
+    """A value of the wrong type deep in a payload; ``path`` grows (inner first) as it unwinds."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
 
 
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _convert(tp: Any, value: Any, where: str, arrays: bool, nested: bool = False) -> Any:
-    """value checked against the field type tp (and converted: "nan" -> nan, arrays -> ndarray).
+def _array(obj: Any, arrays: bool) -> Any:
+    """An ndarray from its ``{"dtype", "shape", "b64"}`` object, checked before numpy sees it."""
+    if not (type(obj) is dict and len(obj) == 3 and "dtype" in obj and "shape" in obj and "b64" in obj):
+        raise _Bad(f"expected an array object, got {_kind(obj)}")
+    shape, b64, name = obj["shape"], obj["b64"], obj["dtype"]
+    if type(name) is not str or type(b64) is not str:
+        raise _Bad("array dtype and data must be strings")
+    if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
+        raise _Bad("array shape must be a list of non-negative integers")
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError):
+        raise _Bad(f"unknown array dtype {name[:20]!r}") from None
+    if dtype.kind not in _ARRAY_KINDS:
+        raise _Bad(f"array dtype {name[:20]!r} is not numeric")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if len(b64) != 4 * ((nbytes + 2) // 3):
+        raise _Bad(f"array data does not match shape {shape} of {name}")
+    if not arrays:  # checked without decoding: the base64 itself is read only when it is used
+        return obj
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except ValueError:
+        raise _Bad("array data is not base64") from None
+    if len(data) != nbytes:
+        raise _Bad(f"array data does not match shape {shape} of {name}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
 
-    Readers fold these values into views and sums, so a field of the wrong type is damage to
-    report here, not a TypeError in a panel later. Inside containers a float may be null (a
-    statistic that could not be computed); at the top level only where the type says so.
+
+def _float(value: Any, arrays: bool, nested: bool) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise _Bad("integer too large for a number") from None
+    if kind is str and value in _NONFINITE:
+        return _NONFINITE[value]
+    if value is None and nested:
+        return None
+    raise _Bad(f"expected a number, got {_kind(value)}")
+
+
+def _exact(tp: type, label: str) -> Callable[[Any, bool, bool], Any]:
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if type(value) is tp:
+            return value
+        raise _Bad(f"expected {label}, got {_kind(value)}")
+
+    return check
+
+
+@functools.cache
+def _converter(tp: Any) -> Callable[[Any, bool, bool], Any]:
+    """A function checking a value against tp and converting it ("nan" -> nan, arrays -> ndarray).
+
+    Readers fold these values into views and sums, so a field of the wrong type is damage to report
+    when decoding, not a TypeError in a panel later. Inside containers a float may be null (a
+    statistic that could not be computed); at the top level only where the type says so. Built
+    once per type: decoding is on the dashboard's path for every event.
     """
     if tp is Any:
-        return value
+        return lambda value, arrays, nested: value
     if tp is float:
-        if isinstance(value, bool):
-            raise EventError(f"{where}: expected a number, got bool")
-        if isinstance(value, float):
-            return value
-        if isinstance(value, int):
-            try:
-                return float(value)
-            except OverflowError:
-                raise EventError(f"{where}: integer too large for a number") from None
-        if isinstance(value, str) and value in _NONFINITE:
-            return _NONFINITE[value]
-        if value is None and nested:
-            return None
-        raise EventError(f"{where}: expected a number, got {_kind(value)}")
+        return _float
     if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise EventError(f"{where}: expected an integer, got {_kind(value)}")
-    if tp is bool or tp is str:
-        if isinstance(value, tp):
-            return value
-        raise EventError(f"{where}: expected {tp.__name__}, got {_kind(value)}")
+        return _exact(int, "an integer")
+    if tp is str or tp is bool:
+        return _exact(tp, tp.__name__)
     if tp is np.ndarray:
-        return _decode_array(value, where, arrays)
+        return lambda value, arrays, nested: _array(value, arrays)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        for option in options[:-1]:
-            try:
-                return _convert(option, value, where, arrays, nested)
-            except EventError:
-                continue
-        return _convert(options[-1], value, where, arrays, nested)
+        return _union([a for a in args if a is not type(None)], type(None) in args)
     if origin is list:
-        if not isinstance(value, list):
-            raise EventError(f"{where}: expected a list, got {_kind(value)}")
-        (item,) = args or (Any,)
-        return [_convert(item, v, f"{where}[{i}]", arrays, True) for i, v in enumerate(value)]
+        return _list(_converter(args[0] if args else Any))
     if origin is dict:
-        if not isinstance(value, dict):
-            raise EventError(f"{where}: expected an object, got {_kind(value)}")
-        item = args[1] if len(args) == 2 else Any
-        return {k: _convert(item, v, f"{where}.{k}", arrays, True) for k, v in value.items()}
-    return value  # a type this decoder does not know how to check: taken as written
+        return _dict(_converter(args[1] if len(args) == 2 else Any))
+    return lambda value, arrays, nested: value  # a type this decoder cannot check: taken as written
+
+
+def _union(options: list[Any], optional: bool) -> Callable[[Any, bool, bool], Any]:
+    converters = [_converter(option) for option in options]
+
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if value is None and optional:
+            return None
+        for convert in converters[:-1]:
+            try:
+                return convert(value, arrays, nested)
+            except _Bad:
+                continue
+        return converters[-1](value, arrays, nested)
+
+    return check
+
+
+def _list(item: Callable[[Any, bool, bool], Any]) -> Callable[[Any, bool, bool], Any]:
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if type(value) is not list:
+            raise _Bad(f"expected a list, got {_kind(value)}")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v, arrays, True))
+            except _Bad as bad:
+                bad.path.append(f"[{i}]")
+                raise
+        return out
+
+    return check
+
+
+def _dict(item: Callable[[Any, bool, bool], Any]) -> Callable[[Any, bool, bool], Any]:
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if type(value) is not dict:
+            raise _Bad(f"expected an object, got {_kind(value)}")
+        out = {}
+        for k, v in value.items():
+            try:
+                out[k] = item(v, arrays, True)
+            except _Bad as bad:
+                bad.path.append(f".{k}")
+                raise
+        return out
+
+    return check
 
 
 @functools.cache
@@ -389,6 +441,12 @@ def _field_types(cls: type[Event]) -> tuple[dict[str, Any], frozenset[str]]:
     required = frozenset(f.name for f in fields if f.default is dataclasses.MISSING
                          and f.default_factory is dataclasses.MISSING)
     return {f.name: hints[f.name] for f in fields}, required
+
+
+@functools.cache
+def _field_converters(cls: type[Event]) -> tuple[tuple[str, Callable[[Any, bool, bool], Any]], ...]:
+    types_, _ = _field_types(cls)
+    return tuple((name, _converter(tp)) for name, tp in types_.items() if name not in ("seq", "t"))
 
 
 def _check_probe(event: Any) -> None:
@@ -409,6 +467,16 @@ def _shape(array: Any) -> tuple[int, ...]:
 _CHECKS: dict[str, Callable[[Any], None]] = {"probe": _check_probe}
 
 
+def _field(kind: str, name: str, convert: Callable[[Any, bool, bool], Any], value: Any, arrays: bool) -> Any:
+    try:
+        return convert(value, arrays, False)
+    except _Bad as bad:
+        raise EventError(f"{kind}: {name}{''.join(reversed(bad.path))}: {bad.message}") from None
+
+
+_INT, _FLOAT = _converter(int), _converter(float)
+
+
 def event_from_dict(data: Any, arrays: bool = True) -> Event:
     """Rebuild an event, checking every field against its type; raises EventError if it is not one.
 
@@ -416,22 +484,27 @@ def event_from_dict(data: Any, arrays: bool = True) -> Event:
     unknown fields of known types are ignored. ``arrays=False`` checks array fields without
     decoding them (the result then holds their JSON objects: use it only to validate).
     """
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise EventError(f"payload is a JSON {_kind(data)}, not an object")
     kind = data.get("type")
-    if not isinstance(kind, str):
+    if type(kind) is not str:
         raise EventError(f"event type is {_kind(kind)}, not a string")
-    seq = _convert(int, data.get("seq"), f"{kind}: seq", arrays)
-    t = _convert(float, data.get("t"), f"{kind}: t", arrays)
+    seq = _field(kind, "seq", _INT, data.get("seq"), arrays)
+    t = _field(kind, "t", _FLOAT, data.get("t"), arrays)
     cls = _REGISTRY.get(kind)
     if cls is None:
         return UnknownEvent(raw=data, seq=seq, t=t)
-    types_, required = _field_types(cls)
-    missing = sorted(required - data.keys())
-    if missing:
+    _, required = _field_types(cls)
+    if not required <= data.keys():
+        missing = sorted(required - data.keys())
         raise EventError(f"{kind}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    kwargs = {name: _convert(tp, data[name], f"{kind}: {name}", arrays)
-              for name, tp in types_.items() if name in data and name not in ("seq", "t")}
+    kwargs = {}
+    for name, convert in _field_converters(cls):
+        if name in data:
+            try:
+                kwargs[name] = convert(data[name], arrays, False)
+            except _Bad as bad:
+                raise EventError(f"{kind}: {name}{''.join(reversed(bad.path))}: {bad.message}") from None
     event = cls(seq=seq, t=t, **kwargs)
     check = _CHECKS.get(kind)
     if check is not None:
@@ -459,7 +532,8 @@ def decode_event(payload: bytes) -> Event:
 
 
 def check_event(payload: bytes) -> None:
-    """Raise EventError unless payload is a valid event, without decoding its arrays (cheap)."""
+    """Raise EventError unless payload is a valid event, without decoding its arrays (cheap: the
+    arrays' dtype, shape and data length are checked, not their base64 characters)."""
     event_from_dict(_loads(payload), arrays=False)
 
 
@@ -474,16 +548,17 @@ def peek(payload: bytes) -> tuple[str, int, float] | None:
         return None
 
 
-def payload_seq(payload: bytes) -> int:
-    """The seq of a payload: from its prefix when laid out as usual, else by parsing it."""
+def payload_seq(payload: bytes) -> tuple[str | None, int]:
+    """(type, seq) of a payload: from its prefix when laid out as usual, else by parsing it."""
     found = peek(payload)
     if found is not None:
-        return found[1]
+        return found[0], found[1]
     data = _loads(payload)
     seq = data.get("seq") if isinstance(data, dict) else None
-    if not isinstance(seq, int) or isinstance(seq, bool):
+    if type(seq) is not int:
         raise EventError(f"payload has no integer seq (got {_kind(seq)})")
-    return seq
+    kind = data.get("type")
+    return (kind if type(kind) is str else None), seq
 
 
 def event_types() -> dict[str, type[Event]]:

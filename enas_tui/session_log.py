@@ -57,7 +57,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import events as _events
 from .events import Event, EventError, check_event, decode_event, encode_event, payload_seq
 
 try:  # advisory single-writer lock; not available on Windows
@@ -139,12 +138,14 @@ class Damage:
 
 @dataclass(slots=True)
 class Record:
-    """One raw record: ``offset`` of its frame, ``end`` just past it, the payload and its seq."""
+    """One raw record: ``offset`` of its frame, ``end`` just past it, the payload, and its seq and
+    event type as the reader read them from the payload's start (type None: laid out otherwise)."""
 
     offset: int
     end: int
     payload: bytes
     seq: int = -1
+    kind: str | None = None
 
     def event(self) -> Event:
         """The decoded event; a payload that is not one raises CorruptLogError."""
@@ -375,17 +376,20 @@ class LogReader:
     def _accept(self, record: Record) -> bool:
         """Check a verified frame's seq; False (and damage noted) for one readers must not use."""
         try:
-            seq = payload_seq(record.payload)
+            kind, seq = payload_seq(record.payload)
         except EventError as err:
             self._spans.append(payload_damage(record, err))
             self._unknown_seqs += 1
             return False
         last = self.last_seq
+        if last is not None and seq == last + 1 and not self._open_spans and not self._unknown_seqs:
+            record.seq, record.kind, self.last_seq = seq, kind, seq  # the usual case: the next record
+            return True
         if last is not None and seq <= last:
             self._spans.append(Damage(record.offset, record.end, 1,
                                       f"seq {seq} after seq {last}: a repeated or out-of-order record"))
             return False
-        record.seq = seq
+        record.seq, record.kind = seq, kind
         self._settle(seq, record.offset)
         self.last_seq = seq
         return True
@@ -605,8 +609,7 @@ def _read_from(path: str | os.PathLike, offset: int) -> LogTail:
 
         events = []
         for record in records[:-1]:
-            found = _events.peek(record.payload)
-            if found is None or found[0] in TAIL_TYPES:
+            if record.kind is None or record.kind in TAIL_TYPES:
                 if (event := decode(record)) is not None:
                     events.append(event)
         if records and (last := decode(records[-1])) is None:  # the log's last word: the last good record
@@ -630,8 +633,7 @@ def read_first(path: str | os.PathLike, kind: str | None = "session_start", limi
         while limit > 0 and (records := reader.read_records(max_records=min(limit, 100))):
             limit -= len(records)
             for record in records:
-                found = _events.peek(record.payload)
-                if kind is not None and found is not None and found[0] != kind:
+                if kind is not None and record.kind is not None and record.kind != kind:
                     continue
                 try:
                     event = decode_event(record.payload)

@@ -47,8 +47,7 @@ def peek(record: Record) -> tuple[str, int, float] | None:
 
 
 def _kind(record: Record) -> str | None:
-    found = peek(record)
-    return found[0] if found else None
+    return record.kind if record.kind is not None else (peek(record) or (None,))[0]
 
 
 def decode_indexed(records: Sequence[Record], damage: list[Damage] | None = None) -> list[tuple[int, Event | None]]:

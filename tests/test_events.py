@@ -84,7 +84,6 @@ def probe_payload(**changes) -> dict:
     ({"probs": {"dtype": "|O", "shape": [1], "b64": "AAAAAAAAAAA="}}, "probe: probs: array dtype '|O' is not numeric"),
     ({"probs": {"dtype": "<f4", "shape": [2, 3, 5], "b64": probe_payload()["probs"]["b64"]}},
      "probe: probs: array data does not match shape [2, 3, 5] of <f4"),
-    ({"hidden": {"dtype": "<f4", "shape": [2, 5], "b64": "!" * 56}}, "probe: hidden: array data is not base64"),
     ({"archs": ["tanh"]}, "probe: 1 architectures but arrays of 2 and 2 rows"),
     ({"probs": {"dtype": "<f4", "shape": [2, 12], "b64": probe_payload()["probs"]["b64"]}},
      "probe: probs must be 3-D and hidden 2-D"),
@@ -94,6 +93,13 @@ def test_damaged_probe_arrays_are_caught_with_or_without_decoding_them(change, r
     for check in (decode_event, check_event):
         with pytest.raises(EventError, match="^" + reason.replace("[", r"\[").replace("]", r"\]").replace("|", r"\|")):
             check(raw)
+
+
+def test_base64_characters_are_read_only_when_the_array_is_decoded():
+    raw = json.dumps(probe_payload(hidden={"dtype": "<f4", "shape": [2, 5], "b64": "!" * 56})).encode()
+    check_event(raw)  # a superseded probe is checked cheaply: dtype, shape, data length
+    with pytest.raises(EventError, match="^probe: hidden: array data is not base64$"):
+        decode_event(raw)
 
 
 def test_unknown_types_are_kept_but_still_need_seq_and_time():
@@ -107,6 +113,6 @@ def test_peek_and_payload_seq():
     raw = encode_event(ev.Warning(message="m", seq=12, t=3.5))
     assert ev.peek(raw) == ("warning", 12, 3.5)
     odd = b'{"t": 3.5, "seq": 12, "type": "warning", "message": "m"}'  # another writer's key order
-    assert ev.peek(odd) is None and ev.payload_seq(odd) == 12
+    assert ev.peek(odd) is None and ev.payload_seq(odd) == ("warning", 12)
     with pytest.raises(EventError, match="no integer seq"):
         ev.payload_seq(b'{"type": "warning"}')

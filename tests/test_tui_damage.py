@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -167,3 +168,22 @@ def test_replay_index_folds_damage_notes_at_their_position(session):
         cursor.seek(p)
         assert notes(cursor.state) == (1 if p >= 33 else 0), p
     assert index.state_at(len(index)).seq == events[-1].seq
+
+
+def test_positions_never_shift_when_an_indexed_record_cannot_be_decoded_later(session):
+    """A probe checked cheaply while superseded (its base64 not read) is indexed; decoding it later
+    fails, and the positions after it must still show the events they were built from."""
+    every = records(session)
+    probes = [r for r in every if r.payload.startswith(b'{"type":"probe"')]
+    victim = probes[1]
+    data = json.loads(victim.payload)
+    data["hidden"]["b64"] = "!" * len(data["hidden"]["b64"])
+    raw = session.log_path.read_bytes()
+    session.log_path.write_bytes(raw[: victim.offset] + encode_frame(json.dumps(data).encode()) + raw[victim.end :])
+    index = ReplayIndex(session.log_path, snapshot_every=10_000)
+    index.build()
+    assert len(index) == len(every)  # indexed: superseded in its batch, so only checked
+    position = next(i for i, r in enumerate(every) if r.offset == victim.offset)
+    assert index.state_at(position + 1).seq == every[position - 1].seq  # the probe: nothing to fold
+    for p in (position + 2, position + 30, len(every)):
+        assert index.state_at(p).seq == every[p - 1].seq

@@ -140,21 +140,29 @@ class ReplayIndex:
 
     # -- queries --------------------------------------------------------------------------
     def _entries(self, start: int, stop: int):
-        """(position, event or None) for positions [start, stop), read from the log."""
+        """(position, event or None) for positions [start, stop), read from the log.
+
+        Records are matched to positions by offset, so one the index left out (damage) never
+        shifts the positions after it.
+        """
         stop = min(stop, self._count)
         if start >= stop:
             return
-        position = start
-        with LogReader(self.path, self.offsets[start]) as reader:
+        position, offsets = start, self.offsets
+        with LogReader(self.path, offsets[start]) as reader:
             while position < stop:
                 records = reader.read_records(max_records=min(stop - position, 10_000))
                 if not records:
                     break
-                for _, event in decode_indexed(records):
+                for i, event in decode_indexed(records):
+                    offset = records[i].offset
+                    while position < stop and offsets[position] < offset:
+                        position += 1  # indexed but unreadable now: nothing to fold there
                     if position >= stop:
-                        break
-                    yield position, event
-                    position += 1
+                        return
+                    if offsets[position] == offset:
+                        yield position, event
+                        position += 1
 
     def read_events(self, start: int, stop: int) -> list[Event]:
         """Events of positions [start, stop), skipping probes a later one in the range supersedes."""
