@@ -3,7 +3,7 @@
 Commands import what they need when they run, so ``enas-tui sessions`` (and later the dashboard,
 replay and attach) start without loading torch. Every user-facing failure is one line on stderr
 with a non-zero exit: 2 for bad flags and values, 1 for bad input and failed runs, 130 for a run
-stopped by Ctrl-C (checkpointed, resumable).
+stopped by Ctrl-C and 143 for one stopped by SIGTERM (both checkpointed, resumable).
 """
 
 from __future__ import annotations
@@ -52,7 +52,55 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(sys.modules["enas_tui.data"].DataError)
     if "enas_tui.checkpoints" in sys.modules:
         errors.append(sys.modules["enas_tui.checkpoints"].CheckpointError)
+    if "enas_tui.trainer" in sys.modules:
+        errors.append(sys.modules["enas_tui.trainer"].DeviceError)
     return tuple(errors)
+
+
+class StopSignals:
+    """SIGINT and SIGTERM as a graceful stop request, installed before anything is created.
+
+    A signal before the trainer exists is remembered and handed to it when it does (it then stops
+    at its first step with a checkpoint), so a stop during start-up never leaves a half-made
+    session. A second Ctrl-C falls back to the immediate KeyboardInterrupt.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.trainer = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignals":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+        if self.trainer is not None:
+            self.trainer.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def attach(self, trainer) -> None:
+        self.trainer = trainer
+        if self.signum is not None:
+            trainer.request_stop()
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process that signal ended: 130 or 143."""
+        return 128 + (self.signum or signal.SIGINT)
+
+    def check(self, where: str) -> None:
+        """Exit now if a stop was asked for before anything worth keeping exists."""
+        if self.signum is not None:
+            typer.echo(f"enas-tui: stopped {where}", err=True)
+            raise typer.Exit(self.exit_code)
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -85,26 +133,29 @@ def train(
         if epochs is not None:
             args += ["--epochs", str(epochs)]
         raise typer.Exit(run_live(args, root))
-    if resume:
-        session = open_session(root, resume)
-        _run_training(lambda listeners: _resume(session, listeners, epochs, None if device == "auto" else device),
-                      events_pipe)
-        return
-    chosen = _pick_preset(preset, data, device)
-    try:
-        settings = config.resolve(controller, chosen, seed=seed, device=device,
-                                  data=str(data.resolve()) if data else None, overrides=overrides, epochs=epochs)
-    except SettingsError as exc:
-        raise UsageProblem(str(exc)) from None
-    corpus = _load_corpus(settings)
-    session = create_session(root, settings.controller)
-    say = functools.partial(typer.echo, err=events_pipe)
-    say(f"session {session.id} in {root}")
-    say(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
-    say("settings:")
-    for line in config.describe(settings, width=100):
-        say("  " + line)
-    _run_training(lambda listeners: _new(settings, session, corpus, listeners), events_pipe)
+    with StopSignals() as stop:
+        if resume:
+            session = open_session(root, resume)
+            _run_training(lambda listeners: _resume(session, listeners, epochs, None if device == "auto" else device),
+                          stop, events_pipe)
+            return
+        chosen = _pick_preset(preset, data, device)
+        try:
+            settings = config.resolve(controller, chosen, seed=seed, device=device,
+                                      data=str(data.resolve()) if data else None, overrides=overrides, epochs=epochs)
+        except SettingsError as exc:
+            raise UsageProblem(str(exc)) from None
+        _check_device(settings.device)
+        corpus = _load_corpus(settings)
+        stop.check("before the session was created; nothing to resume")
+        session = create_session(root, settings.controller, meta=_session_meta(settings))
+        say = functools.partial(typer.echo, err=events_pipe)
+        say(f"session {session.id} in {root}")
+        say(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
+        say("settings:")
+        for line in config.describe(settings, width=100):
+            say("  " + line)
+        _run_training(lambda listeners: _new(settings, session, corpus, listeners), stop, events_pipe)
 
 
 def _check_epochs(epochs: int | None) -> None:
@@ -135,6 +186,22 @@ def _train_args(controller, data, preset, seed, device, overrides) -> list[str]:
     return args
 
 
+def _check_device(device: str) -> None:
+    """A device this machine lacks is a usage error, found before any session folder exists."""
+    from .trainer import DeviceError, pick_device
+
+    try:
+        pick_device(device)
+    except DeviceError as exc:
+        raise UsageProblem(f"--device: {exc}") from None
+
+
+def _session_meta(settings):
+    from .trainer import session_meta
+
+    return session_meta(settings, command=sys.argv)
+
+
 def _load_corpus(settings):
     from .data import load_corpus
 
@@ -148,19 +215,23 @@ def _new(settings, session, corpus, listeners):
 
 
 def _resume(session, listeners, epochs, device):
-    from .trainer import resume_run
+    from .trainer import DeviceError, resume_run
 
     if session.live_status() == "running":  # running only while its trainer process is alive
-        raise UserError(f"session {session.id} is still running (pid {session.status().get('pid')})")
-    trainer = resume_run(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
+        pid = session.status().get("pid") if session.status_path.exists() else "?"
+        raise UserError(f"session {session.id} is still running (pid {pid})")
+    try:
+        trainer = resume_run(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
+    except DeviceError as exc:
+        raise UsageProblem(f"--device: {exc} (pass --device cpu to resume on the CPU)") from None
     if trainer.pos.epoch > trainer.s.train.epochs:
         raise UserError(f"session {session.id} already finished its {trainer.s.train.epochs} epochs; "
                         f"pass --epochs N to extend it")
     return trainer
 
 
-def _run_training(make_trainer, events_pipe: bool = False) -> None:
-    """Build the trainer with its listeners, run it with graceful Ctrl-C/SIGTERM, report the outcome."""
+def _run_training(make_trainer, stop: StopSignals, events_pipe: bool = False) -> None:
+    """Build the trainer with its listeners, run it (stop requests from ``stop``), report the outcome."""
     from .headless import HeadlessView
     from .trainer import TrainingFailed
 
@@ -174,28 +245,26 @@ def _run_training(make_trainer, events_pipe: bool = False) -> None:
         listeners = [view]
     with view:
         trainer = make_trainer(listeners)
+        stop.attach(trainer)
         if events_pipe:  # from here on, errors land in the session folder for the dashboard to show
-            log = os.open(trainer.session.path / "trainer.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(log, 2)
-            os.dup2(log, 1)
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def stop(signum, frame):  # a second Ctrl-C falls back to the default (immediate) behaviour
-            trainer.request_stop()
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+            _redirect_output(trainer.session.path / "trainer.log")
         try:
             status = trainer.run()
         except TrainingFailed as exc:
             raise UserError(str(exc)) from None
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     if status == "stopped":
         typer.echo(f"stopped; continue with: enas-tui train --resume {trainer.session.id}", err=True)
-        raise typer.Exit(130)
+        raise typer.Exit(stop.exit_code)
+
+
+def _redirect_output(path: Path) -> None:
+    try:
+        log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        return  # errors then go to the dashboard's stderr capture instead
+    os.dup2(log, 2)
+    os.dup2(log, 1)
+    os.close(log)
 
 
 # -- dashboard ---------------------------------------------------------------------------------
@@ -246,11 +315,11 @@ def compare(
 @app.command()
 def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
              as_json: bool = typer.Option(False, "--json", help="One JSON object per session.")) -> None:
-    """List sessions: id, controller, status, epoch, best ppl, start time."""
+    """List sessions: id, controller, status, epoch, best ppl, start time (and what is damaged)."""
     from .sessions import all_sessions, sessions_root, summarize
 
     root = sessions_root(sessions_dir)
-    summaries = [summarize(s) for s in all_sessions(root)]
+    summaries = [summarize(s) for s in all_sessions(root)]  # each read on its own, never raising
     if as_json:
         for s in summaries:
             typer.echo(json.dumps(vars(s)))
@@ -258,15 +327,26 @@ def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
     if not summaries:
         typer.echo(f"no sessions in {root}")
         return
-    rows = [("id", "controller", "status", "epoch", "best ppl", "started")]
+    rows = [("id", "controller", "status", "epoch", "best ppl", "started", "")]
     for s in summaries:
-        started = dt.datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M:%S")
         best = "-" if s.best_ppl is None else f"{s.best_ppl:.2f}"
-        rows.append((s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, started))
+        notes = f"damaged: {s.damaged}" if s.damaged else (s.reason if s.status == "damaged" else "")
+        rows.append((s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, _when(s.started), notes))
+    if any(row[-1] for row in rows[1:]):
+        rows[0] = (*rows[0][:-1], "notes")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:  # plain columns, never truncated: ids are there to be copied
         cells = [cell.rjust(w) if i in (3, 4) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         typer.echo("  ".join(cells).rstrip())
+
+
+def _when(started: float | None) -> str:
+    if started is None:
+        return "-"
+    try:
+        return dt.datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return "-"
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -440,6 +520,7 @@ def paper(
         raise UsageProblem("--n must be at least 3 (Spearman needs pairs)")
     readings = _readings(activations, ged)
     chosen = _pick_preset(preset, data, device)
+    _check_device(device)
     trainers = []
 
     def stop(signum, frame):

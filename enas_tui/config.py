@@ -8,6 +8,7 @@ command line with ``--set section.field=value``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,7 @@ class TrainConfig:
     live_ged: str = "paper"
     max_nonfinite: int = 5  # non-finite losses in a row before the run stops
     keep_checkpoints: int = 0  # epoch checkpoints kept; 0 keeps all
+    checkpoint_every_s: float = 300.0  # a mid-epoch checkpoint this often (seconds); 0: epoch ends only
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
 
 
@@ -233,6 +235,17 @@ def apply_override(settings: Settings, item: str) -> None:
 
 def validate(settings: Settings) -> None:
     """Reject settings that cannot run, with a message naming the setting."""
+    for name in _SECTIONS:  # NaN passes every comparison below as False, so it is caught here first
+        section = getattr(settings, name)
+        for f in dataclasses.fields(section):
+            value, default = getattr(section, f.name), f.default
+            kind = type(default) if isinstance(default, (bool, int, float)) else None
+            wrong = kind is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(
+                value, (int, float) if kind is float else kind))
+            if wrong:  # e.g. a settings dict from a damaged meta.json
+                raise SettingsError(f"{name}.{f.name} must be a {kind.__name__}, not {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{name}.{f.name} must be a finite number, not {value}")
     checks = [
         (settings.model.num_nodes >= 2, "model.num_nodes must be at least 2"),
         (settings.model.hidden >= 1, "model.hidden must be positive"),
@@ -270,6 +283,7 @@ def validate(settings: Settings) -> None:
          f"buffer.supervised_reduction must be one of {', '.join(SUPERVISED_REDUCTIONS)}, "
          f"got {settings.buffer.supervised_reduction!r}"),
         (settings.buffer.supervised_weight >= 0, "buffer.supervised_weight must not be negative"),
+        (settings.train.checkpoint_every_s >= 0, "train.checkpoint_every_s must not be negative"),
         (settings.seed >= 0, "seed must not be negative"),
     ]
     for ok, message in checks:

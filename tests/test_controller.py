@@ -52,11 +52,18 @@ def test_same_generator_seed_gives_same_samples():
     assert torch.equal(a, b)
 
 
-def test_logits_pass_through_temperature_and_tanh_constant():
-    ctrl = make(temperature=5.0, tanh_constant=2.5)
-    out = ctrl.sample(8, generator=torch.Generator().manual_seed(0))
-    for logits in out.logits:
-        assert float(logits.detach().abs().max()) <= 2.5
+def test_logits_are_divided_by_the_temperature_then_squashed():
+    """With a head that outputs fixed raw logits, the distribution's logits are exactly
+    raw / 5 (no tanh constant) and 2.5 tanh(raw / 5) (ENAS's defaults)."""
+    raw = torch.tensor([10.0, -5.0, 2.5, 0.0])
+    for tanh_constant, expected in ((0.0, raw / 5.0), (2.5, 2.5 * torch.tanh(raw / 5.0))):
+        ctrl = make(temperature=5.0, tanh_constant=tanh_constant)
+        with torch.no_grad():
+            ctrl.heads[0].weight.zero_()
+            ctrl.heads[0].bias.copy_(raw)
+        out = ctrl.sample(3, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out.logits[0], expected.expand(3, 4))
+    assert torch.allclose(expected, torch.tensor([2.4100, -1.9040, 1.1553, 0.0]), atol=1e-4)
 
 
 def test_supervised_loss_falls_on_a_fixed_buffer():

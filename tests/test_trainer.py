@@ -15,7 +15,7 @@ from enas_tui.search_space import Architecture
 from enas_tui.data import Corpus, load_corpus
 from enas_tui.session_log import read_events
 from enas_tui.sessions import create_session
-from enas_tui.trainer import TrainingFailed, new_run, resume_run
+from enas_tui.trainer import Position, TrainingFailed, new_run, resume_run
 
 from helpers import TINY, comparable
 
@@ -145,15 +145,110 @@ def test_nonfinite_losses_stop_the_run_with_last_checkpoint_intact(tmp_path, cor
     assert all(torch.isfinite(v).all() for v in again["supernet"].values())
 
 
-def test_checkpoint_loads_weights_only(tmp_path, corpus):
+class Payload:
+    """An object that runs code when unpickled: what a checkpoint must never bring back to life."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_mark_ran, ())
+
+
+def _mark_ran() -> str:
+    Payload.ran = True
+    return "ran"
+
+
+def test_checkpoint_loader_refuses_a_pickled_object(tmp_path, corpus):
     _, session, _, _ = run(tmp_path, corpus, controller="random", epochs=1)
-    path = session.epoch_checkpoint(1)
-    state = torch.load(path, weights_only=True)
-    assert state["position"] == {"epoch": 2, "shared_done": 0, "ctrl_done": 0}
+    state = checkpoints.load(session.epoch_checkpoint(1))
+    assert state["position"] == {"epoch": 2, "shared_done": 0, "ctrl_done": 0, "begun": False}
+    evil = tmp_path / "evil.pt"
+    torch.save({**state, "extra": Payload()}, evil)  # a real checkpoint, plus one pickled object
+    with pytest.raises(checkpoints.CheckpointError, match="unreadable"):
+        checkpoints.load(evil)
+    assert not Payload.ran
+    torch.load(evil, weights_only=False)  # the file really carries code: a plain unpickler runs it
+    assert Payload.ran
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(checkpoints.CheckpointError, match="unreadable"):
         checkpoints.load(bad)
+
+
+def test_nan_rewards_count_as_zero(tmp_path, corpus, monkeypatch):
+    settings = config.resolve("unsupervised", "cpu", device="cpu", overrides=TINY, epochs=1)
+    session = create_session(tmp_path, "unsupervised")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    calls = iter(range(10_000))
+    # the first architecture of each batch of 2 overflows (nan ppl), the second scores ppl 100
+    monkeypatch.setattr(trainer, "_reward_ppl", lambda arch: float("nan") if next(calls) % 2 == 0 else 100.0)
+    assert trainer.run() == "finished"
+    steps = by_type(read_events(session.log_path), "controller_step")
+    assert len(steps) == 4 and all(e.reward == pytest.approx(0.4) for e in steps)  # mean(80/inf, 80/100)
+    assert all(e.sample_ppl == float("inf") for e in steps)
+    assert not [e for e in read_events(session.log_path) if e.type == "warning"]
+
+
+def test_controller_nan_streak_is_counted_apart_from_shared_steps(tmp_path, corpus):
+    """5 non-finite controller losses in a row fail the run even though finite shared steps come
+    between them (4 controller steps per epoch: a streak shared with the shared steps never reaches 5)."""
+    settings = config.resolve("unsupervised", "cpu", device="cpu", overrides=[*TINY, "train.max_nonfinite=5"],
+                              epochs=3)
+    session = create_session(tmp_path, "unsupervised")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    trainer.s.ctrl.entropy_weight = float("nan")  # every controller loss is nan; shared losses are not
+    with pytest.raises(TrainingFailed, match="5 non-finite controller losses in a row at epoch 2"):
+        trainer.run()
+    events = read_events(session.log_path)
+    warnings = [e for e in events if e.type == "warning"]
+    assert len(warnings) == 5 and all("non-finite controller loss" in w.message for w in warnings)
+    assert [w.message.split("(")[-1] for w in warnings] == [f"{i} in a row); step skipped" for i in range(1, 6)]
+    assert len(by_type(events, "shared_step")) == 8  # both epochs' shared steps ran and were finite
+    assert events[-1].type == "session_end" and events[-1].status == "failed" and events[-1].epoch == 1
+    assert session.status()["status"] == "failed" and session.status()["epoch"] == 1
+
+
+def test_nan_in_diagnostics_is_recorded_not_fatal(tmp_path, corpus, monkeypatch):
+    from enas_tui import diagnostics
+
+    real = diagnostics.analyze_probe
+
+    def with_nan(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.collapse_index["hidden"] = float("nan")
+        out.spearman["ged"] = {"rho": float("nan"), "p": float("inf")}
+        return out
+
+    monkeypatch.setattr(diagnostics, "analyze_probe", with_nan)
+    _, session, status, events = run(tmp_path, corpus, controller="random", epochs=1)
+    assert status == "finished"
+    diags = by_type(events, "diagnostics")
+    assert diags and all(math.isnan(d.collapse_index["hidden"]) for d in diags)
+    assert all(math.isnan(d.spearman["ged"]["rho"]) and d.spearman["ged"]["p"] == float("inf") for d in diags)
+
+
+def test_resume_without_a_checkpoint_starts_again_from_the_start(tmp_path, corpus):
+    _, _, _, straight = run(tmp_path / "a", corpus, epochs=2)
+    settings = config.resolve("supervised", "cpu", device="cpu", overrides=TINY, epochs=2)
+    session = create_session(tmp_path / "b", "supervised")
+    first = new_run(settings, session, corpus, listeners=[])
+    first._start()  # the session exists and its log has begun ...
+    first.record.writer.close()  # ... when the trainer is killed, before its first checkpoint
+    assert session.latest_checkpoint() is None
+    trainer = resume_run(session, lambda s: corpus, listeners=[])
+    assert trainer.resumed_from == "start" and trainer.pos == Position()
+    assert trainer.run() == "finished"
+    events = read_events(session.log_path)
+    starts = by_type(events, "session_start")
+    assert [s.resumed_from for s in starts] == [None, "start"] and starts[1].settings == starts[0].settings
+    restart = events.index(starts[1])
+    assert events[restart + 1].type == "warning" and events[restart + 1].kind == "restarted"
+    assert [e.seq for e in events] == list(range(len(events)))  # appended to the same log
+    again = events[restart:]
+    for kind in ("shared_step", "controller_step", "probe", "validation", "buffer", "diagnostics"):
+        assert [comparable(e) | {"seq": 0} for e in again if e.type == kind] == \
+               [comparable(e) | {"seq": 0} for e in straight if e.type == kind], kind
 
 
 def test_short_run_on_real_ptb_text(tmp_path, real_ptb_dir):

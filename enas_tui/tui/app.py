@@ -24,8 +24,8 @@ from textual.keys import format_key
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from enas_tui.sessions import Session
-from enas_tui.sources import LogFollower, TrainerSource
+from enas_tui.sessions import TERMINAL, Session
+from enas_tui.sources import LogFollower, TrainerSource, damage_line, describe_damage
 from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.architecture import ArchitecturePanel
 from enas_tui.tui.buffer import BufferPanel
@@ -246,6 +246,7 @@ class FollowApp(DashboardApp):
         super().__init__(refresh_hz)
         self.source = source
         self._chasing = False
+        self._damage_seen: set[tuple[int, int, str]] = set()
 
     def ingest(self) -> None:
         budget = CATCH_UP_BUDGET_S if self.catching_up else INGEST_BUDGET_S
@@ -257,10 +258,23 @@ class FollowApp(DashboardApp):
                 break
         status = self.source.trainer_status()
         self.state.set_trainer(*(status if status else (None, "")))
+        self._show_damage()
         self.catching_up = not self.source.caught_up
         if self.catching_up and not self._chasing:  # go on at once, not at the next tick
             self._chasing = True
             self.set_timer(0.001, self._chase)
+
+    def _show_damage(self) -> None:
+        """A line in the events panel per damaged span the source skipped, and the header's notice."""
+        damage = self.source.damage
+        for span in damage:
+            key = (span.start, span.end, span.reason)
+            if key not in self._damage_seen:
+                self._damage_seen.add(key)
+                self.state.note("error", damage_line(span))
+        gone = self.state.trainer is not None or self.state.status in TERMINAL
+        torn = getattr(self.source, "torn_tail", None) if gone else None  # a live write is not damage
+        self.state.set_log_damage(describe_damage(damage, torn))
 
     def _chase(self) -> None:
         self._chasing = False
@@ -385,6 +399,7 @@ class ReplayApp(DashboardApp):
         self._last_advance = time.monotonic()
         self._max_step = 500
         self._slicing = False  # indexing the log in slices between frames
+        self._final: tuple[str, str] | None = None  # the session's status once the index is complete
 
     @property
     def session(self) -> Session | None:
@@ -405,12 +420,33 @@ class ReplayApp(DashboardApp):
         position = len(self.index) if self.start_at is None else self.start_at
         self.cursor = ReplayCursor(self.index, position)
         self.replace_state(self.cursor.state)
+        self._decorate()
         self.set_interval(self.GROW_EVERY_S, self._grow)
+
+    def _decorate(self) -> None:
+        """What the log alone cannot say: its damage (always), and at its end how the run ended, as
+        ``enas-tui sessions`` says it (e.g. crashed: the log has no end record)."""
+        self.state.set_log_damage(self.index.summary)
+        if self.index.complete and self.cursor.position >= len(self.index):
+            final = self._final_status()
+            if final is not None and self.state.status in ("waiting", "running"):
+                self.state.set_trainer(*final)
+
+    def _final_status(self) -> tuple[str, str] | None:
+        if self._final is None:
+            try:
+                state = self._session.state()
+                self._final = (state.status, state.reason)
+            except Exception as err:  # noqa: BLE001 - an unreadable session: say so, keep the replay
+                self._final = ("error", str(err).splitlines()[0])
+        return None if self._final[0] == "running" else self._final
 
     def _grow(self) -> None:
         """A session still being written: index what was appended since (the timeline grows)."""
         if not self._slicing and not self.index.error:
-            self.index.refresh()
+            if self.index.refresh():
+                self._final = None  # the session may have ended since
+                self._decorate()
 
     def _start_indexing(self) -> None:
         self._slicing = True
@@ -420,6 +456,7 @@ class ReplayApp(DashboardApp):
         if self.index.build(max_seconds=self.INDEX_SLICE_S):
             self._indexing.stop()
             self._slicing = False
+        self._decorate()
 
     @property
     def speed(self) -> float:
@@ -456,6 +493,7 @@ class ReplayApp(DashboardApp):
     def seek(self, position: int, keep_clock: bool = False) -> None:
         self.cursor.seek(position)
         self.replace_state(self.cursor.state)
+        self._decorate()
         if not keep_clock:
             p = self.cursor.position
             self.play_t = self.index.times[p - 1] if p > 0 else None

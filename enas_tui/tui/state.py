@@ -150,6 +150,8 @@ class DashboardState:
     # what the source knows beyond the log (e.g. the trainer process is gone): crashed | stopped | ...
     trainer: str | None = None
     trainer_message: str = ""
+    # damage the source found in the session log (spans skipped, records lost): the header's notice
+    log_damage: str = ""
     # progress
     seq: int = -1
     last_t: float | None = None
@@ -235,6 +237,13 @@ class DashboardState:
             self.log.append(LogLine(self.seq, self.epoch, level, text))
             self._touch("log")
         self._touch("status")
+
+    def set_log_damage(self, summary: str) -> None:
+        """The header's one-line notice of damage in the log ("" when it is whole)."""
+        if summary != self.log_damage:
+            self.ticks += 1
+            self.log_damage = summary
+            self._touch("status")
 
     def note(self, level: str, text: str) -> None:
         """A line in the event log from the dashboard itself (not from the session log)."""

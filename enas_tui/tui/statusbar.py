@@ -21,9 +21,10 @@ STYLES = {
     "stale": ("? no new events", "bold yellow"),
     "error": ("✖ LOG ERROR", "bold white on red"),
     "stopping": ("■ stopping (checkpointing)…", "bold yellow"),
+    "damaged": ("✖ DAMAGED", "bold white on red"),
 }
 
-ALARMS = ("failed", "crashed", "error")
+ALARMS = ("failed", "crashed", "error", "damaged")
 
 
 class StatusBar(Widget):
@@ -41,7 +42,7 @@ class StatusBar(Widget):
     def show(self, state: DashboardState) -> None:
         """Take the state; repaint only when something this line shows has changed."""
         key = (state.session_id, state.controller, state.epoch, state.epochs, state.run_status,
-               state.run_message, state.warnings, self.extra)
+               state.run_message, state.warnings, self.extra, state.log_damage)
         self.state = state
         if key != self._key:
             self._key = key
@@ -55,9 +56,11 @@ class StatusBar(Widget):
         status = self.extra or state.run_status
         label, style = STYLES.get(status, (status, "bold"))
         message = state.run_message if not self.extra else ""
-        if status in ALARMS:  # the alarm and its reason first: they must fit in 80 columns
+        if status in ALARMS or state.log_damage:  # the alarm and its reason first: they must fit in 80 columns
             line.append(f" {label} ", style=style)
-            if message:
+            if state.log_damage:
+                line.append(f" ⚠ {state.log_damage}", style="bold yellow")
+            if message and status in ALARMS:
                 line.append(f" {message}", style="bold red")
             line.append(f"  {state.session_id}", style="dim")
             line.truncate(max(1, self.size.width), overflow="ellipsis")
