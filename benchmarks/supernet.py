@@ -39,7 +39,8 @@ _ACTS = (torch.tanh, torch.relu, lambda z: z, torch.sigmoid)
 
 class PerNodeNet(nn.Module):
     """The cell written the straightforward way: per time step, per node, one Linear for c and one
-    for the pre-activation; same dropouts as SuperNet; tied decoder with a bias."""
+    for the pre-activation; the same per-step clip of the state and dropouts as SuperNet; tied
+    decoder with a bias."""
 
     def __init__(self, vocab_size: int, cfg: config.ModelConfig):
         super().__init__()
@@ -87,7 +88,7 @@ class PerNodeNet(nn.Module):
                 w_c, w_h = edges[j]
                 c = torch.sigmoid(F.linear(parent, w_c))
                 values.append(c * _ACTS[arch.activations[j]](F.linear(parent, w_h)) + (1 - c) * parent)
-            hidden = torch.stack([values[leaf] for leaf in arch.leaves]).mean(0)
+            hidden = _clip_rows(torch.stack([values[leaf] for leaf in arch.leaves]).mean(0), cfg.max_hidden_norm)
             outputs.append(hidden)
         out = torch.stack(outputs)
         if training and cfg.dropout_out > 0:
@@ -98,6 +99,14 @@ class PerNodeNet(nn.Module):
              arch: Architecture) -> tuple[Tensor, Tensor]:
         logits, hidden = self(tokens, hidden, arch)
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1)), hidden
+
+
+def _clip_rows(h: Tensor, max_norm: float) -> Tensor:
+    """Rows of h with an L2 norm above max_norm rescaled to it (0: off)."""
+    if max_norm <= 0:
+        return h
+    norms = h.norm(dim=-1, keepdim=True)
+    return torch.where(norms > max_norm, h * (max_norm / norms), h)
 
 
 def _mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:

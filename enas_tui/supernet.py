@@ -225,9 +225,11 @@ def _loop_threads(x: Tensor, batch: int, hidden: int):
         torch.set_num_threads(threads)
 
 
-def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, keep: bool):
+def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, max_norm: float,
+                  keep: bool):
     """Run the cell over all T steps. Node values, gates and activations are kept (node-major,
-    (N, T, B, H), so that each edge's rows over all steps form one matrix) when ``keep``.
+    (N, T, B, H), so that each edge's rows over all steps form one matrix) when ``keep``, and so
+    are the norms (T, B, 1) of the states before clipping (``_clip_rows``), when ``max_norm`` > 0.
 
     Every view the loop touches is made before it (``unbind`` makes all T of them in one call):
     at hidden 64 a step's arithmetic is a few microseconds per op, so Python-side slicing matters.
@@ -235,7 +237,7 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
     T, B, H2 = xz.shape
     H, N = H2 // 2, plan.num_nodes
     values, gates, acts = (xz.new_empty(N, T if keep else 1, B, H) for _ in range(3))
-    states = xz.new_empty(T, B, H)
+    states, norms = xz.new_empty(T, B, H), xz.new_empty(T if keep else 1, B, 1)
     z0, z = xz.new_empty(B, H2), xz.new_empty(N, B, H2)
 
     def steps(x: Tensor, dim: int = 1) -> tuple[Tensor, ...]:  # the T per-step views along ``dim``
@@ -253,6 +255,7 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
     v0, c0, f0 = (steps(buf[0], dim=0) for buf in (values, gates, acts))
     z0c, z0h, x_steps, leaf = z0[:, :H], z0[:, H:], xz.unbind(0), plan.leaf_weight
     h_steps, flat_states = states.unbind(0), states.view(T, 1, B * H).unbind(0)
+    norm_steps, ratio = steps(norms, dim=0), xz.new_empty(B, 1)
     with _loop_threads(xz, B, H) as matmul:
         for t in range(T):
             matmul(torch.addmm, x_steps[t], h, w0, out=z0)
@@ -268,24 +271,29 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
                 torch.lerp(p, f[t], c[t], out=v[t])
             torch.mm(leaf, flat_v[t], out=flat_states[t])
             h = h_steps[t]
-    return states, values, gates, acts
+            if max_norm > 0:  # h <- h / max(|h| / c, 1) row-wise; unclipped rows are divided by 1.0
+                torch.linalg.vector_norm(h, dim=1, keepdim=True, out=norm_steps[t])
+                torch.div(norm_steps[t], max_norm, out=ratio).clamp_min_(1.0)
+                h.div_(ratio)
+    return states, norms, values, gates, acts
 
 
 class _Cell(torch.autograd.Function):
     """The whole recurrence as one autograd node (see the module docstring for why)."""
 
     @staticmethod
-    def forward(ctx, xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan) -> Tensor:
-        states, values, gates, acts = _cell_forward(xz, h0, w0, we, plan, keep=True)
-        ctx.plan = plan
-        ctx.save_for_backward(h0, w0, we, states, values, gates, acts)
+    def forward(ctx, xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
+                max_norm: float) -> Tensor:
+        states, norms, values, gates, acts = _cell_forward(xz, h0, w0, we, plan, max_norm, keep=True)
+        ctx.plan, ctx.max_norm = plan, max_norm
+        ctx.save_for_backward(h0, w0, we, states, norms, values, gates, acts)
         return states
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_states: Tensor):
         plan: CellPlan = ctx.plan
-        h0, w0, we, states, values, gates, acts = ctx.saved_tensors
+        h0, w0, we, states, norms, values, gates, acts = ctx.saved_tensors
         N, T, B, H = values.shape
         h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])  # node 0's input
         parents = values.index_select(0, plan.parent_index)  # (N-1, T, B, H): the other nodes' inputs
@@ -297,9 +305,15 @@ class _Cell(torch.autograd.Function):
         w0_t, leaf, d0, d0_split = w0.t(), plan.leaf_weight.view(N, 1, 1), dv[0], dv[0].unsqueeze(1)
         dz0, dz0_split, c0 = dz[0].unbind(0), dz[0].view(T, B, 2, H).unbind(0), gates[0].unbind(0)
         carry, grads = torch.zeros_like(h0), grad_states.unbind(0)
+        clipped, leaf_clip, along = _clip_backward_terms(states, norms, leaf, ctx.max_norm)
         with _loop_threads(h0, B, H) as matmul:
             for t in range(T - 1, -1, -1):
-                torch.mul(leaf, grads[t] + carry, out=dv)
+                if clipped[t]:  # through the clip: a (g - q h' (h'.g)), see _clip_backward_terms
+                    g = grads[t] + carry
+                    g.addcmul_(along[t], torch.linalg.vecdot(states[t], g).unsqueeze(1), value=-1)
+                    torch.mul(leaf_clip[t], g, out=dv)
+                else:
+                    torch.mul(leaf, grads[t] + carry, out=dv)
                 for d, d_split, d_prev, scatter, w_t, dzl, dzl_split, c in levels:  # deepest first
                     dzl_split[t].mul_(d_split)
                     through_gate = torch.addcmul(d, d, c[t], value=-1)  # d * (1 - c)
@@ -310,7 +324,28 @@ class _Cell(torch.autograd.Function):
         # Weight gradients: one matmul per edge over all T*B rows (no copies in this layout).
         grad_w0 = h_prev.view(T * B, H).t() @ dz[0].view(T * B, 2 * H)
         grad_we = torch.bmm(parents.view(N - 1, T * B, H).transpose(1, 2), dz[1:].view(N - 1, T * B, 2 * H))
-        return dz[0], carry, grad_w0, grad_we, None
+        return dz[0], carry, grad_w0, grad_we, None, None
+
+
+def _clip_backward_terms(states: Tensor, norms: Tensor, leaf: Tensor,
+                         max_norm: float) -> tuple[list[bool], Tensor | None, Tensor | None]:
+    """What the backward needs to pass a state gradient g through the per-step clip, for all steps.
+
+    A clipped row h' = h c / n (n = |h| > c) has the symmetric Jacobian (c / n)(I - h' h'^T / c^2),
+    so dh = a (g - q h' (h'.g)) with a = c / n and q = 1 / c^2; an unclipped row has a = 1, q = 0.
+    Returns which steps clipped any row (the others skip the extra ops), ``leaf`` scaled by a for
+    every step (T, N, B, 1), and q h' (T, B, H).
+    """
+    if max_norm <= 0:
+        return [False] * states.shape[0], None, None
+    over = norms > max_norm
+    clipped = over.flatten(1).any(1).tolist()  # one host sync per backward, not one per step
+    if not any(clipped):
+        return clipped, None, None
+    scale = max_norm / norms.clamp_min(max_norm)  # a: c / n where clipped, else 1
+    leaf_clip = leaf.unsqueeze(0) * scale.unsqueeze(1)
+    along = states * over.to(states.dtype).div_(max_norm * max_norm)
+    return clipped, leaf_clip, along
 
 
 def _backward_views(lv: Level, dv: Tensor, dz: Tensor, gates: Tensor, we: Tensor) -> tuple:
@@ -335,11 +370,13 @@ def _local_derivatives(plan: CellPlan, h_prev: Tensor, parents: Tensor, gates: T
     return dz
 
 
-def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan) -> Tensor:
-    """States (T, B, H) of the cell; ``xz`` is x W_x for all steps, ``we`` the used edges by position."""
+def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
+             max_norm: float = 0.0) -> Tensor:
+    """States (T, B, H) of the cell; ``xz`` is x W_x for all steps, ``we`` the used edges by position.
+    Every step's state (output and next input) has its rows clipped to norm ``max_norm`` (0: off)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (xz, h0, w0, we)):
-        return _Cell.apply(xz, h0, w0, we, plan)
-    return _cell_forward(xz, h0, w0, we, plan, keep=False)[0]
+        return _Cell.apply(xz, h0, w0, we, plan, max_norm)
+    return _cell_forward(xz, h0, w0, we, plan, max_norm, keep=False)[0]
 
 
 # -- fused decoder + cross-entropy -----------------------------------------------------------------
@@ -450,7 +487,7 @@ class SuperNet(nn.Module):
         x = _locked_dropout(x, cfg.dropout_in, training)
         w0 = _dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
         we = _dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
-        states = run_cell(x @ self.w_x, hidden, w0, we, plan)
+        states = run_cell(x @ self.w_x, hidden, w0, we, plan, cfg.max_hidden_norm)
         return _locked_dropout(states, cfg.dropout_out, training), states[-1]
 
     def forward(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
@@ -506,19 +543,6 @@ def train_step(model: SuperNet, optimizer: torch.optim.Optimizer, tokens: Tensor
         return value, hidden.detach(), False
     optimizer.step()
     return value, hidden.detach(), True
-
-
-def clip_state_norm(hidden: Tensor, max_norm: float) -> Tensor:
-    """Rescale rows of the carried state whose L2 norm exceeds ``max_norm`` (0: off).
-
-    A cell whose node 0 is identity (or a chain of ReLU/identity nodes) is a nearly linear recurrence:
-    carried across minibatches, its state can grow without bound until the loss overflows. Bounding
-    the state handed to the next minibatch (as the PyTorch ENAS port does, at 25) keeps such cells
-    trainable without touching the cell itself."""
-    if max_norm <= 0:
-        return hidden
-    norms = hidden.norm(dim=-1, keepdim=True)
-    return hidden * (max_norm / norms.clamp_min(max_norm))
 
 
 def get_batch(data: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:

@@ -146,6 +146,7 @@ def test_resume_refuses_a_running_or_finished_session(tmp_path):
     (["train", "--set", "model.hiden=3"], 2, "model has no setting 'hiden'"),
     (["train", "--set", "model.hidden=big"], 2, "'big' is not a valid int"),
     (["train", "--set", "nonsense"], 2, "expected section.field=value"),
+    (["train", "--set", "model.max_hidden_norm=-1"], 2, "model.max_hidden_norm must not be negative"),
     (["train", "--data", "/no/such/folder"], 2, "no such folder"),
     (["train", "--resume", "nope"], 1, "no session 'nope'"),
     (["data", "download", "wikitext", "--dir", "x"], 2, "unknown corpus 'wikitext'"),
