@@ -47,6 +47,10 @@ from .search_space import ACTIVATIONS, Architecture, ArchitectureError
 INIT_RANGE = 0.04
 LOSS_CHUNK = 256  # rows of the fused decoder + loss: 256 x 10k logits (10 MB) stay in the L3 cache
 PARALLEL_MIN_MACS = 1 << 23  # a time loop's matmuls use all CPU threads from B*H*H = 8M multiply-adds
+# Cell plans cached. A search rarely meets an architecture twice except in a row (a validation pass,
+# a derivation candidate's few batches), and every plan holds a dozen small tensors: 4096 of them
+# grew a random run's memory by 60% in 10 epochs (benchmarks/memory.py).
+PLAN_CACHE = 64
 
 
 def edge_index(parent: int, node: int) -> int:
@@ -138,7 +142,7 @@ class CellPlan:
         return len(self.order)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=PLAN_CACHE)
 def make_plan(arch: Architecture, device: torch.device, dtype: torch.dtype) -> CellPlan:
     """Lay out ``arch`` level by level, by activation inside a level (cached per architecture)."""
     by_depth: dict[int, list[int]] = {}
@@ -191,6 +195,70 @@ def _groups(acts: list[int]) -> tuple[tuple[int, int, int], ...]:
     return tuple(runs)
 
 
+# -- scratch memory reused across calls -----------------------------------------------------------
+
+class Workspace:
+    """The cell's large buffers, allocated once and reused by every call, whatever the architecture.
+
+    Each buffer is one flat allocation viewed in the shape a call needs (the first numel elements,
+    so every view is contiguous), reallocated only when a call needs more than it holds. The
+    buffers come in two groups: ``forward`` (node values, gates, activations; a training forward
+    keeps them for its backward) and ``backward`` (scratch of the backward pass). A group is leased
+    to one call at a time; a call that finds its group leased (say, a second forward before the
+    first one's backward) gets fresh allocations instead, so results never depend on reuse.
+    Leases are not locked: one thread at a time uses a model, as in training.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+        self._leased: set[str] = set()
+
+    def lease(self, group: str) -> "Lease | None":
+        if group in self._leased:
+            return None
+        self._leased.add(group)
+        return Lease(self, group)
+
+    def _take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        numel = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buffers[name] = like.new_empty(numel)
+        return buf[:numel].view(shape)
+
+    def storage_pointers(self) -> dict[str, int]:
+        """Where each buffer lives (for tests: a buffer reused is a pointer unchanged)."""
+        return {name: buf.data_ptr() for name, buf in self._buffers.items()}
+
+
+class Lease:
+    """One group of a workspace, held until ``release`` or until the lease is garbage-collected:
+    a training forward stores its lease on the autograd node, so a graph freed without a backward
+    (a skipped non-finite step) gives the buffers back too."""
+
+    def __init__(self, workspace: Workspace, group: str):
+        self.workspace, self.group, self.held = workspace, group, True
+
+    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        return self.workspace._take(f"{self.group}.{name}", shape, like)
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.workspace._leased.discard(self.group)
+
+    __del__ = release
+
+
+def _allocator(workspace: Workspace | None, group: str):
+    """(lease or None, take(name, shape, like)): buffers from the workspace when its group is free,
+    else fresh ones."""
+    lease = workspace.lease(group) if workspace is not None else None
+    if lease is None:
+        return None, lambda name, shape, like: like.new_empty(shape)
+    return lease, lease.take
+
+
 # -- the recurrence, forward and hand-written backward through time --------------------------------
 
 def _call(fn, *args, **kwargs):
@@ -226,19 +294,22 @@ def _loop_threads(x: Tensor, batch: int, hidden: int):
 
 
 def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, max_norm: float,
-                  keep: bool):
-    """Run the cell over all T steps. Node values, gates and activations are kept (node-major,
-    (N, T, B, H), so that each edge's rows over all steps form one matrix) when ``keep``, and so
-    are the norms (T, B, 1) of the states before clipping (``_clip_rows``), when ``max_norm`` > 0.
+                  keep: bool, workspace: Workspace | None = None):
+    """Run the cell over all T steps: (states, norms, values, gates, acts, lease). Node values, gates
+    and activations are kept (node-major, (N, T, B, H), so that each edge's rows over all steps form
+    one matrix) when ``keep``, and so are the norms (T, B, 1) of the states before the clip when
+    ``max_norm`` > 0. Buffers come from ``workspace`` when it is free; the lease that holds them is
+    returned when ``keep`` (the caller releases it), else released here. ``states`` is always fresh.
 
     Every view the loop touches is made before it (``unbind`` makes all T of them in one call):
     at hidden 64 a step's arithmetic is a few microseconds per op, so Python-side slicing matters.
     """
     T, B, H2 = xz.shape
-    H, N = H2 // 2, plan.num_nodes
-    values, gates, acts = (xz.new_empty(N, T if keep else 1, B, H) for _ in range(3))
-    states, norms = xz.new_empty(T, B, H), xz.new_empty(T if keep else 1, B, 1)
-    z0, z = xz.new_empty(B, H2), xz.new_empty(N, B, H2)
+    H, N, steps_kept = H2 // 2, plan.num_nodes, T if keep else 1
+    lease, take = _allocator(workspace, "forward")
+    values, gates, acts = (take(name, (N, steps_kept, B, H), xz) for name in ("values", "gates", "acts"))
+    states, norms = xz.new_empty(T, B, H), take("norms", (steps_kept, B, 1), xz)
+    z0, z, gathered = take("z0", (B, H2), xz), take("z", (N, B, H2), xz), take("gathered", (N, B, H), xz)
 
     def steps(x: Tensor, dim: int = 1) -> tuple[Tensor, ...]:  # the T per-step views along ``dim``
         return x.unbind(dim) if keep else x.unbind(dim) * T
@@ -249,21 +320,22 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
         parents = lv.parent_views(values)
         groups = tuple((zl[ga:gb, :, H:], _ACT_FORWARD[act], steps(acts[a + ga:a + gb]))
                        for ga, gb, act in lv.groups)
-        levels.append((None if parents is None else steps(parents), lv.parent_index, we[a - 1:b - 1],
-                       zl, zl[..., :H], groups, steps(gates[a:b]), steps(acts[a:b]), steps(values[a:b])))
+        levels.append((None if parents is None else steps(parents), lv.parent_index, gathered[:b - a],
+                       we[a - 1:b - 1], zl, zl[..., :H], groups, steps(gates[a:b]), steps(acts[a:b]),
+                       steps(values[a:b])))
     act0, all_v, flat_v = _ACT_FORWARD[plan.act0], steps(values), steps(values.view(N, -1, B * H))
     v0, c0, f0 = (steps(buf[0], dim=0) for buf in (values, gates, acts))
     z0c, z0h, x_steps, leaf = z0[:, :H], z0[:, H:], xz.unbind(0), plan.leaf_weight
     h_steps, flat_states = states.unbind(0), states.view(T, 1, B * H).unbind(0)
-    norm_steps, ratio = steps(norms, dim=0), xz.new_empty(B, 1)
+    norm_steps, ratio = steps(norms, dim=0), take("ratio", (B, 1), xz)
     with _loop_threads(xz, B, H) as matmul:
         for t in range(T):
             matmul(torch.addmm, x_steps[t], h, w0, out=z0)
             torch.sigmoid(z0c, out=c0[t])
             act0(z0h, out=f0[t])
             torch.lerp(h, f0[t], c0[t], out=v0[t])
-            for parents, index, w, zl, zc, groups, c, f, v in levels:  # one matmul per level
-                p = parents[t] if parents is not None else all_v[t].index_select(0, index)
+            for parents, index, gather, w, zl, zc, groups, c, f, v in levels:  # one matmul per level
+                p = parents[t] if parents is not None else torch.index_select(all_v[t], 0, index, out=gather)
                 matmul(torch.bmm, p, w, out=zl)
                 torch.sigmoid(zc, out=c[t])
                 for zh, fn, fg in groups:
@@ -275,17 +347,21 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
                 torch.linalg.vector_norm(h, dim=1, keepdim=True, out=norm_steps[t])
                 torch.div(norm_steps[t], max_norm, out=ratio).clamp_min_(1.0)
                 h.div_(ratio)
-    return states, norms, values, gates, acts
+    if lease is not None and not keep:
+        lease.release()
+    return states, norms, values, gates, acts, lease if keep else None
 
 
 class _Cell(torch.autograd.Function):
     """The whole recurrence as one autograd node (see the module docstring for why)."""
 
     @staticmethod
-    def forward(ctx, xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
-                max_norm: float) -> Tensor:
-        states, norms, values, gates, acts = _cell_forward(xz, h0, w0, we, plan, max_norm, keep=True)
-        ctx.plan, ctx.max_norm = plan, max_norm
+    def forward(ctx, xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, max_norm: float,
+                workspace: Workspace | None) -> Tensor:
+        states, norms, values, gates, acts, lease = _cell_forward(xz, h0, w0, we, plan, max_norm,
+                                                                  keep=True, workspace=workspace)
+        ctx.plan, ctx.max_norm, ctx.workspace = plan, max_norm, workspace
+        ctx.lease = lease  # the saved buffers stay leased while this node lives (see Lease)
         ctx.save_for_backward(h0, w0, we, states, norms, values, gates, acts)
         return states
 
@@ -295,36 +371,43 @@ class _Cell(torch.autograd.Function):
         plan: CellPlan = ctx.plan
         h0, w0, we, states, norms, values, gates, acts = ctx.saved_tensors
         N, T, B, H = values.shape
-        h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])  # node 0's input
-        parents = values.index_select(0, plan.parent_index)  # (N-1, T, B, H): the other nodes' inputs
+        lease, take = _allocator(ctx.workspace, "backward")
+        h_prev = torch.cat([h0.unsqueeze(0), states[:-1]], out=take("h_prev", (T, B, H), h0))  # node 0's input
+        parents = torch.index_select(values, 0, plan.parent_index,  # the other nodes' inputs
+                                     out=take("parents", (N - 1, T, B, H), values))
         # dz = dv * [(f - p) c (1 - c) | c f'(z)]: the bracket is formed for all steps at once, and
         # the time loop scales it in place, so ``dz`` ends up holding the pre-activation gradients.
-        dz = _local_derivatives(plan, h_prev, parents, gates, acts)
-        dv = values.new_empty(N, B, H)  # one step's gradient w.r.t. every node's value
-        levels = [_backward_views(lv, dv, dz, gates, we) for lv in reversed(plan.levels)]
+        dz = _local_derivatives(plan, h_prev, parents, gates, acts, take("dz", (N, T, B, 2 * H), acts))
+        dv = take("dv", (N, B, H), h0)  # one step's gradient w.r.t. every node's value
+        gate_scratch = take("through_gate", (N, B, H), h0)
+        levels = [_backward_views(lv, dv, dz, gates, we, gate_scratch) for lv in reversed(plan.levels)]
         w0_t, leaf, d0, d0_split = w0.t(), plan.leaf_weight.view(N, 1, 1), dv[0], dv[0].unsqueeze(1)
         dz0, dz0_split, c0 = dz[0].unbind(0), dz[0].view(T, B, 2, H).unbind(0), gates[0].unbind(0)
-        carry, grads = torch.zeros_like(h0), grad_states.unbind(0)
+        carry, g, grads = take("carry", (B, H), h0).zero_(), take("g", (B, H), h0), grad_states.unbind(0)
         clipped, leaf_clip, along = _clip_backward_terms(states, norms, leaf, ctx.max_norm)
         with _loop_threads(h0, B, H) as matmul:
             for t in range(T - 1, -1, -1):
+                torch.add(grads[t], carry, out=g)  # the gradient of this step's (clipped) state
                 if clipped[t]:  # through the clip: a (g - q h' (h'.g)), see _clip_backward_terms
-                    g = grads[t] + carry
                     g.addcmul_(along[t], torch.linalg.vecdot(states[t], g).unsqueeze(1), value=-1)
                     torch.mul(leaf_clip[t], g, out=dv)
                 else:
-                    torch.mul(leaf, grads[t] + carry, out=dv)
-                for d, d_split, d_prev, scatter, w_t, dzl, dzl_split, c in levels:  # deepest first
+                    torch.mul(leaf, g, out=dv)
+                for d, d_split, d_prev, scatter, w_t, dzl, dzl_split, c, through_gate in levels:  # deepest first
                     dzl_split[t].mul_(d_split)
-                    through_gate = torch.addcmul(d, d, c[t], value=-1)  # d * (1 - c)
-                    d_parent = matmul(torch.baddbmm, through_gate, dzl[t], w_t)
-                    d_prev.addmm_(scatter, d_parent.view(d_parent.shape[0], -1))  # add into the parents
+                    torch.addcmul(d, d, c[t], value=-1, out=through_gate)  # d * (1 - c)
+                    matmul(through_gate.baddbmm_, dzl[t], w_t)  # ... plus what reaches the parents via z
+                    d_prev.addmm_(scatter, through_gate.view(through_gate.shape[0], -1))  # add into them
                 dz0_split[t].mul_(d0_split)
-                carry = matmul(torch.addmm, torch.addcmul(d0, d0, c0[t], value=-1), dz0[t], w0_t)
+                torch.addcmul(d0, d0, c0[t], value=-1, out=carry)
+                matmul(carry.addmm_, dz0[t], w0_t)
         # Weight gradients: one matmul per edge over all T*B rows (no copies in this layout).
         grad_w0 = h_prev.view(T * B, H).t() @ dz[0].view(T * B, 2 * H)
         grad_we = torch.bmm(parents.view(N - 1, T * B, H).transpose(1, 2), dz[1:].view(N - 1, T * B, 2 * H))
-        return dz[0], carry, grad_w0, grad_we, None, None
+        grad_xz, grad_h0 = dz[0].clone(), carry.clone()  # the workspace must not escape
+        if lease is not None:
+            lease.release()
+        return grad_xz, grad_h0, grad_w0, grad_we, None, None, None
 
 
 def _clip_backward_terms(states: Tensor, norms: Tensor, leaf: Tensor,
@@ -348,19 +431,18 @@ def _clip_backward_terms(states: Tensor, norms: Tensor, leaf: Tensor,
     return clipped, leaf_clip, along
 
 
-def _backward_views(lv: Level, dv: Tensor, dz: Tensor, gates: Tensor, we: Tensor) -> tuple:
+def _backward_views(lv: Level, dv: Tensor, dz: Tensor, gates: Tensor, we: Tensor, scratch: Tensor) -> tuple:
     """Everything one level's backward step touches, as views made once (see _cell_forward)."""
     a, b = lv.start, lv.stop
     k, T, B, H2 = dz[a:b].shape
     return (dv[a:b], dv[a:b].unsqueeze(2), dv[lv.prev[0]:lv.prev[1]].view(-1, B * H2 // 2), lv.scatter,
             we[a - 1:b - 1].transpose(1, 2), dz[a:b].unbind(1), dz[a:b].view(k, T, B, 2, H2 // 2).unbind(1),
-            gates[a:b].unbind(1))
+            gates[a:b].unbind(1), scratch[:k])
 
 
 def _local_derivatives(plan: CellPlan, h_prev: Tensor, parents: Tensor, gates: Tensor,
-                       acts: Tensor) -> Tensor:
-    """d v / d z for every node and step, (N, T, B, 2H): [(f - p) c (1 - c) | c f'(z)], in place."""
-    dz = acts.new_empty(*acts.shape[:-1], 2 * acts.shape[-1])
+                       acts: Tensor, dz: Tensor) -> Tensor:
+    """d v / d z for every node and step, (N, T, B, 2H): [(f - p) c (1 - c) | c f'(z)], into ``dz``."""
     dzc = dz[..., :acts.shape[-1]]
     torch.sub(acts[0], h_prev, out=dzc[0])
     torch.sub(acts[1:], parents, out=dzc[1:])
@@ -370,13 +452,14 @@ def _local_derivatives(plan: CellPlan, h_prev: Tensor, parents: Tensor, gates: T
     return dz
 
 
-def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
-             max_norm: float = 0.0) -> Tensor:
+def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, max_norm: float = 0.0,
+             workspace: Workspace | None = None) -> Tensor:
     """States (T, B, H) of the cell; ``xz`` is x W_x for all steps, ``we`` the used edges by position.
-    Every step's state (output and next input) has its rows clipped to norm ``max_norm`` (0: off)."""
+    Every step's state (output and next input) has its rows clipped to norm ``max_norm`` (0: off).
+    Large buffers come from ``workspace`` (None: fresh allocations)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (xz, h0, w0, we)):
-        return _Cell.apply(xz, h0, w0, we, plan, max_norm)
-    return _cell_forward(xz, h0, w0, we, plan, max_norm, keep=False)[0]
+        return _Cell.apply(xz, h0, w0, we, plan, max_norm, workspace)
+    return _cell_forward(xz, h0, w0, we, plan, max_norm, keep=False, workspace=workspace)[0]
 
 
 # -- fused decoder + cross-entropy -----------------------------------------------------------------
@@ -468,6 +551,7 @@ class SuperNet(nn.Module):
         self.edges = nn.Parameter(torch.empty(num_edges(n), h, 2 * h))
         for p in (self.encoder.weight, self.w_x, self.w_h, self.edges):
             nn.init.uniform_(p, -INIT_RANGE, INIT_RANGE)
+        self.workspace = Workspace()  # the cell's buffers, reused across calls and architectures
 
     def init_hidden(self, batch_size: int) -> Tensor:
         return self.w_h.new_zeros(batch_size, self.cfg.hidden)
@@ -487,7 +571,7 @@ class SuperNet(nn.Module):
         x = _locked_dropout(x, cfg.dropout_in, training)
         w0 = _dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
         we = _dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
-        states = run_cell(x @ self.w_x, hidden, w0, we, plan, cfg.max_hidden_norm)
+        states = run_cell(x @ self.w_x, hidden, w0, we, plan, cfg.max_hidden_norm, self.workspace)
         return _locked_dropout(states, cfg.dropout_out, training), states[-1]
 
     def forward(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import dataclasses
 import math
 import random
@@ -429,3 +430,67 @@ def test_the_per_step_clip_keeps_an_explosive_cell_trainable():
     assert hidden.norm(dim=-1).max() <= 25.0 * (1 + 1e-5)
     unclipped, _ = explosive_losses(max_hidden_norm=0.0)  # the same run without the clip explodes
     assert not all(math.isfinite(x) and x < 2 * math.log(50) for x in unclipped), unclipped
+
+
+# -- memory: what a model keeps between steps ----------------------------------------------------------
+
+SHAPES = ("relu,0:tanh,1:sigmoid,2:identity,3:tanh,4:relu",  # chain
+          "sigmoid,0:tanh,0:relu,0:identity,0:tanh,0:sigmoid",  # star
+          "tanh,0:relu,0:relu,1:relu,2:relu,1:relu")  # gathered parents
+
+
+def test_the_workspace_is_reused_across_architectures():
+    """Every architecture's forward and backward run in the same buffers, with the same gradients as
+    fresh allocations give."""
+    net, fresh = make_net(6, 4), make_net(6, 4)
+    fresh.workspace = None
+    tokens = torch.randint(20, (5, 3), generator=torch.Generator().manual_seed(0))
+    pointers = []
+    for text in SHAPES * 2:
+        arch = Architecture.parse(text)
+        for model in (net, fresh):
+            model.zero_grad()
+            loss, _ = model.loss(tokens[:-1], tokens[1:], model.init_hidden(3), arch)
+            loss.backward()
+        for name, grad in grads(fresh).items():
+            torch.testing.assert_close(grads(net)[name], grad, rtol=0, atol=0, msg=f"{text}: {name}")
+        pointers.append(net.workspace.storage_pointers())
+        with torch.no_grad():  # the evaluation path uses the same buffers
+            net.loss(tokens[:-1], tokens[1:], net.init_hidden(3), arch)
+    assert len(pointers[0]) >= 8 and all(p == pointers[0] for p in pointers)
+
+
+def test_a_second_forward_before_the_first_backward_gets_its_own_buffers():
+    net, fresh = make_net(6, 4), make_net(6, 4)
+    fresh.workspace = None
+    tokens = torch.randint(20, (5, 3), generator=torch.Generator().manual_seed(0))
+    a, b = (Architecture.parse(text) for text in SHAPES[:2])
+    for model in (net, fresh):
+        first, _ = model.loss(tokens[:-1], tokens[1:], model.init_hidden(3), a)
+        second, _ = model.loss(tokens[:-1], tokens[1:], model.init_hidden(3), b)  # a's graph is alive
+        (first + 2 * second).backward()
+    for name, grad in grads(fresh).items():
+        torch.testing.assert_close(grads(net)[name], grad, rtol=0, atol=0, msg=name)
+
+
+def test_what_the_model_keeps_does_not_grow_with_the_architectures_it_has_seen():
+    """A search meets a new architecture at nearly every step: the tensors alive between steps
+    (cached plans, the workspace) must stay bounded. An unbounded plan cache added 11 per step."""
+    def live_tensors() -> int:
+        gc.collect()
+        return sum(issubclass(type(obj), torch.Tensor) for obj in gc.get_objects())
+
+    make_plan.cache_clear()
+    net = make_net(12, 4, scale=0.1)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    tokens = torch.randint(20, (4, 2), generator=torch.Generator().manual_seed(0))
+    rng = random.Random(0)
+
+    def train(steps: int) -> None:
+        for _ in range(steps):
+            train_step(net, opt, tokens[:-1], tokens[1:], net.init_hidden(2), random_architecture(12, rng), 0.25)
+
+    train(supernet.PLAN_CACHE + 20)
+    settled = live_tensors()
+    train(400)
+    assert live_tensors() - settled < 400  # plans differ in size (levels); new ones would add ~4,400
