@@ -5,7 +5,9 @@ Node 0 reads the token embedding x and the previous state h; node j >= 1 reads i
     c0 = sigmoid(x W_xc + h W_hc);  v0 = c0 * f0(x W_xh + h W_hh) + (1 - c0) * h
     cj = sigmoid(v_i W^c_ij);       vj = cj * fj(v_i W^h_ij)    + (1 - cj) * v_i
 
-The output (and the next state) is the mean of the leaf nodes. Every (i, j) edge owns one weight pair,
+The output (and the next state) is the mean of the leaf nodes, each row of it rescaled at every step
+to norm at most ``model.max_hidden_norm`` (h <- h c / max(|h|, c)): without that an identity/ReLU
+chain grows its state by orders of magnitude per step. Every (i, j) edge owns one weight pair,
 shared by all architectures that use it, stored fused as ``edges[j(j-1)/2 + i]`` of shape (H, 2H):
 columns :H give c, H: give the pre-activation.
 
@@ -20,11 +22,26 @@ and the edge matmuls. So:
   forward builds no graph and writes into preallocated buffers, the backward takes four ops per
   level and step, and the weight gradients leave the time loop entirely (one batched matmul over all
   T*B rows per edge at the end, which is what makes large hidden sizes efficient);
+* the per-step clip is four small ops in the forward loop (a norm, the ratio |h| / c floored at 1,
+  a divide); the backward reads the norms the forward recorded and spends extra ops only on the
+  steps where a row was clipped (``_clip_backward_terms``), which a cell in training rarely is;
 * the time loops run their small elementwise ops on one CPU thread (``_loop_threads``);
 * the decoder and the loss are fused (``linear_cross_entropy``): chunked, the softmax gradient is
   formed in place while the chunk is in cache, and the (T*B, V) logits are never kept.
 
-``benchmarks/supernet.py`` measures all this against a plain per-node implementation of the same cell.
+Memory. A search meets a new architecture at nearly every step, so nothing the model keeps may
+grow with the architectures it has seen, nor the shapes it allocates vary with them:
+
+* the cell's large buffers (node values, gates, activations, their gradients) and the loops'
+  scratch live in the model's ``Workspace``: flat allocations viewed in each call's shapes, so every
+  architecture, and the evaluation batches, run in the same memory and the time loops allocate
+  nothing;
+* plans are cached only for the calls in a row that reuse one (``PLAN_CACHE``): 4096 cached plans,
+  a dozen small long-lived tensors each, spread through glibc's heap among the per-step buffers and
+  a random run's resident memory grew by 90% in 10 epochs.
+
+``benchmarks/supernet.py`` measures the speed against a plain per-node implementation of the same
+cell, ``benchmarks/memory.py`` the peak memory of each epoch of a search.
 """
 
 from __future__ import annotations
