@@ -230,7 +230,7 @@ class Workspace:
         self._buffers: dict[str, Tensor] = {}
         self._leased: set[str] = set()
 
-    def lease(self, group: str) -> "Lease | None":
+    def lease(self, group: str) -> Lease | None:
         if group in self._leased:
             return None
         self._leased.add(group)
