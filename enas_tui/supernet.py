@@ -36,9 +36,10 @@ grow with the architectures it has seen, nor the shapes it allocates vary with t
   scratch live in the model's ``Workspace``: flat allocations viewed in each call's shapes, so every
   architecture, and the evaluation batches, run in the same memory and the time loops allocate
   nothing;
-* plans are cached only for the calls in a row that reuse one (``PLAN_CACHE``): 4096 cached plans,
-  a dozen small long-lived tensors each, spread through glibc's heap among the per-step buffers and
-  a random run's resident memory grew by 90% in 10 epochs.
+* plans are cached only for the calls in a row that reuse one (``PLAN_CACHE``). A cache of 4096,
+  a dozen small long-lived tensors per plan, scattered them through glibc's heap among the per-step
+  allocations, which then could not be reused or returned: a random run's peak resident memory
+  doubled in 10 epochs (402-415 MiB to 645-887), and with 64 plans it stays within 5%.
 
 ``benchmarks/supernet.py`` measures the speed against a plain per-node implementation of the same
 cell, ``benchmarks/memory.py`` the peak memory of each epoch of a search.
@@ -65,8 +66,7 @@ INIT_RANGE = 0.04
 LOSS_CHUNK = 256  # rows of the fused decoder + loss: 256 x 10k logits (10 MB) stay in the L3 cache
 PARALLEL_MIN_MACS = 1 << 23  # a time loop's matmuls use all CPU threads from B*H*H = 8M multiply-adds
 # Cell plans cached. A search rarely meets an architecture twice except in a row (a validation pass,
-# a derivation candidate's few batches), and every plan holds a dozen small tensors: 4096 of them
-# grew a random run's memory by 60% in 10 epochs (benchmarks/memory.py).
+# a derivation candidate's few batches), and every plan holds a dozen small tensors (see "Memory").
 PLAN_CACHE = 64
 
 
