@@ -36,10 +36,11 @@ grow with the architectures it has seen, nor the shapes it allocates vary with t
   scratch live in the model's ``Workspace``: flat allocations viewed in each call's shapes, so every
   architecture, and the evaluation batches, run in the same memory and the time loops allocate
   nothing;
-* plans are cached only for the calls in a row that reuse one (``PLAN_CACHE``). A cache of 4096,
-  a dozen small long-lived tensors per plan, scattered them through glibc's heap among the per-step
-  allocations, which then could not be reused or returned: a random run's peak resident memory
-  doubled in 10 epochs (402-415 MiB to 645-887), and with 64 plans it stays within 5%.
+* plans are cached only for the calls in a row that reuse one (``PLAN_CACHE``). A cache of 4096
+  (a dozen small, long-lived tensors per plan) doubled a random run's peak resident memory in 10
+  epochs (402-415 MiB to 645-887), far more than the plans hold (about 6 MiB per epoch, seen with
+  glibc's mmap threshold pinned): scattered among the per-step allocations, they fragment the heap.
+  With 64 plans the peak stays within 5%.
 
 ``benchmarks/supernet.py`` measures the speed against a plain per-node implementation of the same
 cell, ``benchmarks/memory.py`` the peak memory of each epoch of a search.
