@@ -285,7 +285,8 @@ def main() -> int:
     }
     if baseline:
         per_round = [b / a for a, b in zip(ours.times, baseline.times)]
-        result.update(baseline=str(args.baseline), baseline_tokens_per_s=tokens_per_step / statistics.fmean(baseline.times),
+        result.update(baseline=str(args.baseline),
+                      baseline_tokens_per_s=tokens_per_step / statistics.fmean(baseline.times),
                       speedup_vs_baseline=statistics.fmean(baseline.times) / statistics.fmean(ours.times),
                       speedup_vs_baseline_median_round=statistics.median(per_round),
                       speedup_vs_baseline_range=[min(per_round), max(per_round)])
