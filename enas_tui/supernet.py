@@ -590,7 +590,9 @@ class SuperNet(nn.Module):
         w0 = _dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
         we = _dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
         states = run_cell(x @ self.w_x, hidden, w0, we, plan, cfg.max_hidden_norm, self.workspace)
-        return _locked_dropout(states, cfg.dropout_out, training), states[-1]
+        # the new state in its own storage: a view would keep all T states alive, and a checkpoint
+        # of it would save them all
+        return _locked_dropout(states, cfg.dropout_out, training), states[-1].clone()
 
     def forward(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
         """Logits (T, B, V) and the new state (B, H), not detached."""

@@ -193,3 +193,11 @@ def test_short_run_on_real_ptb_text(tmp_path, real_ptb_dir):
     assert status == "finished"
     ppls = [e.ppl for e in by_type(events, "shared_step")]
     assert all(np.isfinite(ppls)) and ppls[-1] < ppls[0]
+
+
+def test_the_carried_state_is_saved_alone(tmp_path, corpus):
+    """The state carried between minibatches has its own storage: a checkpoint of it holds one
+    (batch, hidden) row block, not every step's states."""
+    trainer, session, _, _ = run(tmp_path, corpus, controller="random", epochs=1)
+    saved = torch.load(session.epoch_checkpoint(1), weights_only=True)["hidden"]
+    assert saved.shape == (8, 16) and saved.untyped_storage().nbytes() == 8 * 16 * 4
