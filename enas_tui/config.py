@@ -35,7 +35,9 @@ class ModelConfig:
     eval_batch_size: int = 10
     lr: float = 20.0
     grad_clip: float = 0.25
-    max_hidden_norm: float = 25.0  # bound on the state carried between minibatches; 0: off
+    # every time step's state (the cell's output and its next input) has each row rescaled to at
+    # most this L2 norm inside the recurrence, as in the PyTorch ENAS port; 0: off
+    max_hidden_norm: float = 25.0
     dropout_emb: float = 0.1
     dropout_in: float = 0.65
     dropout_out: float = 0.4
@@ -254,6 +256,7 @@ def validate(settings: Settings) -> None:
         (settings.model.eval_batch_size >= 1, "model.eval_batch_size must be positive"),
         (settings.model.lr > 0, "model.lr must be positive"),
         (settings.model.grad_clip > 0, "model.grad_clip must be positive"),
+        (settings.model.max_hidden_norm >= 0, "model.max_hidden_norm must not be negative (0 turns it off)"),
         (all(0 <= p < 1 for p in (settings.model.dropout_emb, settings.model.dropout_in,
                                   settings.model.dropout_out, settings.model.dropconnect)),
          "dropout rates must be in [0, 1)"),

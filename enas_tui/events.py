@@ -130,6 +130,8 @@ class EpochStart(Event):
 @_register
 @dataclass(kw_only=True)
 class EpochEnd(Event):
+    """An epoch's summary; ``train_ppl`` is exp(mean loss) over its finite shared steps only."""
+
     type: ClassVar[str] = "epoch_end"
     epoch: int
     train_ppl: float
@@ -137,6 +139,7 @@ class EpochEnd(Event):
     reward: float | None
     entropy: float | None
     elapsed_s: float
+    skipped_shared_steps: int = 0  # shared steps skipped for a non-finite loss (absent in older logs)
 
 
 # -- steps ----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
 from .session_log import LogError, LogWriter, read_first
 from .sessions import Session, SessionError, is_time, process_start_time
-from .supernet import SuperNet, clip_state_norm, get_batch, train_step
+from .supernet import SuperNet, get_batch, train_step
 
 Listener = Callable[[Event], None]
 
@@ -216,11 +216,11 @@ class Trainer:
         valid_ppl = self._validate(epoch)
         if epoch % self.s.train.derive_every == 0 or epoch == self.s.train.epochs:
             self._derive(epoch)
-        finite = [x for x in losses if math.isfinite(x)]
+        finite = [x for x in losses if math.isfinite(x)]  # skipped (non-finite) steps count apart
         self.record(EpochEnd(
             epoch=epoch, train_ppl=_safe_exp(float(np.mean(finite))) if finite else float("nan"),
             valid_ppl=valid_ppl, reward=_finite_mean(rewards), entropy=_finite_mean(entropies),
-            elapsed_s=time.perf_counter() - started))
+            elapsed_s=time.perf_counter() - started, skipped_shared_steps=len(losses) - len(finite)))
         self.pos = Position(epoch + 1, 0, 0)
         self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
         (self.session.checkpoint_dir / TIMED_CHECKPOINT).unlink(missing_ok=True)  # superseded
@@ -274,7 +274,7 @@ class Trainer:
         if not self._check_finite(finite, "shared", epoch, arch):
             self.hidden = self.net.init_hidden(self.s.model.batch_size)  # the state may be what overflowed
             return float("nan")
-        self.hidden = clip_state_norm(hidden, self.s.model.max_hidden_norm)
+        self.hidden = hidden  # bounded already: the cell clips every step's state (model.max_hidden_norm)
         self.train_cursor += tokens.shape[0]
         self.record(SharedStep(epoch=epoch, step=self.shared_step, loss=loss, ppl=_safe_exp(loss),
                                lr=self.shared_opt.param_groups[0]["lr"],

@@ -152,6 +152,7 @@ def test_resume_refuses_a_running_or_finished_session(tmp_path):
     (["train", "--set", "model.dropout_in=inf"], 2, "model.dropout_in must be a finite number, not inf"),
     (["train", "--set", "train.checkpoint_every_s=-1"], 2, "train.checkpoint_every_s must not be negative"),
     (["train", "--device", "bogus"], 2, "--device: unknown device 'bogus'"),
+    (["train", "--set", "model.max_hidden_norm=-1"], 2, "model.max_hidden_norm must not be negative"),
     (["train", "--data", "/no/such/folder"], 2, "no such folder"),
     (["train", "--resume", "nope"], 1, "no session 'nope'"),
     (["data", "download", "wikitext", "--dir", "x"], 2, "unknown corpus 'wikitext'"),

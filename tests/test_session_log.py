@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -43,7 +44,7 @@ def sample_events() -> dict[str, ev.Event]:
                                      best_arch="tanh,0:relu"),
         "epoch_start": ev.EpochStart(epoch=1, epochs=10, shared_steps=100, controller_steps=50),
         "epoch_end": ev.EpochEnd(epoch=1, train_ppl=300.5, valid_ppl=None, reward=0.3,
-                                 entropy=20.1, elapsed_s=12.5),
+                                 entropy=20.1, elapsed_s=12.5, skipped_shared_steps=2),
         "shared_step": ev.SharedStep(epoch=1, step=9, loss=5.5, ppl=244.7, lr=20.0,
                                      tokens_per_s=4600.0),
         "controller_step": ev.ControllerStep(epoch=1, step=3, reward=0.4, baseline=0.35,
@@ -126,6 +127,13 @@ def test_round_trip_every_event_type(log: Path) -> None:
     assert len(got) == len(written)
     for a, b in zip(got, written):
         assert_same_event(a, b)
+
+
+def test_epoch_end_from_an_older_log_decodes_with_no_skipped_steps() -> None:
+    old = {"type": "epoch_end", "seq": 9, "t": 1.0, "epoch": 1, "train_ppl": 300.5, "valid_ppl": None,
+           "reward": 0.3, "entropy": 20.1, "elapsed_s": 12.5}  # written before skipped_shared_steps existed
+    event = ev.decode_event(json.dumps(old).encode())
+    assert isinstance(event, ev.EpochEnd) and event.skipped_shared_steps == 0 and event.train_ppl == 300.5
 
 
 def test_read_event_at_record_offsets(log: Path) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from enas_tui import checkpoints, config
+from enas_tui import trainer as trainer_module
 from enas_tui.controller import Controller, decisions_tensor
 from enas_tui.diagnostics import CHEAP_MEASURES, collapse_index, max_action_probs
 from enas_tui.search_space import Architecture
 from enas_tui.data import Corpus, load_corpus
+from enas_tui.headless import HeadlessView
 from enas_tui.session_log import read_events
 from enas_tui.sessions import create_session
 from enas_tui.trainer import Position, TrainingFailed, new_run, resume_run
@@ -143,6 +147,38 @@ def test_nonfinite_losses_stop_the_run_with_last_checkpoint_intact(tmp_path, cor
     again = checkpoints.load(session.epoch_checkpoint(1))
     assert all(torch.equal(good["supernet"][k], again["supernet"][k]) for k in good["supernet"])
     assert all(torch.isfinite(v).all() for v in again["supernet"].values())
+
+
+def test_skipped_shared_steps_are_counted_and_left_out_of_the_train_ppl(tmp_path, corpus, monkeypatch):
+    """Shared steps 2 and 3 get a real non-finite loss (an infinite decoder bias while they run)."""
+    real_step, calls = trainer_module.train_step, []
+
+    def poisoned(net, *args):
+        calls.append(net)
+        if len(calls) not in (2, 3):
+            return real_step(net, *args)
+        with torch.no_grad():
+            net.decoder_bias[3] = math.inf
+        try:
+            return real_step(net, *args)
+        finally:
+            with torch.no_grad():
+                net.decoder_bias[3] = 0.0
+
+    monkeypatch.setattr(trainer_module, "train_step", poisoned)
+    _, _, status, events = run(tmp_path, corpus, controller="random", epochs=2)
+    assert status == "finished"
+    ends = by_type(events, "epoch_end")
+    assert [e.skipped_shared_steps for e in ends] == [2, 0]
+    losses = [e.loss for e in by_type(events, "shared_step") if e.epoch == 1]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert ends[0].train_ppl == pytest.approx(math.exp(np.mean(losses)))
+    console = Console(file=io.StringIO(), width=200)
+    with HeadlessView(console) as view:
+        for event in events:
+            view(event)
+    lines = [line for line in console.file.getvalue().splitlines() if line.startswith("epoch ")]
+    assert "| 2 skipped |" in lines[0] and "skipped" not in lines[1]
 
 
 class Payload:
@@ -313,3 +349,11 @@ def test_bad_probe_and_loss_settings_are_one_line_errors():
             config.resolve("supervised", "cpu", overrides=[item])
     assert config.live_ged_readings("exact, paper") == ("exact", "paper")
     assert config.live_ged_readings("none") == ()
+
+
+def test_the_carried_state_is_saved_alone(tmp_path, corpus):
+    """The state carried between minibatches has its own storage: a checkpoint of it holds one
+    (batch, hidden) row block, not every step's states."""
+    trainer, session, _, _ = run(tmp_path, corpus, controller="random", epochs=1)
+    saved = torch.load(session.epoch_checkpoint(1), weights_only=True)["hidden"]
+    assert saved.shape == (8, 16) and saved.untyped_storage().nbytes() == 8 * 16 * 4
