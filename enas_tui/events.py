@@ -214,6 +214,9 @@ class Diagnostics(Event):
     n: int
     spearman: dict[str, dict[str, float | None]]
     collapse_index: dict[str, float]
+    # Per probe architecture, the validation perplexity behind |perf diff| (probes where it was
+    # measured, every train.perf_every; None otherwise and in older logs).
+    ppl: np.ndarray | None = None
 
 
 @_register

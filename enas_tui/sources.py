@@ -9,7 +9,10 @@
   gaps (seen as jumps in ``seq``) are filled from the session log, which has everything.
 
 Probe events are big (a probe set's probabilities and hidden states); a batch of records decodes
-only the last probe in it, since a later probe replaces an earlier one in every view.
+only the last probe in it, since a later probe replaces an earlier one in every view. The earlier
+ones become ``ProbeArchs`` (their architectures only, read without decoding the arrays), so views
+that follow every probe set (the cell shape over the search) see each one whichever way the log
+was read.
 
 No torch, no Textual and no dashboard state here: the sources are tested and benchmarked on their
 own (the replay index, which stores folded dashboard states, is the dashboard's: tui/replay_index.py).
@@ -17,12 +20,15 @@ own (the replay index, which stores folded dashboard states, is the dashboard's:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from enas_tui.events import Event, SessionEnd, SessionStart
 from enas_tui.session_log import CorruptLogError, LogError, LogReader, Record
@@ -34,6 +40,22 @@ STALE_AFTER_S = 600.0  # W&B calls a run crashed after 10 minutes without writes
 
 # events.encode_event writes "type", "seq" and "t" first: enough to index a record undecoded.
 _PREFIX = re.compile(rb'\{"type":"([a-z_]+)","seq":(-?\d+),"t":(-?[0-9.eE+-]+)[,}]')
+# ... and a probe's epoch, step and architectures before its arrays.
+_PROBE_HEAD = re.compile(rb'"epoch":(-?\d+),"step":(-?\d+),"archs":\[')
+
+
+@dataclass(kw_only=True)
+class ProbeArchs(Event):
+    """A probe set superseded within a batch of records: where it was taken and its architectures.
+
+    Not a log event: readers make it instead of decoding a probe's arrays that a later probe
+    replaces anyway.
+    """
+
+    type: ClassVar[str] = "probe_archs"
+    epoch: int
+    step: int
+    archs: list[str] = field(default_factory=list)
 
 
 class SourceError(Exception):
@@ -56,14 +78,36 @@ def _kind(record: Record) -> str | None:
     return found[0] if found else None
 
 
+def probe_archs(record: Record) -> ProbeArchs | None:
+    """A probe record's epoch, step and architectures without decoding its arrays (None if the
+    payload is not laid out as events.encode_event writes it)."""
+    found = peek(record)
+    match = _PROBE_HEAD.search(record.payload, 0, 4096)
+    if found is None or match is None:
+        return None
+    start = match.end() - 1
+    end = record.payload.find(b"]", start)
+    try:
+        archs = json.loads(record.payload[start: end + 1])
+    except ValueError:
+        return None
+    if not isinstance(archs, list):
+        return None
+    return ProbeArchs(epoch=int(match.group(1)), step=int(match.group(2)), archs=archs, seq=found[1], t=found[2])
+
+
 def decode_records(records: Sequence[Record], path: str | os.PathLike | None = None) -> list[Event]:
-    """The records' events, leaving out probes that a later probe in the same batch supersedes."""
+    """The records' events; probes that a later probe in the same batch supersedes come as
+    ``ProbeArchs`` (their arrays are never decoded)."""
     kinds = [_kind(r) for r in records]
     last_probe = max((i for i, k in enumerate(kinds) if k == "probe"), default=-1)
     out = []
     for i, record in enumerate(records):
         if kinds[i] == "probe" and i != last_probe:
-            continue
+            light = probe_archs(record)
+            if light is not None:
+                out.append(light)
+                continue
         try:
             out.append(record.event())
         except CorruptLogError as err:
@@ -71,15 +115,26 @@ def decode_records(records: Sequence[Record], path: str | os.PathLike | None = N
     return out
 
 
-def _tail_line(path: Path, limit: int = 4096) -> str:
-    """The last non-empty line of a text file (e.g. trainer.log), or ''."""
+# Lines the CLI itself prints on a normal stop: advice for the user, never a crash's cause.
+_HINTS = ("stopped; continue with:", "training continues in the background")
+
+
+def _tail_line(path: Path, since: float | None = None, limit: int = 4096) -> str:
+    """The last non-empty line of a text file (e.g. trainer.log), or ''.
+
+    A file last written before ``since`` (the latest trainer start) belongs to an earlier run and
+    says nothing about this one; the CLI's own stop hints are skipped.
+    """
     try:
+        if since is not None and os.path.getmtime(path) < since:
+            return ""
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - limit))
             lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     except OSError:
         return ""
+    lines = [ln for ln in lines if not ln.startswith(_HINTS)]
     return lines[-1] if lines else ""
 
 
@@ -88,6 +143,7 @@ def _note_lifecycle(source: "LogFollower | TrainerSource", event: Event) -> None
     """Track whether the run has ended and its last error: what a source needs to call it dead."""
     if isinstance(event, SessionStart):
         source.ended = False
+        source.started_t = event.t
     elif isinstance(event, SessionEnd):
         source.ended = True
     elif event.type == "error":
@@ -109,6 +165,7 @@ class LogFollower:
         self.records = 0
         self.error: str | None = None
         self.last_error: str | None = None
+        self.started_t: float | None = None  # time of the latest session_start (a trainer's start)
         self._last_growth = clock()
         self._checked_at: float | None = None
         self._status: tuple[str, str] | None = None
@@ -173,7 +230,7 @@ class LogFollower:
             if idle >= self.stale_after:
                 return "stale", f"no new events for {idle / 60:.0f} min (trainer on another host?)"
             return None
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log")
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t)
         if live == "crashed":
             return "crashed", reason or "the trainer process is gone and the log has no end record"
         return "stopped", reason or f"status says {live} but the log has no end record"
@@ -197,6 +254,7 @@ class TrainerSource:
         self.next_seq = 0
         self.ended = False
         self.last_error: str | None = None
+        self.started_t: float | None = None  # time of the latest session_start (a trainer's start)
         self.filled = 0  # events taken from the log because the pipe dropped them
         self._log: LogReader | None = None
         self._pending: deque[Record] = deque()
@@ -310,7 +368,7 @@ class TrainerSource:
             return None
         if self.session is None:
             return "failed", self.start_error() or f"the trainer exited with code {self.process.returncode}"
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log")
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t)
         return "crashed", reason or f"the trainer exited with code {self.process.returncode}"
 
     def start_error(self) -> str:
@@ -334,5 +392,6 @@ class TrainerSource:
 
 
 __all__ = [
-    "CHUNK_RECORDS", "CHUNK_SECONDS", "LogFollower", "SourceError", "TrainerSource", "decode_records", "peek",
+    "CHUNK_RECORDS", "CHUNK_SECONDS", "LogFollower", "ProbeArchs", "SourceError", "TrainerSource",
+    "decode_records", "peek", "probe_archs",
 ]

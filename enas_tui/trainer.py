@@ -312,7 +312,8 @@ class Trainer:
                                                 max_batches=self.s.train.perf_batches) for a in archs])
         analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl)
         self.record(Diagnostics(epoch=epoch, step=self.ctrl_step, n=analysis.n,
-                                spearman=analysis.spearman, collapse_index=analysis.collapse_index))
+                                spearman=analysis.spearman, collapse_index=analysis.collapse_index,
+                                ppl=None if ppl is None else ppl.astype(np.float64)))
 
     def _validate(self, epoch: int) -> float:
         arch = self.ctrl.greedy()

@@ -41,7 +41,7 @@ async def test_compare_shows_each_session_at_the_same_epoch(sessions):
         for i, run in enumerate(RUNS):
             shown = at_epoch_end(list(synthetic_events(run)), 3)
             diag = [e for e in shown if isinstance(e, Diagnostics)][-1]
-            rho = diag.spearman["common_activations"]["rho"]
+            rho = diag.spearman["common_activations_paper"]["rho"]
             assert f"{rho:+6.3f}" in app.query_one(f"#spearman-{i}").text()
             valid = [e for e in shown if isinstance(e, Validation)][-1]
             assert f"{valid.ppl:.1f}" in curves

@@ -120,6 +120,10 @@ class ReplayIndex:
         state.apply_all(self.read_events(k * self.every, position))
         return state
 
+    def end_state(self) -> DashboardState:
+        """A fresh state after every indexed event (a copy of the one the scan folded)."""
+        return self._state.copy()
+
     def epochs(self) -> list[int]:
         return sorted(self.epoch_ends)
 
@@ -153,6 +157,8 @@ class ReplayCursor:
         ahead = position - self.position
         if 0 <= ahead <= self.index.every:
             self.state.apply_all(self.index.read_events(self.position, position))
+        elif position == len(self.index):
+            self.state = self.index.end_state()  # no need to read the log again
         else:
             self.state = self.index.state_at(position)
         self.position = position

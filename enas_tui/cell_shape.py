@@ -1,0 +1,179 @@
+"""Cell shape: how deep and how wide the sampled cells are, over a search.
+
+Shu et al. ("Understanding Architectures Learnt by Cell-based Neural Architecture Search") found
+that cell-based searches drift toward wide, shallow cells because those converge fastest, not
+because they generalise better. Our search space makes both quantities exact for every sampled
+cell:
+
+- **depth**: the longest path from node 0, in edges (a cell whose nodes all read node 0 has
+  depth 1; a chain of N nodes has depth N-1);
+- **width**: the number of leaves, the nodes no other node reads, whose mean is the cell's output.
+
+Per probe set the dashboard and ``analyze`` summarise both as quartiles; the reference is the
+distribution under uniform sampling (every decision uniform over its options), which is where
+every controller starts. Pure Python and numpy, no torch: the dashboard, ``analyze`` and the
+report share it. The drawing function takes a matplotlib Axes, so this module never imports
+matplotlib itself.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from enas_tui.search_space import Architecture, random_architecture
+
+QUANTITIES: tuple[str, ...] = ("depth", "width")
+
+
+def depth_width(arch: Architecture) -> tuple[int, int]:
+    """(depth, width) of one cell: longest path from node 0 in edges, number of leaves."""
+    return max(arch.depths), len(arch.leaves)
+
+
+def text_depth_width(text: str) -> tuple[int, int] | None:
+    """(depth, width) straight from an architecture's text form, or None if it is malformed.
+
+    The dashboard reads thousands of probe architectures while indexing a long log; this skips
+    building ``Architecture`` objects (parents and leaves are all that is needed).
+    """
+    fields = text.split(",")
+    depth = [0]
+    read = set()
+    try:
+        for node, field in enumerate(fields[1:], start=1):
+            parent = int(field[: field.index(":")])
+            if not 0 <= parent < node:
+                return None
+            depth.append(depth[parent] + 1)
+            read.add(parent)
+    except ValueError:
+        return None
+    return max(depth), len(fields) - len(read)
+
+
+def shapes(archs: Iterable[Architecture | str]) -> np.ndarray:
+    """(n, 2) int array of (depth, width) per architecture; malformed text forms are left out."""
+    rows = []
+    for arch in archs:
+        shape = text_depth_width(arch) if isinstance(arch, str) else depth_width(arch)
+        if shape is not None:
+            rows.append(shape)
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class Quartiles:
+    """The spread of one quantity over a probe set."""
+
+    q25: float
+    median: float
+    q75: float
+    mean: float
+    low: float  # minimum
+    high: float  # maximum
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Quartiles:
+        q25, median, q75 = np.percentile(values, [25, 50, 75])
+        return cls(float(q25), float(median), float(q75), float(np.mean(values)),
+                   float(np.min(values)), float(np.max(values)))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"q25": self.q25, "median": self.median, "q75": self.q75, "mean": self.mean,
+                "min": self.low, "max": self.high}
+
+
+@dataclass(frozen=True)
+class ShapeSummary:
+    """Depth and width quartiles of one probe set (n architectures)."""
+
+    n: int
+    depth: Quartiles
+    width: Quartiles
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "depth": self.depth.to_dict(), "width": self.width.to_dict()}
+
+
+def summarize(archs: Iterable[Architecture | str]) -> ShapeSummary | None:
+    """Quartiles of depth and width over a probe set (None when no architecture could be read)."""
+    table = shapes(archs)
+    if len(table) == 0:
+        return None
+    return ShapeSummary(len(table), Quartiles.of(table[:, 0]), Quartiles.of(table[:, 1]))
+
+
+@lru_cache(maxsize=8)
+def uniform_reference(num_nodes: int, n: int = 4000, seed: int = 0) -> ShapeSummary:
+    """Depth and width under uniform sampling: every controller's starting point (fixed seed)."""
+    rng = random.Random(seed)
+    summary = summarize(random_architecture(num_nodes, rng) for _ in range(n))
+    assert summary is not None
+    return summary
+
+
+# -- a search's history --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShapeHistory:
+    """Per probe set over a search: where it was taken and its depth and width quartiles."""
+
+    epochs: np.ndarray  # (p,) epoch of each probe set
+    steps: np.ndarray  # (p,) controller step of each probe set
+    depth: np.ndarray  # (p, 3) q25, median, q75
+    width: np.ndarray  # (p, 3)
+
+    def to_dict(self) -> dict:
+        return {"epochs": self.epochs.tolist(), "steps": self.steps.tolist(),
+                "depth": self.depth.tolist(), "width": self.width.tolist()}
+
+
+def history(probes: Iterable[tuple[int, int, Sequence[Architecture | str]]]) -> ShapeHistory:
+    """The shape history of a search from (epoch, step, architectures) per probe set."""
+    epochs, steps, depth, width = [], [], [], []
+    for epoch, step, archs in probes:
+        summary = summarize(archs)
+        if summary is None:
+            continue
+        epochs.append(epoch)
+        steps.append(step)
+        depth.append((summary.depth.q25, summary.depth.median, summary.depth.q75))
+        width.append((summary.width.q25, summary.width.median, summary.width.q75))
+    return ShapeHistory(np.asarray(epochs, dtype=np.int64), np.asarray(steps, dtype=np.int64),
+                        np.asarray(depth, dtype=np.float64).reshape(-1, 3),
+                        np.asarray(width, dtype=np.float64).reshape(-1, 3))
+
+
+# -- the report's figure ---------------------------------------------------------------------------
+def plot_shape_history(axes: Sequence, runs: Sequence[tuple[str, ShapeHistory]],
+                       reference: ShapeSummary | None = None,
+                       derived: Sequence[tuple[str, Architecture | None]] = ()) -> None:
+    """Depth (``axes[0]``) and width (``axes[1]``) over the search, one band per run.
+
+    Each run is drawn as its median per probe set with the interquartile range shaded, against
+    the controller step; ``reference`` (uniform sampling) is a dashed line at its median, and
+    each run's derived cell (if given) a marker at the right edge.
+    """
+    for ax, quantity, column in zip(axes, QUANTITIES, (0, 1)):
+        for label, run in runs:
+            values = run.depth if column == 0 else run.width
+            if len(values) == 0:
+                continue
+            line, = ax.plot(run.steps, values[:, 1], label=f"{label} (median)")
+            ax.fill_between(run.steps, values[:, 0], values[:, 2], alpha=0.25, color=line.get_color(),
+                            linewidth=0)
+        if reference is not None:
+            level = reference.depth.median if column == 0 else reference.width.median
+            ax.axhline(level, color="0.4", linestyle="--", linewidth=1, label="uniform sampling (median)")
+        for label, arch in derived:
+            if arch is not None:
+                ax.plot([1.0], [depth_width(arch)[column]], marker="D", linestyle="none",
+                        transform=ax.get_yaxis_transform(), clip_on=False, label=f"{label}: derived cell")
+        ax.set_xlabel("controller step")
+        ax.set_ylabel(f"{quantity} ({'longest path from node 0' if column == 0 else 'number of leaves'})")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
