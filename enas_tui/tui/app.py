@@ -89,6 +89,26 @@ def key_names(keys: str) -> str:
     return ", ".join(shown)
 
 
+def paired(bindings: list[Binding]) -> list[tuple[str, str]]:
+    """(keys, description) per binding, a binding whose action is the opposite of the one before
+    it (``step(1)`` / ``step(-1)``) joined to it: ``→, l / ←, h  Next event / previous event``."""
+    out: list[tuple[str, str]] = []
+    previous: Binding | None = None
+    for binding in bindings:
+        base, _, arg = binding.action.partition("(")
+        prev_base, _, prev_arg = previous.action.partition("(") if previous is not None else ("", "", "")
+        if previous is not None and base == prev_base and arg.rstrip(")").lstrip("-") == prev_arg.rstrip(")").lstrip("-"):
+            out.pop()
+            first = key_names(previous.key.split(",")[0])
+            out.append((f"{first} / {key_names(binding.key.split(',')[0])}",
+                        f"{previous.description} / {binding.description[0].lower()}{binding.description[1:]}"))
+            previous = None
+            continue
+        out.append((key_names(binding.key), binding.description))
+        previous = binding
+    return out
+
+
 class PanelArea(Container):
     """The area the panels are placed in; lays them out again whenever its size changes."""
 
@@ -110,10 +130,9 @@ class DashboardApp(App[int]):
         Binding("s", "screenshot", "Screenshot"),
         Binding("z,enter", "zoom_focused", "Zoom the focused panel", show=False),
         Binding("escape", "unzoom", "Back from a zoomed panel", show=False),
-        Binding("a", "reading('common_activations')", "Table 1: common activations reading (paper/aligned)",
-                show=False),
-        Binding("r", "reading('ged')", "Table 1: GED reading (paper/aligned/exact)", show=False),
-        Binding("c", "colour_by", "Embedding map: colour by the next property", show=False),
+        Binding("a", "reading('common_activations')", "Table 1: next common-activations reading", show=False),
+        Binding("r", "reading('ged')", "Table 1: next GED reading", show=False),
+        Binding("c", "colour_by", "embedding map: colour by the next property", show=False),
         *(Binding(str(n), f"zoom({n})", f"Zoom panel {n} ({PANEL_NAMES[name]})", show=False)
           for n, (name, _) in enumerate(PANELS, start=1)),
     ]
@@ -283,15 +302,17 @@ class DashboardApp(App[int]):
         self.push_screen(HelpScreen(self.key_groups()))
 
     def key_groups(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        """Every key, from the bindings themselves (so the help never drifts from them)."""
-        seen: dict[str, str] = {}
+        """Every key, from the bindings themselves (so the help never drifts from them); a key and
+        its opposite (next / previous) share a line."""
+        groups = []
         for cls in reversed(type(self).__mro__):
-            for binding in cls.__dict__.get("BINDINGS", []):
-                if isinstance(binding, Binding) and binding.description and not binding.key.startswith("ctrl+q"):
-                    seen[key_names(binding.key)] = binding.description
-        panels = {k: v for k, v in seen.items() if v.startswith("Zoom panel")}
-        groups = [(f"{self.MODE} keys", [(k, v) for k, v in seen.items() if k not in panels])]
-        groups.append(("panels", list(panels.items())))
+            bindings = [b for b in cls.__dict__.get("BINDINGS", []) if isinstance(b, Binding) and b.description
+                        and not b.key.startswith("ctrl+q") and not b.description.startswith("Zoom panel")]
+            if bindings:
+                title = "keys" if cls is DashboardApp else f"{cls.MODE} keys"
+                groups.append((title, paired(bindings)))
+        names = ", ".join(f"{n} {PANEL_NAMES[name]}" for n, (name, _) in enumerate(PANELS, start=1))
+        groups.append(("panels", [(f"1-{len(PANELS)}", f"zoom a panel (again or esc: back): {names}")]))
         groups.append(("events panel (when focused)",
                        [(key_names(b.key), b.description) for b in EventLogPanel.BINDINGS]))
         groups.append(("everywhere", [("tab, shift+tab", "focus the next / previous panel"),
@@ -503,6 +524,10 @@ class ReplayApp(DashboardApp):
 
     def compose_extra(self) -> ComposeResult:
         yield Timeline(id="timeline")
+
+    def on_resize(self, event: Resize) -> None:
+        """Under 30 lines the timeline takes one line (position and bar), leaving the panels room."""
+        self.query_one(Timeline).styles.height = 1 if event.size.height < 30 else 2
 
     def start(self) -> None:
         self.timeline = self.query_one(Timeline)

@@ -16,6 +16,8 @@ from textual.events import Resize
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from enas_tui.commands import wrap_command
+
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
 {name} > VerticalScroll {{
@@ -25,17 +27,16 @@ DIALOG_CSS = """
 {name} Static {{ width: auto; height: auto; }}
 """
 
-KEY_WIDTH = 14
-
 
 def help_columns(groups: list[tuple[str, list[tuple[str, str]]]], width: int, height: int) -> Text:
     """The key groups as text: one column, or two side by side when one is taller than ``height``."""
-    blocks = [_group_lines(title, keys) for title, keys in groups if keys]
-    lines = [line for block in blocks for line in block]
-    footer = Text("escape, q or ? closes this help", style="dim")
-    col = max(line.cell_len for line in lines) if lines else 0
-    if len(lines) + 1 <= height or width < 2 * col + 3 or len(blocks) < 2:
+    single = [_group_lines(title, keys, width) for title, keys in groups if keys]
+    lines = [line for block in single for line in block]
+    footer = Text("escape, q or ? closes this help; ↑↓ scroll", style="dim")
+    half = (width - 3) // 2
+    if len(lines) + 1 <= height or half < 30 or len(single) < 2:
         return Text("\n").join([*lines, footer])
+    blocks = [_group_lines(title, keys, half) for title, keys in groups if keys]
     # Two columns: whole groups, split where the two heights are closest.
     sizes = [len(b) for b in blocks]
     split = min(range(1, len(blocks)), key=lambda k: abs(sum(sizes[:k]) - sum(sizes[k:])))
@@ -52,14 +53,29 @@ def help_columns(groups: list[tuple[str, list[tuple[str, str]]]], width: int, he
     return Text("\n").join([*rows, footer])
 
 
-def _group_lines(title: str, keys: list[tuple[str, str]]) -> list[Text]:
+def _group_lines(title: str, keys: list[tuple[str, str]], width: int) -> list[Text]:
+    """A group's title and a line per key, long descriptions wrapped under themselves."""
+    key_w = max(len(key) for key, _ in keys) + 1
     lines = [Text(title, style="bold underline")]
+    room = max(10, width - key_w - 1)
     for key, description in keys:
-        line = Text(f" {key:<{KEY_WIDTH}}", style="bold cyan")
-        line.append(description)
-        lines.append(line)
+        for i, part in enumerate(_wrap(description, room)):
+            line = Text(f" {key if i == 0 else '':<{key_w}}", style="bold cyan")
+            line.append(part)
+            lines.append(line)
     lines.append(Text(""))
     return lines
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -110,7 +126,8 @@ class QuitScreen(ModalScreen[str | None]):
             text.append(f" {'esc' if key == 'escape' else key:^5}", style="bold reverse")
             text.append(f"  {what}\n")
         if self.attach:
-            text.append(f"\nReattach later with: {self.attach}", style="dim")
+            width = max(30, self.app.size.width - 10)
+            text.append("\n" + "\n".join(wrap_command("Reattach later with:", self.attach, width)), style="dim")
         with VerticalScroll():
             yield Static(text, id="quit-text")
 

@@ -38,7 +38,7 @@ class ProbabilitiesPanel(Panel):
         steps = num_decisions(state.num_nodes) if state is not None else 23
         k = max(state.decision_sizes) if state is not None else 11
         table = width >= LABEL + k + 7
-        return Need(essential=5, full=2 + steps if table else 12, grow=3)
+        return Need(essential=4, full=2 + steps if table else 12, grow=3)
 
     def draw(self, state: DashboardState, width: int, height: int) -> Text:
         summary = state.probe_summary()

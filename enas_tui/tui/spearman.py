@@ -71,7 +71,7 @@ class SpearmanPanel(Panel):
         return self.readings[column]
 
     def need(self, width: int) -> Need:
-        return Need(essential=6, full=6, grow=0)
+        return Need(essential=5, full=6, grow=0)
 
     def title(self, state: DashboardState) -> str:
         diag = state.diagnostics
@@ -104,8 +104,11 @@ class SpearmanPanel(Panel):
         name_w = 14 if wide else 8
         fixed = name_w + 1 + 7 + 7 + (8 if wide else 0)
         room = width - fixed - 1
-        head = Text(f"{'measure' if wide else '':<{name_w}} {'rho':>6}  {'paper':>6}" + (f" {'p':>7}" if wide else ""),
-                    style="dim")
+        # The first column's heading is the colour legend: it is on screen whenever the rows are.
+        head = Text(AGREE[0], style=AGREE[1]) + Text(" paper " if wide else "=p ", style=AGREE[1])
+        head += Text(DISAGREE[0], style=DISAGREE[1]) + Text(" not" if wide else "=n", style=DISAGREE[1])
+        head.pad_right(name_w - head.cell_len)
+        head.append(f" {'rho':>6}  {'paper':>6}" + (f" {'p':>7}" if wide else ""), style="dim")
         if room >= 8:
             head.append(" history, own range")
         rows = []
@@ -161,10 +164,9 @@ class SpearmanPanel(Panel):
         return lines
 
     def legend(self, wide: bool) -> Text:
-        keys = " · ".join(f"{k}: {SHORT[c]} reading" for c, k in READING_KEYS.items())
-        text = Text(AGREE[0], style=AGREE[1]).append(" paper's sign  " if wide else " same  ")
-        text.append(DISAGREE[0], style=DISAGREE[1]).append(" opposite" if wide else " opp.")
-        text.append(f"  {keys}" if wide else "  a/r readings", style="dim")
+        text = Text(AGREE[0], style=AGREE[1]).append(" same sign as the paper, " if wide else " same sign, ")
+        text.append(DISAGREE[0], style=DISAGREE[1]).append(" opposite")
+        text.append(" · a, r: readings", style="dim")
         return text
 
     @staticmethod

@@ -50,6 +50,7 @@ class Timeline(Widget):
         super().__init__(**kwargs)
         self.view = TimelineView()
         self._cells = 0  # width of the drawn bar (for clicks)
+        self._offset = 0  # column where the bar starts on its line
 
     def show(self, view: TimelineView) -> None:
         if view != self.view:
@@ -58,6 +59,12 @@ class Timeline(Widget):
 
     def render(self) -> Text:
         v, width = self.view, max(10, self.size.width)
+        if self.size.height == 1:  # a short terminal: position and bar on one line
+            line = Text(f" {'▶' if v.playing else '❚❚'} ", style="bold reverse" if v.playing else "bold")
+            line.append(f" {v.speed} e{v.epoch}/{v.epochs or '?'} {v.position:,}/{v.total:,}")
+            self._offset = line.cell_len
+            return line + self.bar(width - line.cell_len)
+        self._offset = 0
         state = "▶ playing" if v.playing else "❚❚ paused"
         line = Text(f" {state} ", style="bold reverse" if v.playing else "bold")
         line.append(f" {v.speed}  event {v.position:,}/{v.total:,}  epoch {v.epoch}/{v.epochs or '?'}")
@@ -91,6 +98,6 @@ class Timeline(Widget):
         return bar
 
     def on_click(self, event: Click) -> None:
-        cells = self._cells
-        if event.y == 1 and cells > 0 and 1 <= event.x <= cells:
-            self.post_message(self.Seek(max(0.0, min(1.0, (event.x - 1) / cells))))
+        cells, x = self._cells, event.x - self._offset
+        if event.y == self.size.height - 1 and cells > 0 and 1 <= x <= cells:
+            self.post_message(self.Seek(max(0.0, min(1.0, (x - 1) / cells))))
