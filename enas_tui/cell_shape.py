@@ -25,9 +25,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from enas_tui.search_space import Architecture, random_architecture
+from enas_tui.search_space import ACTIVATIONS, Architecture, random_architecture
 
 QUANTITIES: tuple[str, ...] = ("depth", "width")
+_ACTIVATIONS = frozenset(ACTIVATIONS)
 
 
 def depth_width(arch: Architecture) -> tuple[int, int]:
@@ -42,12 +43,15 @@ def text_depth_width(text: str) -> tuple[int, int] | None:
     building ``Architecture`` objects (parents and leaves are all that is needed).
     """
     fields = text.split(",")
+    if fields[0] not in _ACTIVATIONS:
+        return None
     depth = [0]
     read = set()
     try:
         for node, field in enumerate(fields[1:], start=1):
-            parent = int(field[: field.index(":")])
-            if not 0 <= parent < node:
+            colon = field.index(":")
+            parent = int(field[:colon])
+            if not 0 <= parent < node or field[colon + 1:] not in _ACTIVATIONS:
                 return None
             depth.append(depth[parent] + 1)
             read.add(parent)

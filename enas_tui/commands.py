@@ -37,17 +37,17 @@ def attach_command(session: Session) -> str:
 
 
 def wrap_command(lead: str, command: str, width: int) -> list[str]:
-    """``lead`` and ``command`` on one line if it fits in ``width``, else the command on lines of
-    its own, broken between arguments (a shell joins lines ended with `` \\``)."""
+    """``lead`` and ``command`` on as few lines of at most ``width`` as the arguments allow, broken
+    between arguments with a trailing `` \\`` (a shell joins such lines); an argument longer than
+    a line is never split."""
     if len(lead) + 1 + len(command) <= width:
         return [f"{lead} {command}"]
-    lines, line = [lead], "  "
-    for word in shlex.split(command):
-        piece = shlex.quote(word)
-        if line.strip() and len(line) + 1 + len(piece) + 2 > width:
+    lines, line = [], lead
+    for piece in (shlex.quote(word) for word in shlex.split(command)):
+        if line != lead and len(line) + 1 + len(piece) + 2 > width:  # room for " \\"
             lines.append(line + " \\")
             line = "    " + piece
         else:
-            line = f"{line} {piece}" if line.strip() else f"  {piece}"
+            line = f"{line} {piece}"
     lines.append(line)
     return lines

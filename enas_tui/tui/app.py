@@ -123,6 +123,7 @@ class DashboardApp(App[int]):
     MODE = "dashboard"
     CSS = CSS
     ALLOW_IN_MAXIMIZED_VIEW = "StatusBar, Footer, Timeline"
+    ESCAPE_TO_MINIMIZE = False  # escape is our unzoom, which also puts the panel back in its place
     BINDINGS = [
         Binding("q", "request_quit", "Quit"),
         Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True),
@@ -283,7 +284,8 @@ class DashboardApp(App[int]):
         if self.screen.maximized is None:
             return
         self.screen.minimize()
-        self.relayout(force=True)
+        self._layout_key = None  # the area is re-arranged after this: place the panels again then
+        self.call_after_refresh(self.relayout, True)
 
     def action_reading(self, column: str) -> None:
         reading = ""

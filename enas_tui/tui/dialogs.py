@@ -24,7 +24,7 @@ DIALOG_CSS = """
     width: auto; max-width: 96%; height: auto; max-height: 96%;
     border: thick $accent; background: $surface; padding: 0 1;
 }}
-{name} Static {{ width: auto; height: auto; }}
+{name} Static {{ width: auto; max-width: 100%; height: auto; }}
 """
 
 
@@ -120,7 +120,8 @@ class QuitScreen(ModalScreen[str | None]):
         self.attach = attach
 
     def compose(self) -> ComposeResult:
-        text = Text("Quit the dashboard? The training is still running.\n\n", style="bold")
+        # A path longer than the dialog is folded onto the next line rather than cut.
+        text = Text("Quit the dashboard? The training is still running.\n\n", style="bold", overflow="fold")
         for keys, _, what in QUIT_CHOICES:
             key = keys.split(",")[0]
             text.append(f" {'esc' if key == 'escape' else key:^5}", style="bold reverse")

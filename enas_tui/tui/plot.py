@@ -60,9 +60,9 @@ CLIP_HIGH, CLIP_LOW = "↑", "↓"
 
 
 def robust_range(values: Sequence[float], fences: float = 3.0, min_count: int = 8) -> tuple[float, float] | None:
-    """The values' range with outliers left out: at most ``fences`` interquartile ranges outside
-    the quartiles (Tukey's far-out fences), never wider than the values themselves. Fewer than
-    ``min_count`` values are too few to call any of them an outlier: their full range."""
+    """The range of the values that are not outliers: those at most ``fences`` interquartile
+    ranges outside the quartiles (Tukey's far-out fences). Fewer than ``min_count`` values are
+    too few to call any of them an outlier: their full range."""
     known = sorted(finite(values))
     if not known:
         return None
@@ -71,7 +71,8 @@ def robust_range(values: Sequence[float], fences: float = 3.0, min_count: int = 
         return known[0], known[-1]
     q1, q3 = _quantile(known, 0.25), _quantile(known, 0.75)
     iqr = q3 - q1
-    return max(known[0], q1 - fences * iqr), min(known[-1], q3 + fences * iqr)
+    inside = [v for v in known if q1 - fences * iqr <= v <= q3 + fences * iqr]
+    return inside[0], inside[-1]
 
 
 def _quantile(ordered: list[float], q: float) -> float:

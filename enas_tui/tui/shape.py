@@ -63,11 +63,12 @@ class ShapePanel(Panel):
             width: int) -> Text:
         numbers = f"{now.median:>4g} [{now.q25:g}–{now.q75:g}]"
         uniform = f" uniform {ref.median:g} [{ref.q25:g}–{ref.q75:g}]"
-        room = width - LABEL - len(numbers) - 2 - (len(uniform) if width >= 56 else 0)
+        with_ref = LABEL + len(numbers) + len(uniform) <= width
+        room = width - LABEL - len(numbers) - 2 - (len(uniform) if with_ref else 0)
         line = Text(f"{name:<{LABEL}}", style="bold") + Text(numbers)
         if room >= 4:
             line.append(" " + sparkline(history, room).ljust(room), style="magenta")
-        if width >= 56:
+        if with_ref:
             line.append(uniform, style="dim")
         return line
 
