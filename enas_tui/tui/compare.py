@@ -307,9 +307,9 @@ class CompareApp(App[int]):
         status = Text(" COMPARE ", style="bold reverse")
         status.append(f" cursor: end of epoch {self.epoch}/{self.last_epoch}", style="bold")
         if self.hidden:
-            status.append("  too small for: " + ", ".join(
-                f"{[*(r for r, _ in ROWS), 'curves'].index(n) + 1} {ROW_NAMES[n]}" for n in self.hidden)
-                + " (zoom: press the number)", style="yellow")
+            numbers = [[*(r for r, _ in ROWS), "curves"].index(n) + 1 for n in self.hidden]
+            status.append("  too small: " + ", ".join(f"{k} {ROW_NAMES[n]}" for k, n in zip(numbers, self.hidden))
+                          + f" (press {'/'.join(map(str, numbers))})", style="yellow")
         status.append("  ←/→ epoch · 1-5 zoom a row · ? keys", style="dim")
         self.query_one("#compare-status", Static).update(status)
 
