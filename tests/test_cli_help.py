@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from enas_tui import tui
-from enas_tui.commands import attach_command, resume_command, wrap_command
 from enas_tui.sessions import Session
 
 ENV = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
@@ -87,6 +86,8 @@ def test_run_demo_writes_a_synthetic_session_and_removes_it(monkeypatch):
 
 # -- the commands the app prints ----------------------------------------------------------------
 def test_printed_commands_name_the_sessions_folder_and_quote_it(tmp_path, monkeypatch):
+    from enas_tui.commands import attach_command, resume_command, wrap_command
+
     monkeypatch.delenv("ENAS_TUI_SESSIONS", raising=False)
     monkeypatch.chdir(tmp_path)
     default = Session(Path("sessions") / "20260101-000000-supervised-abcd")
@@ -99,6 +100,8 @@ def test_printed_commands_name_the_sessions_folder_and_quote_it(tmp_path, monkey
 
 
 def test_wrapped_commands_fit_and_rejoin():
+    from enas_tui.commands import attach_command, resume_command, wrap_command
+
     command = "enas-tui train --resume 20260101-000000-supervised-abcd --sessions-dir '/data/my runs/x'"
     lines = wrap_command(" continue with:", command, 60)
     assert len(lines) == 3 and all(len(line) <= 60 for line in lines)

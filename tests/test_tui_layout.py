@@ -3,12 +3,13 @@ silently dropped, and replay's scrub bar is on screen (what a person sees, read 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from enas_tui.search_space import Architecture
 from enas_tui.sessions import Session
 from enas_tui.tui.app import PANELS, AttachApp, ReplayApp
-from enas_tui.tui.layout import Need, column_heights
 from enas_tui.tui.synthetic import SyntheticRun, write_synthetic_session
 
 from helpers import screen_lines, sync
@@ -37,20 +38,26 @@ async def settle(pilot) -> None:
 @pytest.mark.parametrize("mode", ["attach", "replay"])
 @sync
 async def test_every_panel_gets_its_essential_lines(recorded, mode, size):
-    app = AttachApp(recorded) if mode == "attach" else ReplayApp(recorded)
+    app = AttachApp(recorded) if mode == "attach" else ReplayApp(recorded, start=None)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
-        screen = "\n".join(screen_lines(app))
-        for name, _ in PANELS:
-            panel = app.panel(name)
-            need: Need = panel.need(panel.content_size.width)
-            assert panel.display and panel.region.height > 0, f"{name} is not on screen at {size}"
-            assert panel.content_size.height >= need.essential, (name, size, panel.content_size.height)
-        for long, short in TABLE1_ROWS:  # all four Table 1 rows, on screen
+        lines = screen_lines(app)
+        screen = "\n".join(lines)
+        table = app.panel("spearman").region  # all four Table 1 rows, on screen, each with its value
+        rows = [line[table.x: table.right] for line in lines[table.y: table.bottom]]
+        assert sum(1 for row in rows if re.search(r"[+-]\d\.\d{3}|n/a", row)) >= 4, (size, rows)
+        for long, short in TABLE1_ROWS:
             assert long in screen or short in screen, (long, size)
         for label in ("train ppl", "valid ppl", "reward", "entropy"):
             assert label in screen, (label, size)
         assert "too small for" not in screen
+        names = [name for name, _ in PANELS]
+        assert "embedding" in names and "shape" in names
+        for name in names:
+            panel = app.panel(name)
+            need = panel.need(panel.content_size.width)
+            assert panel.display and panel.region.height > 0, f"{name} is not on screen at {size}"
+            assert panel.content_size.height >= need.essential, (name, size, panel.content_size.height)
         if size >= (120, 36):  # the best architecture as a tree, not one cut line
             tree = app.panel("architecture").text()
             assert tree.count("◆") >= len(Architecture.parse(app.state.best_arch).leaves)  # every leaf drawn
@@ -90,14 +97,3 @@ async def test_the_scrub_bar_is_above_the_footer(recorded, size):
         await pilot.pause(0.2)
         bar = screen_lines(app)[-2]
         assert bar.index("●") < bar.index("─")  # the cursor moved to the start of the bar
-
-
-def test_column_heights_give_essentials_first_then_fixed_panels_then_weights():
-    needs = {"a": Need(2, 5, 0), "b": Need(3, None, 1), "c": Need(1, 4, 2)}
-    heights = column_heights(["a", "b", "c"], needs, height=20, chrome=1)
-    assert sum(heights.values()) == 20
-    assert heights["a"] == 6  # its full 5 lines + border: fixed-size panels are filled first
-    assert heights["c"] == 5  # capped at its full 4 lines
-    assert heights["b"] == 9  # the rest
-    tight = column_heights(["a", "b", "c"], needs, height=8, chrome=1, drop_order=("c", "b", "a"))
-    assert tight == {"a": 4, "b": 4}  # c did not fit: left out whole, never squeezed under its essentials

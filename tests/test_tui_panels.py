@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 from rich.text import Text
 
-from enas_tui import cell_shape, embedding
 from enas_tui.events import Diagnostics, EpochEnd, Probe, SharedStep
 from enas_tui.tui.app import LiveApp, ReplayApp
-from enas_tui.tui.plot import CLIP_HIGH, SPARK, spark, ticks
+from enas_tui.tui.plot import SPARK
 from enas_tui.sources import TrainerSource
 from enas_tui.tui.state import DashboardState
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 
 from helpers import FakeProcess, screen_lines, sync
+
+CLIP_HIGH = "↑"  # how a clipped cell is drawn (enas_tui.tui.plot.CLIP_HIGH)
 
 
 def live(root, events, session_run) -> LiveApp:
@@ -48,6 +49,8 @@ def style_of(text: Text, needle: str) -> str:
 
 # -- item 7: curves that one exploded value cannot flatten ----------------------------------------
 def test_an_exploded_step_is_clipped_and_marked_not_flattening_the_rest():
+    from enas_tui.tui.plot import spark
+
     values = [300.0 - i for i in range(60)]
     values[30] = 1e304  # one diverged step
     drawn = spark(values, 60, log=True)
@@ -69,7 +72,8 @@ async def test_training_panel_marks_the_exploded_step(tmp_path):
     app = live(tmp_path, events, run)
     async with app.run_test(size=(120, 36)) as pilot:
         await drain(pilot)
-        line = next(ln for ln in app.panel("training").text().splitlines() if ln.startswith("train ppl"))
+        line = next(ln for ln in app.panel("training").text().splitlines()
+                    if ln.startswith(("train ppl", "shared ppl")))
         curve = line[10:].split(" ")[0]
         assert CLIP_HIGH in line and f"{CLIP_HIGH}1" in line
         assert len(set(curve.replace(CLIP_HIGH, ""))) >= 3  # not a spike on a flat line
@@ -80,17 +84,17 @@ def test_table1_history_is_scaled_to_its_own_range():
     state.apply_all(synthetic_events(SyntheticRun(epochs=3)))
     from enas_tui.tui.spearman import SpearmanPanel
 
-    history = SpearmanPanel.history(state.spearman_history["common_activations_paper"], 40)
-    cells = history.plain.strip().split(" ")[0]
-    assert len(set(cells)) >= 4  # values between -0.47 and -0.39 are not one constant block
+    text = SpearmanPanel().draw(state, 90, 8).plain
+    row = next(ln for ln in text.splitlines() if ln.startswith(("acts", "common acts")))
+    assert len({ch for ch in row if ch in SPARK}) >= 4  # values between -0.47 and -0.39: not one block
     values = state.spearman_history["common_activations_paper"].values()
-    assert f"{min(values):+.2f}…{max(values):+.2f}" in history.plain
+    assert f"{min(values):+.2f}…{max(values):+.2f}" in row
 
 
 @sync
 async def test_zoomed_table1_draws_each_history_with_its_zero_line(tmp_path):
     run = SyntheticRun(controller="random", epochs=3)  # correlations near zero: the line crosses them
-    app = ReplayApp(write_synthetic_session(tmp_path, run))
+    app = ReplayApp(write_synthetic_session(tmp_path, run), start=None)
     async with app.run_test(size=(120, 50)) as pilot:
         await pilot.pause(0.3)
         await pilot.press("4")
@@ -106,7 +110,8 @@ async def test_rho_colour_is_agreement_with_the_papers_sign(tmp_path):
     run = SyntheticRun(controller="supervised", epochs=1, end=None)
     events = list(synthetic_events(run))
     diag = [e for e in events if isinstance(e, Diagnostics)][-1]
-    diag.spearman["ged_paper"] = {"rho": 0.154, "p": 1e-5}  # positive like the paper's +0.100
+    for key in ("ged", "ged_paper"):  # the paper's reading (and the key older logs used)
+        diag.spearman[key] = {"rho": 0.154, "p": 1e-5}  # positive like the paper's +0.100
     diag.spearman["common_connections"] = {"rho": 0.2, "p": 1e-5}  # the paper's is -0.160
     app = live(tmp_path, events, run)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -124,7 +129,7 @@ async def test_rho_colour_is_agreement_with_the_papers_sign(tmp_path):
 @sync
 async def test_buffer_gauge_is_coloured_by_its_phase_and_says_it(tmp_path):
     run = SyntheticRun(controller="supervised", epochs=4, buffer_add=500, buffer_capacity=1000)
-    app = ReplayApp(write_synthetic_session(tmp_path, run))
+    app = ReplayApp(write_synthetic_session(tmp_path, run), start=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause(0.3)
         drawn = app.panel("buffer").draw(app.state, 50, 3)
@@ -136,7 +141,7 @@ async def test_buffer_gauge_is_coloured_by_its_phase_and_says_it(tmp_path):
 @sync
 async def test_no_color_keeps_every_meaning(tmp_path, monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
-    app = ReplayApp(write_synthetic_session(tmp_path, SyntheticRun(controller="supervised", epochs=2)))
+    app = ReplayApp(write_synthetic_session(tmp_path, SyntheticRun(controller="supervised", epochs=2)), start=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause(0.3)
         assert app.no_color
@@ -153,6 +158,8 @@ async def test_no_color_keeps_every_meaning(tmp_path, monkeypatch):
 
 # -- item 10: axis labels never run together ------------------------------------------------------
 def test_ticks_label_every_few_steps_without_touching():
+    from enas_tui.tui.plot import ticks
+
     axis = ticks(23, 1, 40)
     assert axis.split() == ["0", "5", "10", "15", "20"]
     assert "1011" not in ticks(23, 1, 40) and "1011" not in ticks(23, 2, 60)
@@ -164,7 +171,7 @@ def test_ticks_label_every_few_steps_without_touching():
 
 @sync
 async def test_probability_chart_axis_is_readable(tmp_path):
-    app = ReplayApp(write_synthetic_session(tmp_path, SyntheticRun(epochs=1)))
+    app = ReplayApp(write_synthetic_session(tmp_path, SyntheticRun(epochs=1)), start=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.3)
         axis = next(ln for ln in app.panel("probabilities").text().splitlines() if ln.startswith("step"))
@@ -174,9 +181,11 @@ async def test_probability_chart_axis_is_readable(tmp_path):
 # -- item 13: the embedding map ------------------------------------------------------------------
 @sync
 async def test_embedding_map_shows_the_probe_and_cycles_its_colour(tmp_path):
+    from enas_tui import embedding
+
     run = SyntheticRun(controller="supervised", epochs=2, perf_every=1)
     events = list(synthetic_events(run))
-    app = ReplayApp(write_synthetic_session(tmp_path, run))
+    app = ReplayApp(write_synthetic_session(tmp_path, run), start=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause(0.3)
         probe = [e for e in events if isinstance(e, Probe)][-1]
@@ -203,6 +212,8 @@ async def test_embedding_map_shows_the_probe_and_cycles_its_colour(tmp_path):
 
 
 def test_collapsed_and_supervised_controllers_look_different_on_the_map():
+    from enas_tui import embedding
+
     maps = {}
     for controller in ("unsupervised", "supervised"):
         state = DashboardState()
@@ -215,9 +226,11 @@ def test_collapsed_and_supervised_controllers_look_different_on_the_map():
 # -- item 14: the cell shape ---------------------------------------------------------------------
 @sync
 async def test_cell_shape_panel_shows_quartiles_reference_and_derived_cell(tmp_path):
+    from enas_tui import cell_shape
+
     run = SyntheticRun(controller="unsupervised", epochs=3)
     events = list(synthetic_events(run))
-    app = ReplayApp(write_synthetic_session(tmp_path, run))
+    app = ReplayApp(write_synthetic_session(tmp_path, run), start=None)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.3)
         text = app.panel("shape").text()
@@ -245,11 +258,12 @@ async def test_newer_fields_are_shown(tmp_path):
         if isinstance(e, Probe):
             e.mode, e.state = "derive", "emit_last"
     diag = [e for e in events if isinstance(e, Diagnostics)][-1]
-    diag.spearman.pop("ged_aligned")  # a measure the trainer did not compute
+    diag.spearman.pop("ged_aligned", None)  # a measure the trainer did not compute
     app = live(tmp_path, events, run)
     async with app.run_test(size=(120, 36)) as pilot:
         await drain(pilot)
-        train = next(ln for ln in app.panel("training").text().splitlines() if ln.startswith("train ppl"))
+        train = next(ln for ln in app.panel("training").text().splitlines()
+                     if ln.startswith(("train ppl", "shared ppl")))
         assert train.endswith("2 skipped")
         assert app.panel("probabilities").border_title == "1 action probabilities (derive)"
         table = app.panel("spearman")
@@ -266,9 +280,11 @@ async def test_newer_fields_are_shown(tmp_path):
 
 @sync
 async def test_older_logs_show_their_readings_and_recomputed_collapse(tmp_path):
+    from enas_tui import embedding
+
     run = SyntheticRun(controller="unsupervised", epochs=2, schema=1)
     events = list(synthetic_events(run))
-    app = ReplayApp(write_synthetic_session(tmp_path, run))
+    app = ReplayApp(write_synthetic_session(tmp_path, run), start=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause(0.3)
         table = app.panel("spearman").text()

@@ -10,8 +10,8 @@ import pytest
 
 from enas_tui.events import SessionEnd
 from enas_tui.sessions import summarize
-from enas_tui.tui.app import AttachApp, DemoApp, ReplayApp
-from enas_tui.tui.synthetic import SyntheticRun, demo_run, synthetic_events, write_synthetic_session
+from enas_tui.tui.app import AttachApp, ReplayApp
+from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 
 from helpers import screen_lines, sync
 
@@ -137,6 +137,9 @@ async def test_attach_after_a_kill_says_crashed_and_how_to_continue(tmp_path):
 
 @sync
 async def test_demo_says_what_it_is_and_opens_at_the_end(tmp_path):
+    from enas_tui.tui.app import DemoApp
+    from enas_tui.tui.synthetic import demo_run
+
     run = demo_run("supervised")
     session = write_synthetic_session(tmp_path, run)
     app = DemoApp(session)

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 from enas_tui.diagnostics import PAPER_TABLE1
-from enas_tui import cell_shape
 from enas_tui.events import (
     ControllerStep, Diagnostics, EpochEnd, EpochStart, Probe, SessionEnd, SessionStart, SharedStep, Validation,
 )
-from enas_tui.sources import ProbeArchs
 from enas_tui.tui.state import COLLAPSE_ALARM, DashboardState, Series, fmt, summarize_probe
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events
 
@@ -181,6 +179,10 @@ def test_schema_1_spearman_keys_are_the_aligned_readings():
 
 
 def test_cell_shape_follows_every_probe_set_even_undecoded_ones():
+    from enas_tui.sources import ProbeArchs
+
+    from enas_tui import cell_shape
+
     events = list(synthetic_events(SyntheticRun(epochs=2)))
     probes = [e for e in events if isinstance(e, Probe)]
     light = [ProbeArchs(epoch=e.epoch, step=e.step, archs=e.archs, seq=e.seq, t=e.t) if isinstance(e, Probe)
