@@ -18,10 +18,14 @@ every 100 controller steps, so about 1 event in 60 is a 190 kB probe.
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy loads its BLAS (as the dashboard does)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -284,7 +288,6 @@ def main(argv: list[str] | None = None) -> int:
                              "live dashboard (needs torch; minutes); 0 skips it")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t = time.perf_counter()

@@ -16,6 +16,11 @@ from pathlib import Path
 from enas_tui.commands import attach_command, resume_command
 from enas_tui.sessions import Session
 
+# numpy's BLAS runs the dashboard's small matrix work (a probe set's PCA) on one thread: a pool of
+# threads spinning for a 100x100 SVD took 80-370 ms instead of 3 ms on a busy 2-core machine.
+# Set before numpy is first imported (the apps import it); an explicit setting is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = None) -> int:
     """Start ``enas-tui train --headless --events-pipe TRAIN_ARGS`` as a child and show it live.

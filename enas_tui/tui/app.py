@@ -122,6 +122,7 @@ class DashboardApp(App[int]):
     TITLE = "enas-tui"
     MODE = "dashboard"
     CSS = CSS
+    CATCH_UP_PAINT_S = CATCH_UP_PAINT_S
     ALLOW_IN_MAXIMIZED_VIEW = "StatusBar, Footer, Timeline"
     ESCAPE_TO_MINIMIZE = False  # escape is our unzoom, which also puts the panel back in its place
     BINDINGS = [
@@ -236,7 +237,7 @@ class DashboardApp(App[int]):
         """Hand the state to the panels, at most refresh_hz times a second and only if it changed."""
         now = time.monotonic()
         stamp = (self.generation, self.state.ticks)
-        interval = CATCH_UP_PAINT_S if self.catching_up else 0.8 / self.refresh_hz
+        interval = self.CATCH_UP_PAINT_S if self.catching_up else 0.8 / self.refresh_hz
         if not force and (stamp == self._painted or now - self._last_paint < interval):
             return
         self._painted, self._last_paint = stamp, now
@@ -499,9 +500,11 @@ class ReplayApp(DashboardApp):
         Binding("g", "jump", "Go to epoch"),
     ]
     SCRUB = 0.05
+    CATCH_UP_PAINT_S = 1.0  # while following the index to the end: the timeline shows the progress
     FIRST_BUILD_S = 0.05  # index this long before the first frame; the rest in slices after it
-    INDEX_SLICE_S = 0.025  # about half of the interface thread's time until the index is complete
+    INDEX_SLICE_S = 0.025  # about half of the interface thread's time until the index is complete,
     INDEX_EVERY_S = 0.05
+    FOLLOW_SLICE_S = 0.08  # ... or 80% of it while the user waits for the end (keys within 0.08 s)
     GROW_EVERY_S = 2.0
 
     def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, snapshot_every: int | None = None,
@@ -578,9 +581,11 @@ class ReplayApp(DashboardApp):
     def _start_indexing(self) -> None:
         self._slicing = True
         self._indexing = self.set_interval(self.INDEX_EVERY_S, self._index_slice)
+        if self.follow_end:
+            self._index_slice()  # at once: the interval's first call comes a period later
 
     def _index_slice(self) -> None:
-        done = self.index.build(max_seconds=self.INDEX_SLICE_S)
+        done = self.index.build(max_seconds=self.FOLLOW_SLICE_S if self.follow_end else self.INDEX_SLICE_S)
         if self.follow_end:
             self.seek(len(self.index))
         if done:

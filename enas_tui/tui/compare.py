@@ -31,7 +31,7 @@ from enas_tui.tui.embedding_map import EmbeddingPanel
 from enas_tui.tui.heatmap import HeatmapPanel
 from enas_tui.tui.layout import Need, column_heights
 from enas_tui.tui.panel import Panel
-from enas_tui.tui.plot import CLIP_HIGH, spark, ticks
+from enas_tui.tui.plot import CLIP_HIGH, runs, spark, ticks
 from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.shape import ShapePanel
 from enas_tui.tui.spearman import SpearmanPanel
@@ -122,8 +122,8 @@ class Curves(Panel):
                 head = label if i == 0 else ("log scale" if log and i == 1 else "")
                 line = Text(f"{head:<{label_w}}", style="bold" if i == 0 else "dim")
                 line.append(f"{name[:name_w]:<{name_w}} ", style="dim")
-                for c, ch in enumerate(drawn.text.ljust(room)):
-                    line.append(ch, style="reverse" if c == marker else ("bold red" if ch == CLIP_HIGH else "yellow"))
+                line += runs((ch, "reverse" if c == marker else ("bold red" if ch == CLIP_HIGH else "yellow"))
+                             for c, ch in enumerate(drawn.text.ljust(room)))
                 line.append(self.value_at(series, digits, value_w))
                 lines.append(line)
         axis = Text(f"{'epoch':<{label_w + name_w + 1}}", style="dim")

@@ -21,10 +21,11 @@ from enas_tui import embedding
 from enas_tui.tui.braille import Canvas
 from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
-from enas_tui.tui.plot import SEQUENTIAL, rgb, sequential_level
+from enas_tui.tui.plot import SEQUENTIAL, rgb, runs, sequential_level
 from enas_tui.tui.state import DashboardState
 
 AXIS_STYLE = Style(color="grey37")
+BOLD = Style(bold=True)
 _STYLES = [Style(color=rgb(c), bold=True) for c in SEQUENTIAL]
 
 
@@ -90,19 +91,17 @@ class EmbeddingPanel(Panel):
         canvas.points(xs, ys, values if colour else None, layer=2)
         lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if colour else (0.0, 1.0)
         mono = self.app.no_color if self.is_attached else False
-        out = []
-        for row in canvas.rows():
-            line = Text()
+        def cells(row):
             for cell in row:
                 if cell.layer >= 2 and cell.value is not None:
                     level = sequential_level(cell.value, lo, hi)
-                    line.append(str(level) if mono else cell.char, style=_STYLES[level])
+                    yield (str(level) if mono else cell.char), _STYLES[level]
                 elif cell.layer >= 2:
-                    line.append("•" if mono else cell.char, style="bold")
+                    yield ("•" if mono else cell.char), BOLD
                 else:
-                    line.append(cell.char, style=AXIS_STYLE)
-            out.append(line)
-        return out
+                    yield cell.char, AXIS_STYLE
+
+        return [runs(cells(row)) for row in canvas.rows()]
 
     def legend(self, state: DashboardState, values: np.ndarray | None, width: int) -> Text:
         label = embedding.PROPERTY_LABELS[self.prop]

@@ -311,3 +311,22 @@ def ticks(count: int, cell: int, width: int, first: int = 0) -> str:
             break
         line[at: at + len(label)] = label
     return "".join(line)
+
+
+def runs(cells) -> Text:
+    """One Text from (character, style) pairs, consecutive equal styles merged into one span
+    (a span per character costs the terminal renderer far more than the drawing itself)."""
+    from rich.text import Text
+
+    text = Text()
+    chars: list[str] = []
+    current = None
+    for char, style in cells:
+        if style != current and chars:
+            text.append("".join(chars), style=current)
+            chars = []
+        current = style
+        chars.append(char)
+    if chars:
+        text.append("".join(chars), style=current)
+    return text

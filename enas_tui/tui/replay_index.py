@@ -155,10 +155,10 @@ class ReplayCursor:
     def seek(self, position: int) -> DashboardState:
         position = max(0, min(position, len(self.index)))
         ahead = position - self.position
-        if 0 <= ahead <= self.index.every:
+        if position == len(self.index) and ahead != 0:
+            self.state = self.index.end_state()  # the scan's own state: no need to read the log again
+        elif 0 <= ahead <= self.index.every:
             self.state.apply_all(self.index.read_events(self.position, position))
-        elif position == len(self.index):
-            self.state = self.index.end_state()  # no need to read the log again
         else:
             self.state = self.index.state_at(position)
         self.position = position

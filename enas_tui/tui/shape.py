@@ -18,7 +18,7 @@ from enas_tui.search_space import Architecture, ArchitectureError
 from enas_tui.tui.braille import Canvas, scale
 from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
-from enas_tui.tui.plot import sparkline
+from enas_tui.tui.plot import runs, sparkline
 from enas_tui.tui.state import DashboardState
 
 LABEL = 6
@@ -108,8 +108,7 @@ class ShapePanel(Panel):
         for r, row in enumerate(canvas.rows()):
             label = f"{hi - 0.5:g}" if r == 0 else (f"{lo + 0.5:g}" if r == rows - 1 else "")
             line = Text(f"{label:>{LABEL - 1}} ", style="dim")
-            for cell in row:
-                line.append(cell.char, style=styles[min(cell.layer, 3)])
+            line += runs((cell.char, styles[min(cell.layer, 3)]) for cell in row)
             out.append(line)
         return out
 

@@ -23,7 +23,7 @@ from rich.text import Text
 from enas_tui.tui.braille import Canvas, scale
 from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
-from enas_tui.tui.plot import pvalue, spark
+from enas_tui.tui.plot import pvalue, runs, spark
 from enas_tui.tui.state import READINGS, SPEARMAN_COLUMNS, DashboardState, Series, column_measure
 
 NAMES = {
@@ -200,7 +200,6 @@ def chart_lines(values: np.ndarray, width: int, rows: int) -> list[Text]:
     for r, row in enumerate(canvas.rows()):
         label = f"{hi:+.2f} " if r == 0 else (f"{lo:+.2f} " if r == rows - 1 else ("   0  " if r == zero_row else ""))
         line = Text(f"{label:>{label_w}}", style="dim")
-        for cell in row:
-            line.append(cell.char, style="cyan" if cell.layer >= 2 else "dim")
+        line += runs((cell.char, "cyan" if cell.layer >= 2 else "dim") for cell in row)
         out.append(line)
     return out

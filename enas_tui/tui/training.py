@@ -14,7 +14,7 @@ from rich.text import Text
 
 from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
-from enas_tui.tui.plot import CLIP_HIGH, duration, gauge, spark
+from enas_tui.tui.plot import CLIP_HIGH, duration, gauge, runs, spark
 from enas_tui.tui.state import DashboardState, Series, fmt
 
 LABEL = 10
@@ -94,6 +94,5 @@ class TrainingPanel(Panel):
         line = Text(f"{label:<{LABEL}}", style="dim")
         if drawn is not None and room > 0:
             cells = drawn.text.ljust(max(0, room - clip.cell_len))
-            for ch in cells:
-                line.append(ch, style="bold red" if ch in "↑↓" else "yellow")
+            line += runs((ch, "bold red" if ch in "↑↓" else "yellow") for ch in cells)
         return line + clip + Text(f" {value}") + extra
