@@ -128,7 +128,7 @@ async def test_zoom_help_screenshot_and_quit(recorded):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         help_text = str(app.screen.query_one("#help-text").render())
-        for key in ("Zoom panel 1", "Screenshot", "Quit", "command palette"):
+        for key in ("zoom a panel", "9 cell shape", "Screenshot", "Quit", "command palette"):
             assert key in help_text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)

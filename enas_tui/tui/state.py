@@ -408,7 +408,9 @@ class DashboardState:
         ppl = getattr(e, "ppl", None)  # per-architecture ppl, when measured (may be absent)
         if same and ppl is not None and len(ppl) == len(probe.archs):
             self.probe_ppl = np.asarray(ppl, dtype=np.float64)
-        if self.schema >= 2 and e.collapse_index.get("hidden") is not None:
+        # Diagnostics.collapse says which index was recorded ("absolute" in schema-1 logs).
+        scale_free = getattr(e, "collapse", "scale_free" if self.schema >= 2 else "absolute") == "scale_free"
+        if scale_free and e.collapse_index.get("hidden") is not None:
             index = dict(e.collapse_index)
         elif same:  # schema 1: the recorded index was absolute; recompute it from the probe
             index = probe_collapse(probe, self.decision_sizes)
