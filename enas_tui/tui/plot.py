@@ -1,8 +1,10 @@
-"""Text drawing for the panels: sparklines, gauges, bands and a diverging colour scale.
+"""Text drawing for the panels: sparklines, gauges, bands, axes and the colour scales.
 
 Plain functions of numbers to strings and colours, so every panel draws the same way and tests
 can check the drawings without running an app. A drawing never carries a value by colour alone;
-the panels print the numbers beside it.
+the panels print the numbers beside it. Sparklines are robust (``spark``): one exploded value is
+drawn as an arrow, not allowed to flatten the rest; axis labels are spaced so they never touch
+(``ticks``).
 """
 
 from __future__ import annotations
@@ -19,21 +21,6 @@ EIGHTHS = " ▏▎▍▌▋▊▉█"  # horizontal eighth blocks, for gauges
 
 def finite(values: Sequence[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
-
-
-def resample(values: Sequence[float], width: int) -> list[float]:
-    """At most ``width`` values: the mean of each of ``width`` equal slices (keeps the shape)."""
-    if width <= 0:
-        return []
-    n = len(values)
-    if n <= width:
-        return list(values)
-    out = []
-    for i in range(width):
-        lo, hi = i * n // width, max((i + 1) * n // width, i * n // width + 1)
-        chunk = finite(values[lo:hi])
-        out.append(sum(chunk) / len(chunk) if chunk else float("nan"))
-    return out
 
 
 def sparkline(values: Sequence[float], width: int, lo: float | None = None, hi: float | None = None,
@@ -258,8 +245,6 @@ def shade(value: float, lo: float, hi: float) -> str:
     return SHADES[min(len(SHADES) - 1, int(x * len(SHADES)))]
 
 
-
-SHADE_LEGEND = "blank=lowest " + " ".join(f"{c}" for c in SHADES[1:])  # the blank level is a level too
 
 
 # -- a sequential scale (properties of architectures on the embedding map) ------------------------
