@@ -504,7 +504,7 @@ class ReplayApp(DashboardApp):
     FIRST_BUILD_S = 0.05  # index this long before the first frame; the rest in slices after it
     INDEX_SLICE_S = 0.025  # about half of the interface thread's time until the index is complete,
     INDEX_EVERY_S = 0.05
-    FOLLOW_SLICE_S = 0.08  # ... or 80% of it while the user waits for the end (keys within 0.08 s)
+    FOLLOW_SLICE_S = 0.08  # ... or most of it while the user waits for the end (keys within 0.08 s)
     GROW_EVERY_S = 2.0
 
     def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, snapshot_every: int | None = None,
@@ -580,20 +580,23 @@ class ReplayApp(DashboardApp):
 
     def _start_indexing(self) -> None:
         self._slicing = True
-        self._indexing = self.set_interval(self.INDEX_EVERY_S, self._index_slice)
-        if self.follow_end:
-            self._index_slice()  # at once: the interval's first call comes a period later
+        self._index_slice()
 
     def _index_slice(self) -> None:
-        done = self.index.build(max_seconds=self.FOLLOW_SLICE_S if self.follow_end else self.INDEX_SLICE_S)
-        if self.follow_end:
+        """Index a slice, then schedule the next: at once while the user waits for the end (keys
+        and frames are handled between slices), else after a pause that leaves the interface half
+        of the thread's time."""
+        following = self.follow_end
+        done = self.index.build(max_seconds=self.FOLLOW_SLICE_S if following else self.INDEX_SLICE_S)
+        if following:
             self.seek(len(self.index))
         if done:
-            self._indexing.stop()
             self._slicing = False
             self.catching_up = False
             self.note_recording()
             self.paint(force=True)
+            return
+        self.set_timer(0.001 if following else self.INDEX_EVERY_S - self.INDEX_SLICE_S, self._index_slice)
 
     @property
     def speed(self) -> float:
