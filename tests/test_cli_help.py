@@ -108,3 +108,29 @@ def test_wrapped_commands_fit_and_rejoin():
     joined = " ".join(line.removeprefix(" continue with:").rstrip("\\").strip() for line in lines)
     assert joined == command
     assert wrap_command("go:", "enas-tui attach s", 80) == ["go: enas-tui attach s"]
+
+
+def test_run_live_prints_commands_that_work_when_pasted(tmp_path, monkeypatch, capsys):
+    """What `enas-tui train` prints when its dashboard quits: attach or resume, with the folder."""
+    import shlex
+
+    from enas_tui.sources import TrainerSource
+    from enas_tui.tui.app import LiveApp
+    from enas_tui.tui.synthetic import SyntheticRun, write_synthetic_session
+
+    from helpers import FakeProcess
+
+    root = tmp_path / "my runs"
+    session = write_synthetic_session(root, SyntheticRun(epochs=1, end=None))
+
+    def start(self, args, launch=None):  # the trainer child is tested in test_cli; here: what is printed
+        self.process = FakeProcess(session.id, alive=True, returncode=None)
+        return self
+
+    monkeypatch.setattr(TrainerSource, "start", start)
+    for outcome, lead, verb in (("detached", "watch it with: ", ["attach"]),
+                                ("stopped", "continue with: ", ["train", "--resume"])):
+        monkeypatch.setattr(LiveApp, "run", lambda self, o=outcome: setattr(self, "outcome", o))
+        assert tui.run_live([], root) == 0
+        printed = capsys.readouterr().out.split(lead)[1].strip()
+        assert shlex.split(printed) == ["enas-tui", *verb, session.id, "--sessions-dir", str(root)]
