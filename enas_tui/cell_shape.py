@@ -74,6 +74,9 @@ def shapes(archs: Iterable[Architecture | str]) -> np.ndarray:
 
 
 _PARENT = re.compile(r",(\d+):")
+_ACT = "(?:" + "|".join(ACTIVATIONS) + ")"
+_CELL = rf"{_ACT}(?:,\d+:{_ACT})*"
+_CELLS = re.compile(rf"{_CELL}(?:;{_CELL})*")  # text forms joined by ';'
 
 
 def _text_shapes(texts: list[str]) -> np.ndarray | None:
@@ -81,10 +84,11 @@ def _text_shapes(texts: list[str]) -> np.ndarray | None:
     the nodes), or None when they are not all well-formed cells of one size (the slow path then
     sorts out which are)."""
     n, nodes = len(texts), texts[0].count(",") + 1
-    if any(t.split(",", 1)[0] not in _ACTIVATIONS for t in texts):
+    joined = ";".join(texts)
+    if _CELLS.fullmatch(joined) is None or joined.count(";") != n - 1:
         return None
-    found = _PARENT.findall("|".join(texts))
-    if len(found) != n * (nodes - 1) or sum(t.count(",") for t in texts) != n * (nodes - 1):
+    found = _PARENT.findall(joined)
+    if len(found) != n * (nodes - 1):
         return None
     parents = np.asarray(found, dtype=np.int64).reshape(n, nodes - 1)
     if nodes > 1 and (parents >= np.arange(1, nodes)).any():

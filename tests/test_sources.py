@@ -30,7 +30,7 @@ def view(state: DashboardState) -> tuple:
         None if state.buffer is None else state.buffer.seq,
         [line.text for line in state.log], state.best_arch, state.best_ppl,
         {k: s.points for k, s in state.spearman_history.items()},
-        {k: s.points for k, s in state.shape.items()},
+        state.shape.points,
     )
 
 

@@ -188,10 +188,11 @@ def test_cell_shape_follows_every_probe_set_even_undecoded_ones():
     light = [ProbeArchs(epoch=e.epoch, step=e.step, archs=e.archs, seq=e.seq, t=e.t) if isinstance(e, Probe)
              and e is not probes[-1] else e for e in events]
     full, partial = folded(events), folded(light)
-    assert full.shape["depth_median"].points == partial.shape["depth_median"].points
-    assert len(full.shape["width_q75"]) == len(probes)
+    assert full.shape.points == partial.shape.points
+    assert len(full.shape) == len(probes)
     first = cell_shape.summarize(probes[0].archs)
-    assert full.shape["depth_median"].points[0] == (probes[0].step, first.depth.median)
+    assert full.shape.xs()[0] == probes[0].step and full.shape_series("depth_median")[0] == first.depth.median
+    assert full.shape_series("width_q75")[0] == first.width.q75
     assert full.shape_epoch["width"].xs() == [1, 2]
     assert partial.probe is probes[-1]  # the arrays come from the last full probe only
 

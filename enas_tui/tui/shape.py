@@ -47,12 +47,12 @@ class ShapePanel(Panel):
         if summary is None:
             return Text("no probe yet: the cell shape follows each probe set", style="dim")
         reference = cell_shape.uniform_reference(state.num_nodes)
-        lines = [self.row("depth", summary.depth, reference.depth, state.shape["depth_median"].values(), width),
-                 self.row("width", summary.width, reference.width, state.shape["width_median"].values(), width),
+        lines = [self.row("depth", summary.depth, reference.depth, state.shape_series("depth_median"), width),
+                 self.row("width", summary.width, reference.width, state.shape_series("width_median"), width),
                  self.derived(state, width)]
         lines.append(Text(f"n={summary.n}: {verdict(summary, reference)}", style="dim"))
         rows = (height - len(lines) - 3) // 2
-        if rows >= 2 and width >= 30 and len(state.shape["depth_median"]) >= 2:
+        if rows >= 2 and width >= 30 and len(state.shape) >= 2:
             for quantity in cell_shape.QUANTITIES:
                 lines += self.chart(state, quantity, reference, width, min(rows, 8))
             lines.append(self.axis(state, width))
@@ -89,9 +89,9 @@ class ShapePanel(Panel):
     def chart(state: DashboardState, quantity: str, reference: cell_shape.ShapeSummary, width: int,
               rows: int) -> list[Text]:
         """The quantity's median per probe set (line) in its interquartile band (shaded dots)."""
-        q25 = np.asarray(state.shape[f"{quantity}_q25"].values())
-        med = np.asarray(state.shape[f"{quantity}_median"].values())
-        q75 = np.asarray(state.shape[f"{quantity}_q75"].values())
+        q25 = np.asarray(state.shape_series(f"{quantity}_q25"))
+        med = np.asarray(state.shape_series(f"{quantity}_median"))
+        q75 = np.asarray(state.shape_series(f"{quantity}_q75"))
         ref = getattr(reference, quantity).median
         lo = float(min(q25.min(), ref)) - 0.5
         hi = float(max(q75.max(), ref)) + 0.5
@@ -115,7 +115,7 @@ class ShapePanel(Panel):
     @staticmethod
     def axis(state: DashboardState, width: int) -> Text:
         """Epochs under the charts (the probe sets are spaced evenly, so ticks are by position)."""
-        steps = state.shape["depth_median"].xs()
+        steps = state.shape.xs()
         if not steps:
             return Text("")
         first, last = steps[0], steps[-1]

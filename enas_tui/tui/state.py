@@ -55,6 +55,8 @@ def column_measure(column: str, reading: str | None = None) -> str:
 
 # The parts of the state each panel draws; ``touched`` records when each last changed.
 PARTS = ("status", "progress", "training", "probe", "buffer", "spearman", "arch", "log", "shape")
+# A probe set's cell shape: depth then width, each (q25, median, q75), in one tuple per probe set
+# (one history to copy at each replay snapshot, not six).
 SHAPE_KEYS = tuple(f"{q}_{stat}" for q in cell_shape.QUANTITIES for stat in ("q25", "median", "q75"))
 
 
@@ -220,9 +222,8 @@ class DashboardState:
     collapse: dict[str, float] = field(default_factory=dict)  # scale-free indices of the latest judged probe
     collapse_history: Series = field(default_factory=lambda: Series(EPOCH_HISTORY))
     collapsed: bool = False
-    # cell shape per probe set (x = controller step): depth and width quartiles
-    shape: dict[str, Series] = field(
-        default_factory=lambda: {key: Series(PROBE_HISTORY) for key in SHAPE_KEYS})
+    # cell shape per probe set (x = controller step, y = a tuple in SHAPE_KEYS order)
+    shape: Series = field(default_factory=lambda: Series(PROBE_HISTORY))
     shape_epoch: dict[str, Series] = field(  # the last probe set's medians per epoch (x = epoch)
         default_factory=lambda: {q: Series(EPOCH_HISTORY) for q in cell_shape.QUANTITIES})
     shape_latest: cell_shape.ShapeSummary | None = None
@@ -382,13 +383,16 @@ class DashboardState:
         if summary is None:
             return
         self.shape_latest = summary
-        for q in cell_shape.QUANTITIES:
-            quartiles = getattr(summary, q)
-            self.shape[f"{q}_q25"].add(step, quartiles.q25)
-            self.shape[f"{q}_median"].add(step, quartiles.median)
-            self.shape[f"{q}_q75"].add(step, quartiles.q75)
-            self.shape_epoch[q].add(epoch, quartiles.median)
+        d, w = summary.depth, summary.width
+        self.shape.add(step, (d.q25, d.median, d.q75, w.q25, w.median, w.q75))
+        self.shape_epoch["depth"].add(epoch, d.median)
+        self.shape_epoch["width"].add(epoch, w.median)
         self._touch("shape")
+
+    def shape_series(self, key: str) -> list[float]:
+        """One column of the cell-shape history (a SHAPE_KEYS name, e.g. ``depth_median``)."""
+        column = SHAPE_KEYS.index(key)
+        return [y[column] for y in self.shape.values()]
 
     def _diagnostics(self, e: Diagnostics) -> None:
         self.diagnostics = e
@@ -571,7 +575,7 @@ class DashboardState:
                      "train_ppl", "valid_ppl", "epoch_reward", "epoch_collapse", "collapse_history"):
             setattr(new, name, copy.copy(getattr(self, name)))
         new.spearman_history = {k: copy.copy(v) for k, v in self.spearman_history.items()}
-        new.shape = {k: copy.copy(v) for k, v in self.shape.items()}
+        new.shape = copy.copy(self.shape)
         new.shape_epoch = {k: copy.copy(v) for k, v in self.shape_epoch.items()}
         new.decision_sizes = list(self.decision_sizes)
         new.log = deque(self.log, maxlen=self.log.maxlen)
