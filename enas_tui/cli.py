@@ -345,6 +345,55 @@ def data_download(
 
 
 # -- analyses ----------------------------------------------------------------------------------
+ACTIVATIONS_READING = typer.Option(None, "--activations", help="Reading of '# common activations' beside the "
+                                   "paper's column: paper (default) or aligned; the other is shown apart.")
+GED_READING = typer.Option(None, "--ged", help="Reading of 'GED' beside the paper's column: paper (default), "
+                           "aligned or exact; the others are shown apart.")
+PROBE_MODE = typer.Option(None, "--probe-mode", help="derive (logits / temperature) or train (tanh constant); "
+                          "default: the session's train.probe_mode.")
+PROBE_STATE = typer.Option(None, "--probe-state", help="emit_last or after_last; default: the session's "
+                           "train.probe_state.")
+
+
+def _readings(activations: str | None, ged: str | None) -> dict[str, str]:
+    """The Table 1 readings asked for (defaults filled in); a bad one is a usage error."""
+    from .diagnostics import DiagnosticsError, choose_readings
+
+    try:
+        return choose_readings({"common_activations": activations, "ged": ged})
+    except DiagnosticsError as exc:
+        flag = "--activations" if "common_activations" in str(exc) else "--ged"
+        raise UsageProblem(f"{flag}: {exc}") from None
+
+
+@contextlib.contextmanager
+def progress_bars(console=None):
+    """A ``progress(task, done, total)`` callback drawing Rich bars on stderr; None when stderr is
+    not a terminal (pipes and logs get no bars, and stdout stays clean for --format json/csv)."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bars:
+        tasks: dict[str, object] = {}
+
+        def update(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bars.add_task(task, total=total)
+            bars.update(tasks[task], completed=done, total=total)
+
+        yield update
+
+
+def _prefixed(progress, prefix: str):
+    return None if progress is None else (lambda task, done, total: progress(f"{prefix}: {task}", done, total))
+
+
 @app.command(cls=Command)
 def analyze(
     session_id: str = typer.Argument(..., metavar="SESSION", help="Session id (or a unique prefix)."),
@@ -352,9 +401,13 @@ def analyze(
     n: int = typer.Option(100, "--n", help="Probe architectures sampled from the controller."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe sample."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    activations: Optional[str] = ACTIVATIONS_READING,
+    ged: Optional[str] = GED_READING,
+    probe_mode: Optional[str] = PROBE_MODE,
+    probe_state: Optional[str] = PROBE_STATE,
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
-    """Table 1, collapse indices and the figures' data for one checkpoint of a session."""
+    """Table 1 (every reading), collapse indices and the figures' data for one checkpoint of a session."""
     from .analysis import AnalysisError, analyze_session, format_table, to_csv
     from .sessions import open_session, sessions_root
 
@@ -362,17 +415,20 @@ def analyze(
         raise UsageProblem(f"unknown format {fmt!r} (choose from table, json, csv)")
     if n < 3:
         raise UsageProblem("--n must be at least 3 (Spearman needs pairs)")
+    readings = _readings(activations, ged)
     session = open_session(sessions_root(sessions_dir), session_id)
     try:
-        result = analyze_session(session, epoch=checkpoint, n=n, seed=seed)
+        with progress_bars() as progress:
+            result = analyze_session(session, epoch=checkpoint, n=n, seed=seed, probe_mode=probe_mode,
+                                     probe_state=probe_state, progress=progress)
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
     if fmt == "json":
         typer.echo(json.dumps(result.to_dict(), allow_nan=False))
     elif fmt == "csv":
-        typer.echo(to_csv(result), nl=False)
+        typer.echo(to_csv(result, readings), nl=False)
     else:
-        typer.echo(format_table(result))
+        typer.echo(format_table(result, readings))
 
 
 @app.command(cls=Command)
@@ -381,20 +437,30 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session>)."),
     n: int = typer.Option(100, "--n", help="Probe architectures per session."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe samples."),
+    activations: Optional[str] = ACTIVATIONS_READING,
+    ged: Optional[str] = GED_READING,
+    probe_mode: Optional[str] = PROBE_MODE,
+    probe_state: Optional[str] = PROBE_STATE,
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
-    """Figures 1-4 and Table 1 (PNG and SVG), report.md and table1.json for sessions."""
+    """Figures 1-4 and Table 1 (PNG and SVG), report.md, table1.json and summary.json for sessions.
+
+    Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims.
+    """
     from .analysis import AnalysisError, analyze_session
     from .report import write_report
     from .sessions import open_session, sessions_root
 
+    readings = _readings(activations, ged)
     root = sessions_root(sessions_dir)
     sessions = [open_session(root, sid) for sid in session_ids]
     try:
-        analyses = [analyze_session(s, n=n, seed=seed) for s in sessions]
+        with progress_bars() as progress:
+            analyses = [analyze_session(s, n=n, seed=seed, probe_mode=probe_mode, probe_state=probe_state,
+                                        progress=_prefixed(progress, s.id)) for s in sessions]
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
-    path = write_report(analyses, out or Path("reports") / sessions[0].id)
+    path = write_report(analyses, out or Path("reports") / sessions[0].id, readings=readings)
     typer.echo(f"report written: {path}")
 
 
@@ -402,21 +468,32 @@ def report(
 def paper(
     preset: Optional[str] = typer.Option(None, "--preset", help=f"{', '.join(PRESETS)} (default: cpu without CUDA)."),
     data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder (default: a generated corpus)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed shared by the three runs."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the first runs (seeds S..S+K-1 with --seeds K)."),
+    seeds: int = typer.Option(1, "--seeds", help="Runs of each controller, one seed each; K > 1 prints "
+                              "Table 1 as mean ± 95% interval."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per run (overrides the preset)."),
+    n: int = typer.Option(100, "--n", help="Probe architectures per analysis (the paper: 100)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
     overrides: list[str] = typer.Option([], "--set", metavar=SET, show_default=False,
-                                        help="Override a setting for all three runs (repeatable)."),
+                                        help="Override a setting for all runs (repeatable)."),
+    activations: Optional[str] = ACTIVATIONS_READING,
+    ged: Optional[str] = GED_READING,
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <sessions-dir>/paper-<time>)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
-    """Train random, unsupervised and supervised on the same budget and compare them as the paper does."""
+    """Train random, unsupervised and supervised on the same budget (for each seed), compare them as the
+    paper does, and check the paper's claims."""
     from .headless import HeadlessView
     from .paper import PaperInterrupted, format_paper_table, run_paper
     from .sessions import sessions_root
     from .trainer import TrainingFailed
 
     _check_epochs(epochs)
+    if seeds < 1:
+        raise UsageProblem("--seeds must be at least 1")
+    if n < 3:
+        raise UsageProblem("--n must be at least 3 (Spearman needs pairs)")
+    readings = _readings(activations, ged)
     chosen = _pick_preset(preset, data, device)
     trainers = []
 
@@ -427,8 +504,9 @@ def paper(
     previous = signal.signal(signal.SIGINT, stop)
     try:
         result = run_paper(sessions_root(sessions_dir), preset=chosen, data=str(data) if data else None, seed=seed,
-                           epochs=epochs, out=out, overrides=overrides, device=device,
-                           listeners_factory=lambda controller: [HeadlessView()], on_trainer=trainers.append)
+                           epochs=epochs, out=out, overrides=overrides, device=device, seeds=seeds, n=n,
+                           readings=readings, listeners_factory=lambda controller: [HeadlessView()],
+                           on_trainer=trainers.append, progress=progress_bars)
     except SettingsError as exc:
         raise UsageProblem(str(exc)) from None
     except TrainingFailed as exc:
@@ -447,23 +525,50 @@ def arch_distance(
     a: str = typer.Argument(..., metavar="A", help="First architecture, e.g. tanh,0:relu,1:identity"),
     b: str = typer.Argument(..., metavar="B", help="Second architecture (same number of nodes)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    ged_timeout: float = typer.Option(1.0, "--ged-timeout", help="Seconds networkx may search for ged_paper's first value."),
+    exact_timeout: float = typer.Option(60.0, "--exact-timeout", help="Seconds the exact GED search may take (large cells)."),
 ) -> None:
-    """The structural similarity measures of Table 1 for two architectures."""
+    """Every structural similarity measure of two architectures, in each reading of Table 1."""
+    from . import similarity
+    from .diagnostics import READINGS, resolve_readings
     from .search_space import Architecture
-    from .similarity import SimilarityError, common_activations, common_connections, graph_edit_distance
 
+    table1_default = {column: measure for column, measure in resolve_readings().items() if column in READINGS}
+    for flag, value in (("--ged-timeout", ged_timeout), ("--exact-timeout", exact_timeout)):
+        if not value > 0:
+            raise UsageProblem(f"{flag} must be positive, got {value}")
     first, second = Architecture.parse(a), Architecture.parse(b)
     try:
-        result = {"common_activations": common_activations(first, second),
-                  "common_connections": common_connections(first, second),
-                  "ged": graph_edit_distance(first, second)}
-    except SimilarityError as exc:
+        values: dict[str, int | None] = {
+            "common_activations_paper": similarity.common_activations_paper(first, second),
+            "common_activations_aligned": similarity.common_activations_aligned(first, second),
+            "common_connections": similarity.common_connections(first, second),
+            "ged_paper": 0,  # below: the slowest, computed last
+            "ged_aligned": similarity.ged_aligned(first, second),
+            "ged_exact": None,
+        }
+        try:
+            values["ged_exact"] = similarity.ged_exact(first, second, timeout=exact_timeout)
+        except similarity.ExactGEDTimeout:
+            pass  # shown as not proven
+        paper = similarity.paper_ged(first, second, timeout=ged_timeout)
+        values["ged_paper"] = paper.value
+    except (similarity.SimilarityError, similarity.GraphError) as exc:
         raise UserError(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(json.dumps({**values, "ged_paper_fell_back": paper.fell_back,
+                               "table1_default": table1_default}))
         return
-    for key, value in result.items():
-        typer.echo(f"{key:20s} {value}")
+    defaults = set(table1_default.values())
+    for key, value in values.items():
+        note = "  (Table 1 default)" if key in defaults else ""
+        if key == "ged_paper" and paper.fell_back:
+            note += f"  (no networkx value within {ged_timeout:g} s: the aligned upper bound)"
+        if value is None:
+            value, note = "-", f"  (not proven within {exact_timeout:g} s; the search grows fast with cell size)"
+        typer.echo(f"{key:27s} {value:>4}{note}")
+    typer.echo("Table 1 reads both columns the authors' way by default (reading 'paper'); "
+               "'aligned' and 'exact' are the alternatives.")
 
 
 # -- entry point -------------------------------------------------------------------------------

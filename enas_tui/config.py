@@ -13,6 +13,10 @@ from typing import Any
 
 CONTROLLERS = ("random", "unsupervised", "supervised")
 PRESETS = ("cpu", "paper")
+PROBE_MODES = ("derive", "train")  # train.probe_mode
+PROBE_STATES = ("emit_last", "after_last")  # train.probe_state
+SUPERVISED_REDUCTIONS = ("mean", "sum")  # buffer.supervised_reduction
+LIVE_GED_READINGS = ("paper", "exact")  # train.live_ged: the costly GED readings
 
 
 class SettingsError(ValueError):
@@ -62,7 +66,11 @@ class BufferConfig:
     replace_per_epoch: int = 100
     supervised_start_epoch: int = 10
     supervised_batch: int = 100
-    supervised_weight: float = 1.0
+    supervised_weight: float = 1.0  # L = L_PG + weight * L_sup
+    # How L_sup reduces the teacher-forced cross-entropy over the 2N-1 decisions of each buffer
+    # architecture: "mean" over decisions and architectures (the authors' code; about 1.5 nats at
+    # the start), or "sum" over decisions, mean over architectures (about 23x larger).
+    supervised_reduction: str = "mean"
 
 
 @dataclass
@@ -77,8 +85,18 @@ class TrainConfig:
     derive_batches: int = 2  # validation minibatches each candidate is scored on
     probe_every: int = 100  # controller steps between probes (and rolling diagnostics)
     probe_size: int = 100
+    # How probes read the controller (Fig. 1/3/4, Table 1): "derive" = logits / temperature, as the
+    # authors analysed it; "train" = with the training-time tanh constant.
+    probe_mode: str = "derive"
+    # Which LSTM state is the final hidden state: "emit_last" = the output that emits the last
+    # decision (the authors' and ENAS's; the last decision never reaches it); "after_last" = the
+    # state after feeding the last decision back in.
+    probe_state: str = "emit_last"
     perf_every: int = 5  # probes between the (costly) absolute-performance column
     perf_batches: int = 1
+    # Costly GED readings computed on the probes that also compute the performance column:
+    # comma-separated from "paper", "exact"; "none" for neither (the cheap measures run every probe).
+    live_ged: str = "paper"
     max_nonfinite: int = 5  # non-finite losses in a row before the run stops
     keep_checkpoints: int = 0  # epoch checkpoints kept; 0 keeps all
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
@@ -152,6 +170,10 @@ def cpu_preset() -> dict[str, dict[str, Any]]:
             "derive_samples": 100,
             "probe_every": 20,
             "perf_every": 4,  # the performance column costs 100 forward passes: keeps probes under 10%
+            # ged_paper searches each of 4,950 pairs (~2 ms each): one such probe every other epoch
+            # added 82% to training time in benchmarks/diagnostics_overhead.py, so the live Table 1
+            # keeps to the closed-form measures here; analyze, report and paper compute every GED
+            "live_ged": "none",
             # one thread: at hidden 64 the cost is per-op overhead, and a second thread that has
             # to wait for a busy core made steps 3-5x slower in benchmarks/supernet.py
             "threads": 1,
@@ -238,11 +260,34 @@ def validate(settings: Settings) -> None:
         (settings.train.derive_samples >= 1, "train.derive_samples must be positive"),
         (settings.train.max_nonfinite >= 1, "train.max_nonfinite must be positive"),
         (settings.train.threads >= 0, "train.threads must not be negative"),
+        (settings.train.perf_every >= 1, "train.perf_every must be positive"),
+        (settings.train.perf_batches >= 1, "train.perf_batches must be positive"),
+        (settings.train.probe_mode in PROBE_MODES,
+         f"train.probe_mode must be one of {', '.join(PROBE_MODES)}, got {settings.train.probe_mode!r}"),
+        (settings.train.probe_state in PROBE_STATES,
+         f"train.probe_state must be one of {', '.join(PROBE_STATES)}, got {settings.train.probe_state!r}"),
+        (settings.buffer.supervised_reduction in SUPERVISED_REDUCTIONS,
+         f"buffer.supervised_reduction must be one of {', '.join(SUPERVISED_REDUCTIONS)}, "
+         f"got {settings.buffer.supervised_reduction!r}"),
+        (settings.buffer.supervised_weight >= 0, "buffer.supervised_weight must not be negative"),
         (settings.seed >= 0, "seed must not be negative"),
     ]
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)
+    live_ged_readings(settings.train.live_ged)
+
+
+def live_ged_readings(value: str) -> tuple[str, ...]:
+    """The GED readings named by ``train.live_ged`` ("paper", "exact", "paper,exact" or "none")."""
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if names == ("none",):
+        return ()
+    bad = [name for name in names if name not in LIVE_GED_READINGS]
+    if bad or not names:
+        raise SettingsError(f"train.live_ged must be 'none' or a comma-separated list of "
+                            f"{', '.join(LIVE_GED_READINGS)}, got {value!r}")
+    return names
 
 
 def describe(settings: Settings, width: int = 0) -> list[str]:

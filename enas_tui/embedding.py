@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from enas_tui.diagnostics import collapse_index
 from enas_tui.search_space import ACTIVATIONS
 
 # What a point can be coloured by, in the order a key cycles through them.
@@ -38,7 +39,7 @@ class Projection:
     points: np.ndarray  # (n, 2), in units of the RMS row norm
     explained: np.ndarray  # (2,) fraction of the total variance on each component
     scale: float  # the RMS row norm sqrt(mean_i ||h_i||^2) the points are divided by
-    spread: float  # RMS distance of the rows to their mean over ``scale`` (the collapse index)
+    spread: float  # RMS distance of the rows to their mean over ``scale``: diagnostics.collapse_index
 
     @property
     def n(self) -> int:
@@ -47,16 +48,6 @@ class Projection:
     def to_dict(self) -> dict:
         return {"points": self.points.tolist(), "explained": self.explained.tolist(),
                 "scale": self.scale, "spread": self.spread}
-
-
-def spread_index(hidden: np.ndarray) -> float:
-    """RMS distance of the rows to their mean over the RMS row norm, in [0, 1] (0: all rows equal)."""
-    h = np.asarray(hidden, dtype=np.float64)
-    scale = float(np.sqrt(np.mean(np.sum(h * h, axis=1)))) if h.size else 0.0
-    if scale == 0.0 or not np.isfinite(scale):
-        return 0.0
-    centred = h - h.mean(axis=0)
-    return float(np.sqrt(np.mean(np.sum(centred * centred, axis=1))) / scale)
 
 
 def project(hidden: np.ndarray) -> Projection:
@@ -83,7 +74,7 @@ def project(hidden: np.ndarray) -> Projection:
                 vt[c] = -vt[c]
         points[:, :k] = centred @ vt[:k].T / scale
         explained[:k] = sv[:k] ** 2 / total
-    return Projection(points, explained, scale, spread_index(h))
+    return Projection(points, explained, scale, collapse_index(h))
 
 
 def properties(archs: Sequence, ppl: np.ndarray | None = None) -> dict[str, np.ndarray]:

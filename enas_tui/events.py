@@ -7,6 +7,21 @@ Arrays (probe probabilities, hidden states) travel as ``{"dtype", "shape", "b64"
 little-endian raw bytes in base64, compact and exact. The schema is versioned by SCHEMA_VERSION;
 readers skip event types they do not know (``UnknownEvent``) instead of failing.
 
+Schema history. Version 2 changed what probes and diagnostics mean, and readers translate version
+1 records as they decode them, so every consumer sees one vocabulary:
+
+- ``Probe.mode`` / ``Probe.state`` say how the controller was read (see controller.py); version 1
+  probes had neither and were taken in "train" mode (tanh constant) from the "emit_last" state,
+  which is what decoding fills in (``LEGACY``).
+- ``Diagnostics.spearman`` is keyed by measure name (``common_activations_paper``, ``ged_aligned``,
+  ...; see diagnostics.py). Version 1 keyed the aligned measures by their column names
+  (``common_activations``, ``ged``); decoding renames them (``SCHEMA1_MEASURES``) in records
+  without a ``collapse`` field, which only version 1 wrote.
+- ``Diagnostics.collapse_index`` is scale-free (diagnostics.collapse_index) and
+  ``Diagnostics.collapse`` says so ("scale_free"). Version 1 values were absolute (mean
+  across-architecture standard deviation); decoding marks them ``collapse="absolute"`` so that
+  readers recompute the index from the probe's hidden states instead of showing them as is.
+
 This module must not import torch: the dashboard reads events on machines without it.
 """
 
@@ -22,7 +37,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Version 1 spearman keys -> the measure they held (diagnostics.py names every measure).
+SCHEMA1_MEASURES: dict[str, str] = {"common_activations": "common_activations_aligned", "ged": "ged_aligned"}
 
 _REGISTRY: dict[str, type["Event"]] = {}
 
@@ -37,6 +55,8 @@ class Event:
     """Base of all events. ``seq`` and ``t`` are filled in by the session writer."""
 
     type: ClassVar[str] = "event"
+    # Values a payload written before a field existed implies for it (filled in on decode).
+    LEGACY: ClassVar[dict[str, Any]] = {}
     seq: int = -1
     t: float = field(default_factory=time.time)
 
@@ -152,15 +172,19 @@ class Probe(Event):
     """A fresh probe set: n sampled architectures, per-step probabilities, final hidden states.
 
     ``probs`` is (n, decisions, max_options), zero-padded where a decision has fewer options;
-    ``hidden`` is (n, controller_hidden).
+    ``hidden`` is (n, controller_hidden). ``mode`` ("derive": logits / temperature; "train": with
+    the tanh constant) and ``state`` ("emit_last" or "after_last") say how the controller was read.
     """
 
     type: ClassVar[str] = "probe"
+    LEGACY: ClassVar[dict[str, Any]] = {"mode": "train", "state": "emit_last"}
     epoch: int
     step: int
     archs: list[str]
     probs: np.ndarray
     hidden: np.ndarray
+    mode: str = "derive"
+    state: str = "emit_last"
 
 
 @_register
@@ -206,14 +230,21 @@ class Derived(Event):
 @_register
 @dataclass(kw_only=True)
 class Diagnostics(Event):
-    """Rolling Table 1 and collapse indices over a fresh probe set (see diagnostics.py)."""
+    """Rolling Table 1 and collapse indices over a fresh probe set (see diagnostics.py).
+
+    ``spearman`` has one entry per measure computed on this probe (the costly GEDs and
+    ``abs_perf_diff`` only on some); ``collapse_index`` has ``hidden`` and ``max_prob``, scale-free
+    when ``collapse`` is "scale_free" (absolute in version 1 logs: ``collapse`` "absolute").
+    """
 
     type: ClassVar[str] = "diagnostics"
+    LEGACY: ClassVar[dict[str, Any]] = {"collapse": "absolute"}
     epoch: int
     step: int
     n: int
     spearman: dict[str, dict[str, float | None]]
     collapse_index: dict[str, float]
+    collapse: str = "scale_free"
     # Per probe architecture, the validation perplexity behind |perf diff| (probes where it was
     # measured, every train.perf_every; None otherwise and in older logs).
     ppl: np.ndarray | None = None
@@ -285,7 +316,7 @@ def event_from_dict(data: dict[str, Any]) -> Event:
     cls = _REGISTRY.get(data.get("type", ""))
     if cls is None:
         return UnknownEvent(raw=data, seq=int(data.get("seq", -1)), t=float(data.get("t", 0.0)))
-    kwargs = {}
+    kwargs = {key: value for key, value in cls.LEGACY.items() if key not in data}
     names, floats = _field_kinds(cls)
     for key, value in data.items():
         if key == "type" or key not in names:
@@ -293,10 +324,17 @@ def event_from_dict(data: dict[str, Any]) -> Event:
         if isinstance(value, str) and key in floats:
             value = _NONFINITE.get(value, value)
         kwargs[key] = _decode_array(value) if _is_array(value) else value
+    if cls is Diagnostics and "collapse" not in data and isinstance(kwargs.get("spearman"), dict):
+        kwargs["spearman"] = translate_spearman(kwargs["spearman"])  # a version 1 record (no ``collapse``)
     try:
         return cls(**kwargs)
     except TypeError:
         return UnknownEvent(raw=data, seq=int(data.get("seq", -1)), t=float(data.get("t", 0.0)))
+
+
+def translate_spearman(spearman: dict[str, Any]) -> dict[str, Any]:
+    """Spearman results with version 1 keys renamed to the measures they held (others unchanged)."""
+    return {SCHEMA1_MEASURES.get(name, name): values for name, values in spearman.items()}
 
 
 def encode_event(event: Event) -> bytes:

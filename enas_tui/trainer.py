@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import checkpoints, diagnostics
-from .config import Settings
+from .config import Settings, live_ged_readings
 from .controller import Controller
 from .data import Corpus, batchify
 from .events import (
@@ -246,7 +246,8 @@ class Trainer:
         supervised = None
         loss = policy_loss - c.entropy_weight * entropy
         if train and self.s.controller == "supervised" and self.buffer.supervised_active(epoch):
-            sup = self.ctrl.supervised_loss(self.buffer.sample(self.s.buffer.supervised_batch).to(self.device))
+            sup = self.ctrl.supervised_loss(self.buffer.sample(self.s.buffer.supervised_batch).to(self.device),
+                                            reduction=self.s.buffer.supervised_reduction)
             supervised = float(sup.detach())
             loss = loss + self.s.buffer.supervised_weight * sup
         self.ctrl_step += 1
@@ -297,20 +298,26 @@ class Trainer:
 
     # -- probes, validation, derivation ---------------------------------------------------
     def _probe(self, epoch: int) -> None:
-        """A fresh probe set: the data behind the live Fig. 1/3/4 and the rolling Table 1."""
+        """A fresh probe set: the data behind the live Fig. 1/3/4 and the rolling Table 1.
+
+        The cheap measures run on every probe; every ``perf_every``-th probe also scores each
+        architecture (the performance column) and computes the costly GEDs of ``live_ged``.
+        """
+        t = self.s.train
         self.probes += 1
         with torch.no_grad():
-            out = self.ctrl.sample(self.s.train.probe_size, generator=self.probe_gen)
+            out = self.ctrl.sample(t.probe_size, generator=self.probe_gen, mode=t.probe_mode, state=t.probe_state)
         archs = out.architectures()
         probs = out.probs().cpu().numpy().astype(np.float32)
         hidden = out.hidden.cpu().numpy().astype(np.float32)
         self.record(Probe(epoch=epoch, step=self.ctrl_step, archs=[a.to_text() for a in archs],
-                          probs=probs, hidden=hidden))
-        ppl = None
-        if self.probes % self.s.train.perf_every == 0:
+                          probs=probs, hidden=hidden, mode=t.probe_mode, state=t.probe_state))
+        ppl, measures = None, diagnostics.CHEAP_MEASURES
+        if self.probes % t.perf_every == 0:
             ppl = np.array([self.net.perplexity(a, self.valid_data, self.s.model.bptt,
-                                                max_batches=self.s.train.perf_batches) for a in archs])
-        analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl)
+                                                max_batches=t.perf_batches) for a in archs])
+            measures += tuple(f"ged_{reading}" for reading in live_ged_readings(t.live_ged))
+        analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl, measures=measures)
         self.record(Diagnostics(epoch=epoch, step=self.ctrl_step, n=analysis.n,
                                 spearman=analysis.spearman, collapse_index=analysis.collapse_index,
                                 ppl=None if ppl is None else ppl.astype(np.float64)))

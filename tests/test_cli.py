@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from enas_tui.cli import main
+from enas_tui.search_space import random_architecture
 from enas_tui.session_log import LogReader, read_events
 from enas_tui.sessions import all_sessions
 
@@ -154,6 +156,10 @@ def test_resume_refuses_a_running_or_finished_session(tmp_path):
     (["data", "download", "wikitext", "--dir", "x"], 2, "unknown corpus 'wikitext'"),
     (["arch", "distance", "tanh,0:relu", "tanh,0:swish"], 1, "unknown activation 'swish'"),
     (["arch", "distance", "tanh", "tanh,0:relu"], 1, "cannot compare"),
+    (["arch", "distance", "tanh", "relu", "--ged-timeout", "0"], 2, "--ged-timeout must be positive"),
+    (["arch", "distance", "tanh", "relu", "--ged-timeout", "soon"], 2, "--ged-timeout"),
+    (["arch", "distance", "tanh", "relu", "--exact-timeout", "-1"], 2, "--exact-timeout must be positive"),
+    (["arch", "distance", "tanh" + ",0:tanh" * 61, "relu" + ",0:tanh" * 61], 1, "up to 64 nodes"),
 ])
 def test_bad_input_is_one_line_with_exit_code(tmp_path, capsys, monkeypatch, args, code, fragment):
     monkeypatch.setenv("ENAS_TUI_SESSIONS", str(tmp_path))
@@ -187,12 +193,65 @@ def test_corrupt_log_and_missing_meta_are_reported(tmp_path):
     assert listing.returncode == 0 and session.id not in listing.stdout
 
 
+ARCH_A, ARCH_B = "tanh,0:relu,1:identity,0:sigmoid", "tanh,0:relu,0:identity,2:tanh"
+
+
 def test_arch_distance_json():
-    out = cli("arch", "distance", "tanh,0:relu,1:identity,0:sigmoid", "tanh,0:relu,0:identity,2:tanh", "--json")
-    assert out.returncode == 0
-    # same activations at nodes 0-2 (3); same parent only at node 1 (1);
-    # GED = 1 activation + 2 x 2 parent changes + leaves {2,3} vs {1,3}: 2  ->  7
-    assert json.loads(out.stdout) == {"common_activations": 3, "common_connections": 1, "ged": 7}
+    import networkx as nx
+
+    from enas_tui.search_space import Architecture
+    from enas_tui.similarity import paper_graph
+
+    out = cli("arch", "distance", ARCH_A, ARCH_B, "--json")
+    assert out.returncode == 0, out.stderr
+    first = next(nx.optimize_graph_edit_distance(*(paper_graph(Architecture.parse(t)) for t in (ARCH_A, ARCH_B))))
+    assert json.loads(out.stdout) == {
+        # same activation at nodes 0-2
+        "common_activations_aligned": 3,
+        # node 0 (tanh), node 1 (parent 0, relu), and leaf 3 of both
+        "common_activations_paper": 3,
+        # same parent only at node 1
+        "common_connections": 1,
+        # 1 activation + 2 x 2 parent changes + leaves {2,3} vs {1,3}: 2
+        "ged_aligned": 7,
+        # the shapes are isomorphic (a's chain 1 -> 2 and leaf 3 are b's 2 -> 3 and leaf 1):
+        # three relabels, and anything else loses at least two edges and one relabel
+        "ged_exact": 3,
+        "ged_paper": first,
+        "ged_paper_fell_back": False,
+        "table1_default": {"common_activations": "common_activations_paper", "ged": "ged_paper"},
+    }
+    assert first == 6  # networkx's first path misses the isomorphism (exact structure-only GED: 0)
+
+
+def test_arch_distance_names_every_measure_and_the_default_reading():
+    out = cli("arch", "distance", ARCH_A, ARCH_B)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[:6]}
+    assert list(rows) == ["common_activations_paper", "common_activations_aligned", "common_connections",
+                          "ged_paper", "ged_aligned", "ged_exact"]
+    assert [r[0] for r in rows.values()] == ["3", "3", "1", "6", "7", "3"]
+    assert "(Table 1 default)" in lines[0] and "(Table 1 default)" in lines[3]
+    assert "default" not in lines[1] + lines[2] + lines[4] + lines[5]
+    assert "reading 'paper'" in lines[6]
+    capped = cli("arch", "distance", ARCH_A, ARCH_B, "--ged-timeout", "1e-9", "--json")
+    assert json.loads(capped.stdout)["ged_paper_fell_back"] is True
+    assert json.loads(capped.stdout)["ged_paper"] == 6  # the aligned bound: 2 x 2 rewired + 2 leaves
+    capped_text = cli("arch", "distance", ARCH_A, ARCH_B, "--ged-timeout", "1e-9").stdout.splitlines()
+    assert "no networkx value within 1e-09 s" in capped_text[3] and "no networkx" not in out.stdout
+
+
+def test_arch_distance_of_large_cells_stops_the_exact_search_at_its_limit():
+    rng = random.Random(0)
+    big = [random_architecture(40, rng).to_text() for _ in range(2)]
+    out = cli("arch", "distance", *big, "--exact-timeout", "0.2", "--ged-timeout", "0.2")
+    assert out.returncode == 0, out.stderr
+    exact_line = out.stdout.splitlines()[5]
+    assert exact_line.split()[:2] == ["ged_exact", "-"] and "not proven within 0.2 s" in exact_line
+    capped = json.loads(cli("arch", "distance", *big, "--exact-timeout", "0.2", "--ged-timeout", "0.2",
+                            "--json").stdout)
+    assert capped["ged_exact"] is None and capped["ged_aligned"] > 0
 
 
 def test_torn_tail_left_by_a_kill_is_cut_on_resume(tmp_path):

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from enas_tui.embedding import PROPERTIES, map_limit, plot_embedding, project, properties, spread_index  # noqa: E402
+from enas_tui.diagnostics import collapse_index  # noqa: E402
+from enas_tui.embedding import PROPERTIES, map_limit, plot_embedding, project, properties  # noqa: E402
 from enas_tui.search_space import Architecture, random_architecture  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def test_projection_matches_the_principal_components():
         assert np.allclose(np.abs(p.points[:, c]), np.abs(expected))
     assert p.explained == pytest.approx(sv[:2] ** 2 / (sv ** 2).sum())
     assert p.explained[0] > 0.85 and p.explained.sum() > 0.99
-    assert p.spread == pytest.approx(spread_index(hidden))
+    assert p.spread == pytest.approx(collapse_index(hidden))  # the map's spread is the collapse index
 
 
 def test_signs_are_fixed_so_the_map_does_not_flip():

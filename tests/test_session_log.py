@@ -58,7 +58,7 @@ def sample_events() -> dict[str, ev.Event]:
         "derived": ev.Derived(epoch=2, arch="tanh,0:relu", ppl=140.0, candidates=100,
                               best_ppl=139.0, best_arch="relu,0:tanh"),
         "diagnostics": ev.Diagnostics(epoch=2, step=4, n=100,
-                                      spearman={"ged": {"rho": 0.1, "p": None}},
+                                      spearman={"ged_aligned": {"rho": 0.1, "p": None}},
                                       collapse_index={"hidden": 0.8}),
         "checkpoint": ev.Checkpoint(epoch=2, path="ckpt/e2.pt", kind="epoch"),
         "warning": ev.Warning(message="loss is nan", kind="nonfinite_loss", epoch=2),

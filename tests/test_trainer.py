@@ -9,6 +9,9 @@ import pytest
 import torch
 
 from enas_tui import checkpoints, config
+from enas_tui.controller import Controller, decisions_tensor
+from enas_tui.diagnostics import CHEAP_MEASURES, collapse_index, max_action_probs
+from enas_tui.search_space import Architecture
 from enas_tui.data import Corpus, load_corpus
 from enas_tui.session_log import read_events
 from enas_tui.sessions import create_session
@@ -52,8 +55,13 @@ def test_supervised_run_records_every_phase(tmp_path, corpus):
         (20, 20, 0, "filling"), (30, 10, 0, "full"), (30, 0, 5, "full")]
     probes = by_type(events, "probe")
     assert len(probes) == 6 and probes[0].probs.shape == (12, 23, 11) and probes[0].hidden.shape == (12, 16)
+    assert all((p.mode, p.state) == ("derive", "emit_last") for p in probes)
     diags = by_type(events, "diagnostics")
-    assert len(diags) == 6 and set(diags[0].spearman) >= {"common_activations", "common_connections", "ged", "abs_perf_diff"}
+    # TINY computes the performance column on every probe; the cpu preset leaves the GED searches out
+    assert len(diags) == 6 and set(diags[0].spearman) == {*CHEAP_MEASURES, "abs_perf_diff"}
+    assert all(d.collapse == "scale_free" for d in diags)
+    assert diags[-1].collapse_index["hidden"] == collapse_index(probes[-1].hidden)
+    assert diags[-1].collapse_index["max_prob"] == collapse_index(max_action_probs(probes[-1].probs, trainer.ctrl.sizes))
     assert len(by_type(events, "derived")) == 2  # epochs 2 and 3 (the last)
     assert len(by_type(events, "validation")) == 3
     assert session.status()["status"] == "finished"
@@ -157,3 +165,56 @@ def test_short_run_on_real_ptb_text(tmp_path, real_ptb_dir):
     assert status == "finished"
     ppls = [e.ppl for e in by_type(events, "shared_step")]
     assert all(np.isfinite(ppls)) and ppls[-1] < ppls[0]
+
+
+def test_live_table1_runs_cheap_measures_every_probe_and_costly_geds_with_the_perf_column(tmp_path, corpus):
+    _, _, _, events = run(tmp_path / "a", corpus, controller="random", epochs=1,
+                          extra=["train.perf_every=2", "train.live_ged=paper,exact"])
+    diags = by_type(events, "diagnostics")
+    assert len(diags) == 2
+    assert set(diags[0].spearman) == set(CHEAP_MEASURES)  # probe 1: cheap ones only
+    assert set(diags[1].spearman) == {*CHEAP_MEASURES, "ged_paper", "ged_exact", "abs_perf_diff"}
+    _, _, _, events = run(tmp_path / "b", corpus, controller="random", epochs=1, extra=["train.live_ged=paper"])
+    assert all(set(d.spearman) == {*CHEAP_MEASURES, "ged_paper", "abs_perf_diff"} for d in by_type(events, "diagnostics"))
+    assert config.Settings().train.live_ged == "paper"  # the paper preset; the cpu preset: none
+    assert config.resolve("random", "cpu").train.live_ged == "none"
+
+
+@pytest.mark.parametrize("mode, state", [("derive", "emit_last"), ("train", "after_last")])
+def test_probes_read_the_controller_as_the_settings_say(tmp_path, corpus, mode, state):
+    _, session, _, events = run(tmp_path, corpus, controller="unsupervised", epochs=1,
+                                extra=[f"train.probe_mode={mode}", f"train.probe_state={state}"])
+    probe = by_type(events, "probe")[-1]  # taken after the epoch's last controller update
+    assert (probe.mode, probe.state) == (mode, state)
+    state_dict = checkpoints.load(session.epoch_checkpoint(1))
+    settings = config.Settings.from_dict(state_dict["settings"])
+    ctrl = Controller(settings.model.num_nodes, settings.ctrl)
+    ctrl.load_state_dict(state_dict["controller"])
+    with torch.no_grad():
+        again = ctrl.score(decisions_tensor([Architecture.parse(a) for a in probe.archs]), mode=mode, state=state)
+    np.testing.assert_array_equal(probe.probs, again.probs().numpy().astype(np.float32))
+    np.testing.assert_array_equal(probe.hidden, again.hidden.numpy().astype(np.float32))
+
+
+def test_supervised_loss_reduction_is_recorded_and_scales_the_loss(tmp_path, corpus):
+    _, mean_session, _, mean_events = run(tmp_path / "mean", corpus, epochs=2)
+    _, _, _, sum_events = run(tmp_path / "sum", corpus, epochs=2, extra=["buffer.supervised_reduction=sum"])
+    assert mean_session.meta()["settings"]["buffer"]["supervised_reduction"] == "mean"
+    assert by_type(mean_events, "session_start")[0].settings["buffer"]["supervised_weight"] == 1.0
+    # identical runs until the first supervised step: same buffer sample, same controller
+    first = [next(e.supervised_loss for e in by_type(evs, "controller_step") if e.supervised_loss is not None)
+             for evs in (mean_events, sum_events)]
+    assert first[1] == pytest.approx(23 * first[0], rel=1e-5)  # sum over 23 decisions vs their mean
+    assert first[0] == pytest.approx(1.5, abs=0.3)  # ~ the mean log of the option counts at the start
+
+
+def test_bad_probe_and_loss_settings_are_one_line_errors():
+    for item, fragment in [("train.probe_mode=greedy", "train.probe_mode must be one of derive, train"),
+                           ("train.probe_state=last", "train.probe_state must be one of emit_last, after_last"),
+                           ("buffer.supervised_reduction=max", "buffer.supervised_reduction must be one of mean, sum"),
+                           ("train.live_ged=fast", "train.live_ged must be 'none' or"),
+                           ("train.live_ged=", "train.live_ged must be 'none' or")]:
+        with pytest.raises(config.SettingsError, match=fragment):
+            config.resolve("supervised", "cpu", overrides=[item])
+    assert config.live_ged_readings("exact, paper") == ("exact", "paper")
+    assert config.live_ged_readings("none") == ()

@@ -292,12 +292,14 @@ async def test_older_logs_show_their_readings_and_recomputed_collapse(tmp_path):
         await pilot.press("r")
         await pilot.pause(0.15)
         diag = [e for e in events if isinstance(e, Diagnostics)][-1]
-        assert f"{diag.spearman['ged']['rho']:+6.3f}" in app.panel("spearman").text()  # = ged_aligned
+        assert f"{diag.spearman['ged_aligned']['rho']:+6.3f}" in app.panel("spearman").text()  # the log's 'ged'
         probe = [e for e in events if isinstance(e, Probe)][-1]
-        index = embedding.spread_index(probe.hidden)
+        from enas_tui.diagnostics import collapse_index
+
+        index = collapse_index(probe.hidden)
         assert f"collapse {index:.4f}" in app.panel("heatmap").text()
         assert not math.isclose(index, diag.collapse_index["hidden"], rel_tol=0.1)  # not the absolute one
-        assert app.panel("probabilities").border_title == "1 action probabilities"  # no mode recorded
+        assert app.panel("probabilities").border_title == "1 action probabilities (train)"  # as old probes were
         assert "skipped" not in app.panel("training").text()
 
 

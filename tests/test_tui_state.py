@@ -119,8 +119,9 @@ def probe_and_diagnostics(step: int, spread: float, schema_index: bool = False) 
     probe = Probe(epoch=1, step=step, archs=["tanh"] * 10, probs=probs, hidden=hidden, seq=2 * step)
     absolute = float((hidden - hidden[0]).std(axis=0).mean())
     index = scale_free(hidden) if schema_index else absolute
-    return [probe, Diagnostics(epoch=1, step=step, n=10, spearman={},
-                               collapse_index={"hidden": index, "max_prob": 0.0}, seq=2 * step + 1)]
+    return [probe, Diagnostics(epoch=1, step=step, n=10, spearman={}, seq=2 * step + 1,
+                               collapse_index={"hidden": index, "max_prob": 0.0},
+                               collapse="scale_free" if schema_index else "absolute")]
 
 
 def scale_free(hidden) -> float:
@@ -166,16 +167,21 @@ def test_collapse_alarm_skips_diagnostics_whose_probe_was_not_decoded():
     assert state.collapsed and state.collapse_history.last_x == 1
 
 
-def test_schema_1_spearman_keys_are_the_aligned_readings():
-    run = SyntheticRun(controller="supervised", epochs=2, schema=1)
-    events = list(synthetic_events(run))
-    state = folded(events)
-    last = [e for e in events if isinstance(e, Diagnostics)][-1]
-    assert state.schema == 1
-    assert state.spearman["ged_aligned"] == last.spearman["ged"]
-    assert state.spearman["common_activations_aligned"] == last.spearman["common_activations"]
+def test_schema_1_logs_show_their_keys_as_the_aligned_readings(tmp_path):
+    from enas_tui.session_log import LogReader
+    from enas_tui.tui.replay_index import ReplayIndex
+    from enas_tui.tui.synthetic import write_synthetic_session
+
+    session = write_synthetic_session(tmp_path, SyntheticRun(controller="supervised", epochs=2, schema=1))
+    with LogReader(session.log_path) as reader:
+        raw = [r.payload for r in reader.read_records()]
+    assert any(b'"ged":{' in p for p in raw) and not any(b'"ged_aligned"' in p for p in raw)  # as old logs are
+    index = ReplayIndex(session.log_path)
+    index.build()
+    state = index.end_state()
+    assert state.schema == 1 and "ged_aligned" in state.spearman and "common_activations_aligned" in state.spearman
     assert "ged_paper" not in state.spearman and "ged" not in state.spearman
-    assert state.spearman["common_connections"] == last.spearman["common_connections"]
+    assert state.probe_mode == "train"  # old probes were taken with the tanh constant
 
 
 def test_cell_shape_follows_every_probe_set_even_undecoded_ones():
@@ -199,7 +205,7 @@ def test_cell_shape_follows_every_probe_set_even_undecoded_ones():
 
 def test_optional_fields_of_newer_logs_are_shown_and_their_absence_tolerated():
     events = list(synthetic_events(SyntheticRun(epochs=1)))
-    assert folded(events).skipped is None and folded(events).probe_mode is None
+    assert folded(events).skipped is None
     end = next(e for e in events if isinstance(e, EpochEnd))
     end.skipped = 3  # EpochEnd.skipped (recorded by newer trainers)
     probe = [e for e in events if isinstance(e, Probe)][-1]

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from rich.text import Text
 
+from enas_tui.config import SettingsError, live_ged_readings
 from enas_tui.tui.braille import Canvas, scale
 from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
@@ -88,12 +89,18 @@ class SpearmanPanel(Panel):
         return SHORT[column] if reading is None else f"{SHORT[column]}:{reading[:3]}"
 
     def reason(self, state: DashboardState, column: str, measure: str, wide: bool) -> str:
-        """Why a measure has no value at this probe."""
+        """Why a measure has no value at this probe: computed on some probes only (the performance
+        column and the GEDs of ``train.live_ged``, every ``train.perf_every``), or never live."""
+        train = state.settings.get("train", {})
+        every = train.get("perf_every")
+        try:
+            live = {f"ged_{r}" for r in live_ged_readings(str(train.get("live_ged", "none")))}
+        except SettingsError:
+            live = set()
+        if column == "abs_perf_diff" or measure in live:
+            return (f"every {every} probes" if every else "not at this probe") if wide else "not here"
         if measure not in state.spearman:
             return "not computed live" if wide else "not live"
-        if column == "abs_perf_diff":
-            every = state.settings.get("train", {}).get("perf_every")
-            return (f"every {every} probes" if every else "not at this probe") if wide else "not here"
         return "undefined here" if wide else "undef."
 
     def draw(self, state: DashboardState, width: int, height: int) -> Text:

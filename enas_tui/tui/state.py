@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from enas_tui import cell_shape, embedding
-from enas_tui.diagnostics import PAPER_TABLE1, max_action_probs
+from enas_tui.diagnostics import PAPER_TABLE1, READINGS, collapse_index, column_measure, max_action_probs
 from enas_tui.events import (
     BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
     Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
@@ -38,20 +38,7 @@ LOG_LINES = 500
 # a collapsed one's by under 1%.
 COLLAPSE_ALARM = 0.05
 SPEARMAN_COLUMNS: tuple[str, ...] = ("common_activations", "common_connections", "ged", "abs_perf_diff")
-# The measures behind each Table 1 column (BRIEF decision 1), the default reading first.
-READINGS: dict[str, tuple[str, ...]] = {"common_activations": ("paper", "aligned"),
-                                        "ged": ("paper", "aligned", "exact")}
-# Logs before events schema 2 used the column names for what are now the aligned readings.
-LEGACY_MEASURES = {"common_activations": "common_activations_aligned", "ged": "ged_aligned"}
-
-
-def column_measure(column: str, reading: str | None = None) -> str:
-    """The measure a Table 1 column shows under a reading (default: the column's first reading)."""
-    choices = READINGS.get(column)
-    if not choices:
-        return column
-    return f"{column}_{reading if reading in choices else choices[0]}"
-
+__all__ = ["READINGS", "column_measure"]  # Table 1's readings, as diagnostics defines them
 
 # The parts of the state each panel draws; ``touched`` records when each last changed.
 PARTS = ("status", "progress", "training", "probe", "buffer", "spearman", "arch", "log", "shape")
@@ -145,19 +132,12 @@ def probe_collapse(probe: Probe, sizes: list[int]) -> dict[str, float]:
     Logs before events schema 2 recorded an absolute index (it scaled with the activations), so
     the dashboard recomputes these from the probe itself for them.
     """
-    out = {"hidden": embedding.spread_index(probe.hidden)}
+    out = {"hidden": collapse_index(probe.hidden)}
     try:
-        out["max_prob"] = embedding.spread_index(summarize_probe(probe, sizes).top)
+        out["max_prob"] = collapse_index(summarize_probe(probe, sizes).top)
     except ValueError:
         pass
     return out
-
-
-def normalize_spearman(spearman: dict, schema: int) -> dict[str, dict]:
-    """A Diagnostics event's Spearman results keyed by measure name (schema-1 keys translated)."""
-    if schema >= 2:
-        return dict(spearman)
-    return {LEGACY_MEASURES.get(name, name): values for name, values in spearman.items()}
 
 
 def _finite(x: float | None) -> float | None:
@@ -396,7 +376,7 @@ class DashboardState:
 
     def _diagnostics(self, e: Diagnostics) -> None:
         self.diagnostics = e
-        self.spearman = normalize_spearman(e.spearman, self.schema)
+        self.spearman = dict(e.spearman)  # keyed by measure name (decoding renames schema-1 keys)
         x = e.step
         for name, values in self.spearman.items():
             rho = (values or {}).get("rho")

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from enas_tui.config import resolve
-from enas_tui.diagnostics import PAPER_TABLE1, max_action_probs
-from enas_tui.embedding import spread_index
+from enas_tui.diagnostics import PAPER_TABLE1, collapse_index, max_action_probs
 from enas_tui.events import (
     BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    Probe, SessionEnd, SessionStart, SharedStep, UnknownEvent, Validation, Warning, event_from_dict,
 )
 from enas_tui.search_space import Architecture, decision_sizes
 from enas_tui.session_log import LogWriter
@@ -65,14 +64,32 @@ class SyntheticRun:
 
 
 def synthetic_events(run: SyntheticRun | None = None) -> Iterator[Event]:
-    """The events of a synthetic session, numbered (seq) and timed (t) as a writer would."""
+    """The events of a synthetic session, numbered (seq) and timed (t) as a writer would; for a
+    schema-1 run, as a reader decodes an old log (its missing fields filled in, its keys renamed)."""
     run = run or SyntheticRun()
+    for event in _numbered(run):
+        yield event_from_dict(_as_schema1(event)) if run.schema < 2 else event
+
+
+def _numbered(run: SyntheticRun) -> Iterator[Event]:
     stream = _Stream(run)
     for index, event in enumerate(stream.events()):
         if run.stop_after is not None and index >= run.stop_after:
             return
         event.seq, event.t = index, T0 + index * run.dt
         yield event
+
+
+# Fields events schema 2 added: a schema-1 record has none of them.
+SCHEMA2_FIELDS = {"probe": ("mode", "state"), "diagnostics": ("collapse", "ppl")}
+
+
+def _as_schema1(event: Event) -> dict:
+    """The record an old (schema-1) trainer would have written for ``event``."""
+    data = event.to_dict()
+    for name in SCHEMA2_FIELDS.get(data["type"], ()):
+        data.pop(name, None)
+    return data
 
 
 def write_synthetic_session(root: Path, run: SyntheticRun | None = None, session_id: str | None = None,
@@ -91,8 +108,8 @@ def write_synthetic_session(root: Path, run: SyntheticRun | None = None, session
                         "host": "synthetic", "command": ["synthetic"]})
     last_epoch = 0
     with LogWriter(session.log_path) as writer:
-        for event in synthetic_events(run):
-            writer.append(event)
+        for event in _numbered(run):
+            writer.append(UnknownEvent(raw=_as_schema1(event), seq=event.seq, t=event.t) if run.schema < 2 else event)
             last_epoch = getattr(event, "epoch", last_epoch)
     ended = run.end if run.stop_after is None else None
     final = status or ended or "running"
@@ -280,7 +297,7 @@ class _Stream:
                 spearman[name] = {"rho": value, "p": float(10 ** -(1 + 40 * abs(value)))}
         top = max_action_probs(probs, self.sizes)
         if run.schema >= 2:
-            collapse = {"hidden": spread_index(hidden), "max_prob": spread_index(top)}
+            collapse = {"hidden": collapse_index(hidden), "max_prob": collapse_index(top)}
         else:  # the absolute index older logs recorded
             collapse = {name: float((m - m[0]).std(axis=0).mean()) for name, m in (("hidden", hidden), ("max_prob", top))}
         ppl = None
