@@ -192,29 +192,62 @@ def history(probes: Iterable[tuple[int, int, Sequence[Architecture | str]]]) -> 
 # -- the report's figure ---------------------------------------------------------------------------
 def plot_shape_history(axes: Sequence, runs: Sequence[tuple[str, ShapeHistory]],
                        reference: ShapeSummary | None = None,
-                       derived: Sequence[tuple[str, Architecture | None]] = ()) -> None:
+                       derived: Sequence[tuple[str, Architecture | None]] = (),
+                       colors: dict[str, str] | None = None) -> None:
     """Depth (``axes[0]``) and width (``axes[1]``) over the search, one band per run.
 
-    Each run is drawn as its median per probe set with the interquartile range shaded, against
-    the controller step; ``reference`` (uniform sampling) is a dashed line at its median, and
-    each run's derived cell (if given) a marker at the right edge.
+    Each run is drawn as its median per probe set (its own line style, so runs that coincide stay
+    apart) with the interquartile range lightly shaded, against the controller step;
+    ``reference`` (uniform sampling) is a grey dashed line at its median, and each run's derived
+    cell (if given) a diamond just right of the axes, in the run's colour. ``colors`` maps a run's
+    label to its colour.
     """
+    styles = ("-", "--", ":", "-.")
+    colors = colors or {}
     for ax, quantity, column in zip(axes, QUANTITIES, (0, 1)):
-        for label, run in runs:
+        used: dict[str, str] = {}
+        for i, (label, run) in enumerate(runs):
             values = run.depth if column == 0 else run.width
             if len(values) == 0:
                 continue
-            line, = ax.plot(run.steps, values[:, 1], label=f"{label} (median)")
-            ax.fill_between(run.steps, values[:, 0], values[:, 2], alpha=0.25, color=line.get_color(),
+            line, = ax.plot(run.steps, values[:, 1], label=f"{label} (median)", color=colors.get(label),
+                            linestyle=styles[i % len(styles)], linewidth=1.8)
+            used[label] = line.get_color()
+            ax.fill_between(run.steps, values[:, 0], values[:, 2], alpha=0.12, color=line.get_color(),
                             linewidth=0)
         if reference is not None:
             level = reference.depth.median if column == 0 else reference.width.median
-            ax.axhline(level, color="0.4", linestyle="--", linewidth=1, label="uniform sampling (median)")
-        for label, arch in derived:
+            ax.axhline(level, color="0.5", linestyle=(0, (4, 3)), linewidth=1, label="uniform sampling (median)")
+        for i, (label, arch) in enumerate(derived):
             if arch is not None:
-                ax.plot([1.0], [depth_width(arch)[column]], marker="D", linestyle="none",
-                        transform=ax.get_yaxis_transform(), clip_on=False, label=f"{label}: derived cell")
+                ax.plot([1.02 + 0.025 * i], [depth_width(arch)[column]], marker="D", linestyle="none",
+                        color=used.get(label, colors.get(label)), transform=ax.get_yaxis_transform(),
+                        clip_on=False, label=f"{label}: derived cell")
         ax.set_xlabel("controller step")
         ax.set_ylabel(f"{quantity} ({'longest path from node 0' if column == 0 else 'number of leaves'})")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
+
+
+def history_from_log(path, until_epoch: int | None = None) -> tuple[ShapeHistory, str | None]:
+    """The shape history of a recorded search (every probe set up to ``until_epoch``), and the last
+    derived cell's text form; probe arrays are never decoded (only the architectures are read)."""
+    from enas_tui.session_log import LogReader
+    from enas_tui.sources import peek, probe_archs
+
+    probes: list[tuple[int, int, list[str]]] = []
+    derived: str | None = None
+    with LogReader(path) as reader:
+        while records := reader.read_records(max_records=5000):
+            for record in records:
+                kind = (peek(record) or (None,))[0]
+                if kind == "probe":
+                    light = probe_archs(record)
+                    event = light if light is not None else record.event()
+                    if until_epoch is None or event.epoch <= until_epoch:
+                        probes.append((event.epoch, event.step, list(event.archs)))
+                elif kind == "derived":
+                    event = record.event()
+                    if until_epoch is None or event.epoch <= until_epoch:
+                        derived = event.arch
+    return history(probes), derived
