@@ -33,12 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoints, diagnostics
+from . import cell_shape, checkpoints, diagnostics, embedding
 from .config import PROBE_MODES, PROBE_STATES, Settings
 from .controller import Controller
 from .data import Corpus, DataError, batchify, load_corpus
 from .events import Diagnostics, Probe, decode_event, translate_spearman
 from .session_log import LogError, LogReader
+from .search_space import Architecture
 from .sessions import Session
 from .supernet import SuperNet
 from .trainer import pick_device
@@ -94,10 +95,17 @@ class Analysis:
     loss: dict[str, Any] = field(default_factory=dict)  # supervised_reduction, supervised_weight
     reference: Fig2Reference | None = field(default=None, repr=False)
     live: dict[str, Any] | None = None  # the dashboard's last probe at this epoch (live_probe)
+    # The cell shape over the search up to this epoch, from the session log (cell_shape.history_from_log),
+    # and the last derived cell: {"history": ShapeHistory.to_dict(), "derived": text form or None}.
+    search: dict[str, Any] | None = field(default=None, repr=False)
+    # The embedding map's numbers (``embedding_numbers``), kept as computed from the unrounded states.
+    maps: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.reference is None:
             self.reference = Fig2Reference(UNTRAINED_REFERENCE, self.random.ppl)
+        if self.maps is None:
+            self.maps = embedding_numbers(self.trained.hidden, self.random.hidden)
 
     @property
     def paper(self) -> dict[str, float] | None:
@@ -110,6 +118,27 @@ class Analysis:
         assert self.reference is not None
         return {"trained": diagnostics.ppl_summary(self.trained.ppl),
                 "random": diagnostics.ppl_summary(self.reference.ppl)}
+
+    @property
+    def cell_shape(self) -> dict[str, Any]:
+        """Depth and width quartiles of the trained and untrained probe sets, uniform sampling's
+        (the reference every controller starts from) and the derived cell's (cell_shape.py)."""
+        nodes = Architecture.parse(self.trained.archs[0]).num_nodes
+        derived = (self.search or {}).get("derived")
+        out: dict[str, Any] = {name: (s.to_dict() if (s := cell_shape.summarize(archs)) else None)
+                               for name, archs in (("trained", self.trained.archs), ("untrained", self.random.archs))}
+        out["uniform"] = cell_shape.uniform_reference(nodes).to_dict()
+        out["derived"] = None
+        if derived:
+            depth, width = cell_shape.depth_width(Architecture.parse(derived))
+            out["derived"] = {"arch": derived, "depth": depth, "width": width}
+        return out
+
+    @property
+    def embedding(self) -> dict[str, dict[str, Any]]:
+        """The embedding map's numbers (``embedding_numbers``) for the trained and untrained probe sets."""
+        assert self.maps is not None
+        return self.maps
 
     def row(self, shown: dict[str, str]) -> dict[str, dict[str, float | None]]:
         """Table 1 by column, each column's measure chosen by ``shown`` (diagnostics.resolve_readings)."""
@@ -131,6 +160,8 @@ class Analysis:
             "fig2": self.fig2,
             "fig2_reference": {"label": self.reference.label, "session": self.reference.session},
             "live": self.live,
+            "cell_shape": self.cell_shape,
+            "embedding": self.embedding,
         }
         if figures:
             out["figures"] = {
@@ -139,6 +170,7 @@ class Analysis:
                 "hidden": _rounded(self.trained.hidden), "hidden_random": _rounded(self.random.hidden),
                 "ppl": _finite_list(self.trained.ppl), "ppl_random": _finite_list(self.random.ppl),
                 "ppl_reference": _finite_list(self.reference.ppl),
+                "cell_shape_search": (self.search or {}).get("history"),
             }
         return out
 
@@ -168,7 +200,10 @@ class Analysis:
                    collapse_index_random=data["collapse_index_random"], trained=probe(""), random=random,
                    run_seed=data.get("run_seed", 0), data=data.get("data"),
                    probe_mode=probe_info["mode"], probe_state=probe_info["state"],
-                   loss=dict(data.get("loss") or {}), reference=reference, live=data.get("live"))
+                   loss=dict(data.get("loss") or {}), reference=reference, live=data.get("live"),
+                   search={"history": fig.get("cell_shape_search"),
+                           "derived": ((data.get("cell_shape") or {}).get("derived") or {}).get("arch")},
+                   maps=data.get("embedding"))
 
 
 # -- computing --------------------------------------------------------------------------------
@@ -224,7 +259,28 @@ def analyze_session(session: Session, epoch: int | None = None, n: int = 100, se
         loss={"supervised_reduction": settings.buffer.supervised_reduction,
               "supervised_weight": settings.buffer.supervised_weight},
         live=live_probe(session, checkpoint_epoch, trained.archs),
+        search=search_shape(session, checkpoint_epoch),
     )
+
+
+def embedding_numbers(trained: np.ndarray, untrained: np.ndarray) -> dict[str, dict[str, Any]]:
+    """The embedding map's numbers (embedding.py): each principal component's share of the variance
+    and the spread, for the trained and the untrained controller's final hidden states."""
+    out = {}
+    for name, hidden in (("trained", trained), ("untrained", untrained)):
+        p = embedding.project(hidden)
+        out[name] = {"explained": [float(v) for v in p.explained], "spread": p.spread}
+    return out
+
+
+def search_shape(session: Session, epoch: int) -> dict[str, Any] | None:
+    """The cell shape over the search up to ``epoch`` and the last derived cell, from the log
+    (None when the log cannot be read: the analysis of the checkpoint stands without it)."""
+    try:
+        history, derived = cell_shape.history_from_log(session.log_path, until_epoch=epoch)
+    except LogError:
+        return None
+    return {"history": history.to_dict(), "derived": derived}
 
 
 def build_models(settings: Settings, vocab_size: int) -> tuple[SuperNet, Controller, Controller]:
@@ -394,8 +450,29 @@ def format_tables(analyses: Sequence[Analysis], readings: dict[str, str | None] 
                      _num(s["random"]["median"], 1), _iqr(s["random"]),
                      f"{s['trained']['nonfinite']} / {s['random']['nonfinite']}")
 
+    shape = Table(title="Cell shape (Shu et al.: wide and shallow?): median [quartiles] of depth (longest path "
+                        "from node 0) and width (leaves)", title_justify="left", header_style="bold")
+    for column in ("controller", "depth", "width", "untrained: depth", "untrained: width", "uniform: depth",
+                   "uniform: width", "derived cell"):
+        shape.add_column(column, justify="left" if column == "controller" else "right")
+    for a in analyses:
+        s = a.cell_shape
+        derived = s["derived"]
+        shape.add_row(a.controller, *(_quartiles(s[who], q) for who in ("trained", "untrained", "uniform")
+                                      for q in ("depth", "width")),
+                      f"depth {derived['depth']}, width {derived['width']}" if derived else "-")
+
+    maps = Table(title="Embedding map: PCA of the final hidden states (share of variance on PC1, PC2; spread = "
+                       "collapse index)", title_justify="left", header_style="bold")
+    for column in ("controller", "PC1", "PC2", "spread", "untrained: PC1", "untrained: PC2", "untrained: spread"):
+        maps.add_column(column, justify="left" if column == "controller" else "right")
+    for a in analyses:
+        e = a.embedding
+        maps.add_row(a.controller, *(cell for who in ("trained", "untrained") for cell in (
+            f"{e[who]['explained'][0]:.0%}", f"{e[who]['explained'][1]:.0%}", _num(e[who]["spread"], 4))))
+
     console = Console(file=io.StringIO(), width=130, color_system=None, highlight=False)
-    for part in (table1, apart, collapse, fig2):
+    for part in (table1, apart, collapse, fig2, shape, maps):
         console.print(part)
     for line in header_lines(analyses):
         console.print(line, soft_wrap=True)
@@ -435,6 +512,13 @@ def _column_measures(column: str) -> list[str]:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _quartiles(summary: dict[str, Any] | None, quantity: str) -> str:
+    if not summary:
+        return "-"
+    q = summary[quantity]
+    return f"{q['median']:g} [{q['q25']:g}-{q['q75']:g}]"
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 

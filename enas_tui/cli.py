@@ -19,18 +19,53 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from .config import CONTROLLERS, PRESETS, SettingsError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+def _no_type(ctx) -> None:
+    return None
+
+
+class _PlainHelp:
+    """Help as people read it: flags without a type (typer prints ``<bool>``), arguments named by
+    their metavar alone (no ``<list[str]>``), and a usage line that names arguments as their
+    metavar says (typer wraps them in ``{…}`` or ``[…]``)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+            elif isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = _no_type
+        return params
+
+
+class Command(_PlainHelp, TyperCommand):
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                pieces.append(param.metavar or param.name.upper())
+        return pieces
+
+
+class Group(_PlainHelp, TyperGroup):
+    pass
+
+
+app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ENAS recurrent-cell search with a live view of what its controller learns.")
-data_app = typer.Typer(no_args_is_help=True, help="Corpus tools.")
-arch_app = typer.Typer(no_args_is_help=True, help="Architecture tools.")
+data_app = typer.Typer(cls=Group, no_args_is_help=True, help="Corpus tools.")
+arch_app = typer.Typer(cls=Group, no_args_is_help=True, help="Architecture tools.")
 app.add_typer(data_app, name="data")
 app.add_typer(arch_app, name="arch")
 
-SESSIONS_DIR = typer.Option(None, "--sessions-dir", envvar="ENAS_TUI_SESSIONS",
-                            help="Sessions folder [env ENAS_TUI_SESSIONS; default ./sessions].")
+SESSIONS_DIR = typer.Option(None, "--sessions-dir", envvar="ENAS_TUI_SESSIONS", metavar="DIR",
+                            help="Sessions folder (default: ./sessions).")
+SET = "SECTION.FIELD=VALUE"
 
 
 class UserError(Exception):
@@ -104,7 +139,7 @@ class StopSignals:
 
 
 # -- train -------------------------------------------------------------------------------------
-@app.command()
+@app.command(cls=Command)
 def train(
     controller: str = typer.Option("supervised", "--controller", "-c",
                                    help=f"Controller setting: {', '.join(CONTROLLERS)}."),
@@ -113,7 +148,8 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (overrides the preset)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a setting: section.field=value (repeatable)."),
+    overrides: list[str] = typer.Option([], "--set", metavar=SET, show_default=False,
+                                        help="Override a setting (repeatable)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue session ID from its last checkpoint."),
     headless: bool = typer.Option(False, "--headless", help="No dashboard: progress bars and epoch lines."),
@@ -253,7 +289,9 @@ def _run_training(make_trainer, stop: StopSignals, events_pipe: bool = False) ->
         except TrainingFailed as exc:
             raise UserError(str(exc)) from None
     if status == "stopped":
-        typer.echo(f"stopped; continue with: enas-tui train --resume {trainer.session.id}", err=True)
+        from .commands import resume_command
+
+        typer.echo(f"stopped; continue with: {resume_command(trainer.session)}", err=True)
         raise typer.Exit(stop.exit_code)
 
 
@@ -268,7 +306,7 @@ def _redirect_output(path: Path) -> None:
 
 
 # -- dashboard ---------------------------------------------------------------------------------
-@app.command()
+@app.command(cls=Command)
 def attach(
     session_id: Optional[str] = typer.Argument(None, metavar="[SESSION]", help="Default: the newest running session."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
@@ -284,7 +322,7 @@ def attach(
     raise typer.Exit(run_attach(session))
 
 
-@app.command()
+@app.command(cls=Command)
 def replay(
     session_id: str = typer.Argument(..., metavar="SESSION", help="Session id (or a unique prefix)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
@@ -296,7 +334,7 @@ def replay(
     raise typer.Exit(run_replay(open_session(sessions_root(sessions_dir), session_id)))
 
 
-@app.command()
+@app.command(cls=Command)
 def compare(
     session_ids: list[str] = typer.Argument(..., metavar="S1 S2 [S3]", help="Two or three sessions."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
@@ -311,8 +349,24 @@ def compare(
     raise typer.Exit(run_compare([open_session(root, sid) for sid in session_ids]))
 
 
+@app.command(cls=Command)
+def demo(
+    controller: str = typer.Option("supervised", "--controller", "-c", metavar="NAME",
+                                   help=f"Controller setting to show: {', '.join(CONTROLLERS)}."),
+    side_by_side: bool = typer.Option(False, "--compare", help="All three settings side by side (compare)."),
+) -> None:
+    """The dashboard on a synthetic session, for a first look in seconds: no training, no data."""
+    if controller not in CONTROLLERS:
+        raise UsageProblem(f"unknown controller {controller!r} (choose from {', '.join(CONTROLLERS)})")
+    if not sys.stdout.isatty():
+        raise UserError("the demo is a dashboard: run it in a terminal")
+    from .tui import run_demo
+
+    raise typer.Exit(run_demo(controller, compare=side_by_side))
+
+
 # -- sessions ----------------------------------------------------------------------------------
-@app.command()
+@app.command(cls=Command)
 def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
              as_json: bool = typer.Option(False, "--json", help="One JSON object per session.")) -> None:
     """List sessions: id, controller, status, epoch, best ppl, start time (and what is damaged)."""
@@ -350,9 +404,9 @@ def _when(started: float | None) -> str:
 
 
 # -- data --------------------------------------------------------------------------------------
-@data_app.command("download")
+@data_app.command("download", cls=Command)
 def data_download(
-    corpus: str = typer.Argument(..., help="Corpus to fetch (ptb)."),
+    corpus: str = typer.Argument(..., metavar="CORPUS", help="Corpus to fetch (ptb)."),
     dest: Path = typer.Option(..., "--dir", help="Folder to write the files to."),
     url: Optional[str] = typer.Option(None, "--url", help="Base URL holding ptb.{train,valid,test}.txt."),
 ) -> None:
@@ -420,7 +474,7 @@ def _prefixed(progress, prefix: str):
     return None if progress is None else (lambda task, done, total: progress(f"{prefix}: {task}", done, total))
 
 
-@app.command()
+@app.command(cls=Command)
 def analyze(
     session_id: str = typer.Argument(..., metavar="SESSION", help="Session id (or a unique prefix)."),
     checkpoint: Optional[int] = typer.Option(None, "--checkpoint", help="Epoch checkpoint (default: the latest)."),
@@ -457,7 +511,7 @@ def analyze(
         typer.echo(format_table(result, readings))
 
 
-@app.command()
+@app.command(cls=Command)
 def report(
     session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session>)."),
@@ -490,7 +544,7 @@ def report(
     typer.echo(f"report written: {path}")
 
 
-@app.command()
+@app.command(cls=Command)
 def paper(
     preset: Optional[str] = typer.Option(None, "--preset", help=f"{', '.join(PRESETS)} (default: cpu without CUDA)."),
     data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder (default: a generated corpus)."),
@@ -500,7 +554,8 @@ def paper(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per run (overrides the preset)."),
     n: int = typer.Option(100, "--n", help="Probe architectures per analysis (the paper: 100)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
-    overrides: list[str] = typer.Option([], "--set", help="Override a setting for all runs (repeatable)."),
+    overrides: list[str] = typer.Option([], "--set", metavar=SET, show_default=False,
+                                        help="Override a setting for all runs (repeatable)."),
     activations: Optional[str] = ACTIVATIONS_READING,
     ged: Optional[str] = GED_READING,
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <sessions-dir>/paper-<time>)."),
@@ -546,10 +601,10 @@ def paper(
 
 
 # -- arch ------------------------------------------------------------------------------------
-@arch_app.command("distance")
+@arch_app.command("distance", cls=Command)
 def arch_distance(
-    a: str = typer.Argument(..., help="First architecture, e.g. tanh,0:relu,1:identity"),
-    b: str = typer.Argument(..., help="Second architecture (same number of nodes)."),
+    a: str = typer.Argument(..., metavar="A", help="First architecture, e.g. tanh,0:relu,1:identity"),
+    b: str = typer.Argument(..., metavar="B", help="Second architecture (same number of nodes)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ged_timeout: float = typer.Option(1.0, "--ged-timeout", help="Seconds networkx may search for ged_paper's first value."),
     exact_timeout: float = typer.Option(60.0, "--exact-timeout", help="Seconds the exact GED search may take (large cells)."),

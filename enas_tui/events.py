@@ -253,6 +253,9 @@ class Diagnostics(Event):
     spearman: dict[str, dict[str, float | None]]
     collapse_index: dict[str, float]
     collapse: str = "scale_free"
+    # Per probe architecture, the validation perplexity behind |perf diff| (probes where it was
+    # measured, every train.perf_every; None otherwise and in older logs).
+    ppl: np.ndarray | None = None
 
 
 @_register

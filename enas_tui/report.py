@@ -18,6 +18,10 @@ Files (PNG at 300 dpi and SVG for each figure):
 - table1: the paper's Table 1 layout, ours (with p-values and n) beside the paper's value;
 - table1_seeds (when a controller has several runs): each column's mean ± 95% interval over seeds,
   the seeds' values and the paper's value;
+- embedding: the embedding map (the paper's section 3.4; embedding.plot_embedding), each session's
+  probe set on one shared pair of axes, coloured by each architecture's validation perplexity;
+- cell_shape: depth and width of the sampled cells over each search, from the live probe sets in
+  the session log (cell_shape.plot_shape_history), against uniform sampling and the derived cell;
 - table1.json: a list with each analysis's ``to_dict(figures=False)``: the numbers, not the arrays
   (``analyze --format json`` gives those); summary.json: the intervals and the paper's claims;
 - report.md: what was analysed and how, Table 1 and the other readings, collapse indices, the
@@ -39,19 +43,24 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from . import diagnostics
+from . import cell_shape, diagnostics, embedding
 from .analysis import Analysis, pair_fig2
+from .search_space import Architecture
 from .replication import CLAIM_RULES, Table1Summary, aggregate, claims, format_claims
 
 COLORS = {"random": "tab:green", "unsupervised": "tab:orange", "supervised": "tab:blue"}
 REFERENCE = "0.55"  # the untrained controller, in grey
 DPI = 300
-FIGURES = ("fig1", "fig2", "fig3", "fig4", "table1")
+FIGURES = ("fig1", "fig2", "fig3", "fig4", "table1", "embedding", "cell_shape")
 CAPTIONS = {"fig1": "Fig. 1: most likely action's probability per step, trained vs untrained controller",
             "fig2": "Fig. 2: perplexity of sampled architectures, each controller on its own run's weights",
             "fig3": "Fig. 3: final controller hidden states (each panel on its own colour scale)",
             "fig4": "Fig. 4: most likely action's probability per step across architectures",
             "table1": "Table 1",
+            "embedding": "Embedding map (section 3.4): final hidden states on their first two principal "
+                         "components, coloured by validation perplexity; one pair of axes for every panel",
+            "cell_shape": "Cell shape over the search: depth and width of the sampled cells per live probe set "
+                          "(median, quartiles), uniform sampling and the derived cell",
             "table1_seeds": "Table 1 over seeds: mean ± 95% interval"}
 
 
@@ -70,7 +79,8 @@ def write_report(analyses: Sequence[Analysis], out_dir: Path,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(figure_names(summary))
-    drawers = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4,
+    drawers = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "embedding": embedding_figure,
+               "cell_shape": cell_shape_figure,
                "table1": lambda a: table1_figure(a, shown), "table1_seeds": lambda a: table1_seeds_figure(summary)}
     for name in names:
         _save(drawers[name](analyses), out_dir / name)
@@ -169,6 +179,55 @@ def fig4(analyses: Sequence[Analysis]) -> Figure:
     for ax, a in zip(axes, analyses):
         _step_lines(ax, a.trained.max_probs, _color(a), a.controller)
         _title(ax, a)
+    return fig
+
+
+def embedding_figure(analyses: Sequence[Analysis]) -> Figure:
+    """The embedding map of each session's probe set (embedding.plot_embedding), on shared axes."""
+    projections = [embedding.project(a.trained.hidden) for a in analyses]
+    limit = embedding.map_limit(projections)
+    fig, axes = _panels(len(analyses), "Embedding map: final hidden states on their first two principal "
+                                       "components (units of the RMS state norm; shared axes)",
+                        sharey=False, height=4.2)
+    for ax, a, p in zip(axes, analyses, projections):
+        ppl = np.asarray(a.trained.ppl, dtype=np.float64)
+        values = np.log10(np.where(np.isfinite(ppl) & (ppl > 0), ppl, np.nan))
+        scatter = embedding.plot_embedding(ax, p, values, "log10 validation ppl",
+                                           title=f"{a.controller}, epoch {a.epoch}", limit=limit)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.label.set_size(9)
+        ax.yaxis.label.set_size(9)
+        ax.title.set_size(8)
+        if np.isfinite(values).any():
+            bar = fig.colorbar(scatter, ax=ax, shrink=0.85)
+            bar.set_label("log10 validation perplexity", fontsize=8)
+            bar.ax.tick_params(labelsize=7)
+    return fig
+
+
+def cell_shape_figure(analyses: Sequence[Analysis]) -> Figure:
+    """Depth and width of the sampled cells over each search, beside uniform sampling's."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    runs, derived = [], []
+    for a in analyses:
+        history = (a.search or {}).get("history")
+        if history:
+            runs.append((a.controller, cell_shape.ShapeHistory(
+                np.asarray(history["epochs"]), np.asarray(history["steps"]),
+                np.asarray(history["depth"], dtype=np.float64).reshape(-1, 3),
+                np.asarray(history["width"], dtype=np.float64).reshape(-1, 3))))
+        arch = (a.search or {}).get("derived")
+        derived.append((a.controller, Architecture.parse(arch) if arch else None))
+    nodes = Architecture.parse(analyses[0].trained.archs[0]).num_nodes
+    cell_shape.plot_shape_history(axes, runs, cell_shape.uniform_reference(nodes), derived, colors=COLORS)
+    for ax in axes:
+        ax.tick_params(labelsize=8)
+        ax.xaxis.label.set_size(9)
+        ax.yaxis.label.set_size(9)
+    if not runs:
+        axes[0].set_title("no live probe sets recorded in the session logs", fontsize=8)
+    fig.suptitle("Cell shape over the search (Shu et al.: do searches drift to wide, shallow cells?)", fontsize=10)
     return fig
 
 
@@ -328,6 +387,19 @@ def markdown(analyses: Sequence[Analysis], shown: dict[str, str] | None = None,
             who = "this controller" if which == "trained" else a.reference.label
             cells = [_fmt(s[k], 2) for k in ("median", "q25", "q75", "min", "max")]
             lines.append(f"| {a.session} | {a.controller} | {who} | " + " | ".join(cells) + f" | {s['nonfinite']} |")
+    lines += ["", "## Cell shape and the embedding map", "",
+              "Depth (longest path from node 0) and width (number of leaves) of the probe set's cells, median "
+              "[quartiles], beside uniform sampling, where every controller starts; the embedding map's share of "
+              "the variance on its first two principal components and its spread (the collapse index).", "",
+              "| session | controller | depth | width | uniform depth | uniform width | derived cell | PC1 | PC2 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for a in analyses:
+        s, e = a.cell_shape, a.embedding["trained"]
+        d = s["derived"]
+        lines.append(f"| {a.session} | {a.controller} | {_q(s['trained'], 'depth')} | {_q(s['trained'], 'width')} "
+                     f"| {_q(s['uniform'], 'depth')} | {_q(s['uniform'], 'width')} | "
+                     + (f"depth {d['depth']}, width {d['width']}" if d else "-")
+                     + f" | {e['explained'][0]:.0%} | {e['explained'][1]:.0%} |")
     if summary.seeds > 1:
         lines += _md_seeds(summary)
     if len(analyses) > 1:
@@ -388,6 +460,13 @@ def _md_live(analyses: Sequence[Analysis]) -> list[str]:
 
 def _md_row(a: Analysis, row: str, cells: list[str]) -> str:
     return f"| {a.session} | {a.controller} | {row} | " + " | ".join(cells) + " |"
+
+
+def _q(summary: dict | None, quantity: str) -> str:
+    if not summary:
+        return "-"
+    q = summary[quantity]
+    return f"{q['median']:g} [{q['q25']:g}-{q['q75']:g}]"
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

@@ -9,8 +9,10 @@
   gaps (seen as jumps in ``seq``) are filled from the session log, which has everything.
 
 Probe events are big (a probe set's probabilities and hidden states); a batch of records decodes
-only the last probe in it, since a later probe replaces an earlier one in every view (the others
-are still checked, without decoding their arrays, so a damaged one is reported).
+only the last probe in it, since a later probe replaces an earlier one in every view. The earlier
+ones are still checked (without decoding their arrays, so a damaged one is reported) and become
+``ProbeArchs`` (their architectures only), so views that follow every probe set (the cell shape
+over the search) see each one whichever way the log was read.
 
 Both sources expose ``damage``: every damaged span of the log they skipped (session_log.Damage),
 for the dashboard to show where and how much.
@@ -21,11 +23,15 @@ own (the replay index, which stores folded dashboard states, is the dashboard's:
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from enas_tui import events
 from enas_tui.events import Event, EventError, SessionEnd, SessionStart
@@ -35,6 +41,23 @@ from enas_tui.sessions import Session, sessions_root
 CHUNK_RECORDS = 2000
 CHUNK_SECONDS = 0.05
 STALE_AFTER_S = 600.0  # W&B calls a run crashed after 10 minutes without writes
+
+# A probe's epoch, step and architectures come before its arrays (events.encode_event's layout).
+_PROBE_HEAD = re.compile(rb'"epoch":(-?\d+),"step":(-?\d+),"archs":\[')
+
+
+@dataclass(kw_only=True)
+class ProbeArchs(Event):
+    """A probe set superseded within a batch of records: where it was taken and its architectures.
+
+    Not a log event: readers make it instead of decoding a probe's arrays that a later probe
+    replaces anyway.
+    """
+
+    type: ClassVar[str] = "probe_archs"
+    epoch: int
+    step: int
+    archs: list[str] = field(default_factory=list)
 
 
 class SourceError(Exception):
@@ -50,12 +73,30 @@ def _kind(record: Record) -> str | None:
     return record.kind if record.kind is not None else (peek(record) or (None,))[0]
 
 
+def probe_archs(record: Record) -> ProbeArchs | None:
+    """A probe record's epoch, step and architectures without decoding its arrays (None if the
+    payload is not laid out as events.encode_event writes it)."""
+    found = peek(record)
+    match = _PROBE_HEAD.search(record.payload, 0, 4096)
+    if found is None or match is None:
+        return None
+    start = match.end() - 1
+    end = record.payload.find(b"]", start)
+    try:
+        archs = json.loads(record.payload[start: end + 1])
+    except ValueError:
+        return None
+    if not isinstance(archs, list):
+        return None
+    return ProbeArchs(epoch=int(match.group(1)), step=int(match.group(2)), archs=archs, seq=found[1], t=found[2])
+
+
 def decode_indexed(records: Sequence[Record], damage: list[Damage] | None = None) -> list[tuple[int, Event | None]]:
     """(index in records, event) for every record that is a valid event, in order.
 
     A probe that a later probe in the same batch supersedes is checked (its arrays are not
-    decoded) and given as None. A record whose payload is not a valid event is left out and
-    reported in ``damage``.
+    decoded) and given as ``ProbeArchs`` (None if its layout is unusual). A record whose payload is
+    not a valid event is left out and reported in ``damage``.
     """
     kinds = [_kind(r) for r in records]
     last_probe = max((i for i, k in enumerate(kinds) if k == "probe"), default=-1)
@@ -64,7 +105,7 @@ def decode_indexed(records: Sequence[Record], damage: list[Damage] | None = None
         try:
             if kinds[i] == "probe" and i != last_probe:
                 events.check_event(record.payload)
-                out.append((i, None))
+                out.append((i, probe_archs(record)))
             else:
                 out.append((i, events.decode_event(record.payload)))
         except EventError as err:
@@ -105,15 +146,26 @@ def merged(*lists: Sequence[Damage]) -> list[Damage]:
     return sorted(seen.values(), key=lambda d: (d.start, d.end))
 
 
-def _tail_line(path: Path, limit: int = 4096) -> str:
-    """The last non-empty line of a text file (e.g. trainer.log), or ''."""
+# Lines the CLI itself prints on a normal stop: advice for the user, never a crash's cause.
+_HINTS = ("stopped; continue with:", "training continues in the background")
+
+
+def _tail_line(path: Path, since: float | None = None, limit: int = 4096) -> str:
+    """The last non-empty line of a text file (e.g. trainer.log), or ''.
+
+    A file last written before ``since`` (the latest trainer start) belongs to an earlier run and
+    says nothing about this one; the CLI's own stop hints are skipped.
+    """
     try:
+        if since is not None and os.path.getmtime(path) < since:
+            return ""
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - limit))
             lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     except OSError:
         return ""
+    lines = [ln for ln in lines if not ln.startswith(_HINTS)]
     return lines[-1] if lines else ""
 
 
@@ -122,6 +174,7 @@ def _note_lifecycle(source: "LogFollower | TrainerSource", event: Event) -> None
     """Track whether the run has ended and its last error: what a source needs to call it dead."""
     if isinstance(event, SessionStart):
         source.ended = False
+        source.started_t = event.t
     elif isinstance(event, SessionEnd):
         source.ended = True
     elif event.type == "error":
@@ -144,6 +197,7 @@ class LogFollower:
         self.error: str | None = None  # a log that cannot be read at all (not a session log)
         self._decode_damage: list[Damage] = []
         self.last_error: str | None = None
+        self.started_t: float | None = None  # time of the latest session_start (a trainer's start)
         self._last_growth = clock()
         self._checked_at: float | None = None
         self._status: tuple[str, str] | None = None
@@ -209,7 +263,7 @@ class LogFollower:
             if idle >= self.stale_after:
                 return "stale", f"no new events for {idle / 60:.0f} min (trainer on another host?)"
             return None
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log") or state.reason
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t) or state.reason
         return state.status, reason
 
     def close(self) -> None:
@@ -231,6 +285,7 @@ class TrainerSource:
         self.next_seq = 0
         self.ended = False
         self.last_error: str | None = None
+        self.started_t: float | None = None  # time of the latest session_start (a trainer's start)
         self.filled = 0  # events taken from the log because the pipe dropped them
         self._decode_damage: list[Damage] = []
         self._log: LogReader | None = None
@@ -349,7 +404,7 @@ class TrainerSource:
             return None
         if self.session is None:
             return "failed", self.start_error() or f"the trainer exited with code {self.process.returncode}"
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log")
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t)
         return "crashed", reason or f"the trainer exited with code {self.process.returncode}"
 
     def start_error(self) -> str:
@@ -373,6 +428,6 @@ class TrainerSource:
 
 
 __all__ = [
-    "CHUNK_RECORDS", "CHUNK_SECONDS", "LogFollower", "SourceError", "TrainerSource", "damage_line",
-    "decode_indexed", "decode_records", "describe_damage", "merged", "peek",
+    "CHUNK_RECORDS", "CHUNK_SECONDS", "LogFollower", "ProbeArchs", "SourceError", "TrainerSource",
+    "damage_line", "decode_indexed", "decode_records", "describe_damage", "merged", "peek", "probe_archs",
 ]

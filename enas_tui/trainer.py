@@ -380,7 +380,8 @@ class Trainer:
             measures += tuple(f"ged_{reading}" for reading in live_ged_readings(t.live_ged))
         analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl, measures=measures)
         self.record(Diagnostics(epoch=epoch, step=self.ctrl_step, n=analysis.n,
-                                spearman=analysis.spearman, collapse_index=analysis.collapse_index))
+                                spearman=analysis.spearman, collapse_index=analysis.collapse_index,
+                                ppl=None if ppl is None else ppl.astype(np.float64)))
 
     def _validate(self, epoch: int) -> float:
         arch = self.ctrl.greedy()

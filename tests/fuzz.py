@@ -349,7 +349,8 @@ async def replay_header(session: Session) -> tuple[str, str, str]:
     async with app.run_test(size=(200, 30)) as pilot:
         await pilot.pause(0.05)
         app.panel("eventlog").text()  # the panel draws (the damage line may be scrolled back)
-        return app.state.run_status, app.status_bar.render().plain, "\n".join(ln.text for ln in app.state.log)
+        # the status line's word for the recording (the panels show the cursor's state)
+        return app.recording[0], app.status_bar.render().plain, "\n".join(ln.text for ln in app.state.log)
 
 
 async def attach_header(session: Session) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from enas_tui import config, diagnostics
+from enas_tui import cell_shape, config, diagnostics, embedding
 from enas_tui.analysis import (
     UNTRAINED_REFERENCE,
     Analysis,
@@ -26,6 +26,7 @@ from enas_tui.checkpoints import CheckpointError
 from enas_tui.config import Settings
 from enas_tui.controller import Controller
 from enas_tui.data import Corpus, DataError, batchify, load_corpus
+from enas_tui.search_space import Architecture
 from enas_tui.session_log import read_events
 from enas_tui.sessions import Session, SessionError, create_session, open_session
 from enas_tui.supernet import SuperNet
@@ -35,9 +36,9 @@ from helpers import TINY
 
 TOP_KEYS = {"controller", "n", "epoch", "session", "spearman", "collapse_index", "paper", "fig2", "figures",
             "seed", "valid_batches", "checkpoint", "collapse_index_random", "run_seed", "data", "probe", "loss",
-            "fig2_reference", "live"}
+            "fig2_reference", "live", "cell_shape", "embedding"}
 FIGURE_KEYS = {"archs", "max_probs", "max_probs_random", "hidden", "ppl", "ppl_random",
-               "archs_random", "hidden_random", "ppl_reference"}
+               "archs_random", "hidden_random", "ppl_reference", "cell_shape_search"}
 
 
 @pytest.fixture(scope="module")
@@ -181,11 +182,36 @@ def test_json_has_the_documented_keys_and_round_trips(supervised):
     assert "figures" not in supervised.to_dict(figures=False)
 
 
+def test_cell_shape_and_embedding_numbers(sessions, supervised):
+    data = supervised.to_dict()
+    shape, maps = data["cell_shape"], data["embedding"]
+    trained = cell_shape.summarize(supervised.trained.archs)
+    assert shape["trained"] == trained.to_dict() and shape["untrained"] == cell_shape.summarize(
+        supervised.random.archs).to_dict()
+    assert shape["uniform"] == cell_shape.uniform_reference(12).to_dict()
+    # the search's history is every live probe set of the session's log up to the analysed epoch
+    events = read_events(sessions[1]["supervised"].log_path)
+    probes = [e for e in events if e.type == "probe" and e.epoch <= supervised.epoch]
+    history = data["figures"]["cell_shape_search"]
+    assert history["steps"] == [e.step for e in probes]
+    assert history["depth"][0][1] == cell_shape.summarize(probes[0].archs).depth.median
+    derived = [e for e in events if e.type == "derived" and e.epoch <= supervised.epoch][-1].arch
+    assert shape["derived"]["arch"] == derived
+    assert (shape["derived"]["depth"], shape["derived"]["width"]) == cell_shape.depth_width(Architecture.parse(derived))
+    p = embedding.project(supervised.trained.hidden)
+    assert maps["trained"]["explained"] == pytest.approx(list(p.explained))
+    assert maps["trained"]["spread"] == pytest.approx(supervised.collapse_index["hidden"])  # one definition
+    table = format_table(supervised)
+    assert "Cell shape" in table and "Embedding map" in table
+    assert f"{trained.depth.median:g} [{trained.depth.q25:g}-{trained.depth.q75:g}]" in table
+
+
 def test_output_of_the_previous_version_is_read_with_measure_names(supervised):
     old = supervised.to_dict()
-    for key in ("run_seed", "data", "probe", "loss", "fig2_reference", "live"):
+    for key in ("run_seed", "data", "probe", "loss", "fig2_reference", "live", "cell_shape", "embedding"):
         del old[key]
     del old["figures"]["ppl_reference"]
+    del old["figures"]["cell_shape_search"]
     old["spearman"] = {"common_activations": {"rho": -0.2, "p": 0.1}, "common_connections": {"rho": 0.1, "p": 0.3},
                        "ged": {"rho": 0.3, "p": 0.01}, "abs_perf_diff": {"rho": 0.0, "p": 0.9}}
     again = Analysis.from_dict(old)

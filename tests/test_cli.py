@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -105,21 +106,23 @@ def test_sigkill_mid_epoch_then_resume_keeps_every_event(tmp_path):
 
 
 def test_ctrl_c_stops_with_checkpoint_and_resumes_mid_epoch(tmp_path):
+    root = tmp_path / "my sessions"  # a folder a shell would split: the printed command quotes it
     proc = start("train", "--controller", "unsupervised", "--headless", "--epochs", "2",
-                 "--sessions-dir", str(tmp_path), *SLOW)
-    wait_for(lambda: len(all_sessions(tmp_path)) == 1)
-    session = only_session(tmp_path)
+                 "--sessions-dir", str(root), *SLOW)
+    wait_for(lambda: len(all_sessions(root)) == 1)
+    session = only_session(root)
     wait_for(lambda: any(e.type == "shared_step" and e.step >= 10 for e in events_of(session)))
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert f"enas-tui train --resume {session.id}" in err and "Traceback" not in err
+    assert proc.returncode == 130 and "Traceback" not in err
+    printed = err.split("stopped; continue with: ")[1].splitlines()[0]
+    assert shlex.split(printed) == ["enas-tui", "train", "--resume", session.id, "--sessions-dir", str(root)]
     events = read_events(session.log_path)
     assert events[-1].type == "session_end" and events[-1].status == "stopped"
     assert any(e.type == "checkpoint" and e.kind == "interrupt" for e in events)
     assert session.status()["status"] == "stopped"
     done_steps = max(e.step for e in events if e.type == "shared_step")
-    out = cli("train", "--resume", session.id, "--sessions-dir", str(tmp_path))
+    out = cli(*shlex.split(printed)[1:])  # the printed command, pasted (enas-tui is this interpreter's -m)
     assert out.returncode == 0, out.stderr
     resumed = read_events(session.log_path)[len(events):]
     first_step = next(e for e in resumed if e.type == "shared_step")
@@ -337,7 +340,7 @@ def test_sigterm_stops_with_143_a_checkpoint_and_resumes(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143
-    assert err == f"stopped; continue with: enas-tui train --resume {session.id}\n"
+    assert err == f"stopped; continue with: enas-tui train --resume {session.id} --sessions-dir {tmp_path}\n"
     events = read_events(session.log_path)
     end = events[-1]
     assert end.type == "session_end" and end.status == "stopped"

@@ -18,7 +18,8 @@ from enas_tui.data import Corpus, load_corpus
 from enas_tui.diagnostics import MEASURE_LABELS, PAPER_TABLE1, TABLE1_COLUMNS, other_measures, resolve_readings
 from enas_tui.paper import RUN_ORDER, PaperInterrupted, format_paper_table, run_paper
 from enas_tui.replication import interval
-from enas_tui.report import fig2, fig3, table1_figure, write_report
+from enas_tui.embedding import map_limit, project
+from enas_tui.report import cell_shape_figure, embedding_figure, fig2, fig3, table1_figure, write_report
 from enas_tui.session_log import read_events
 from enas_tui.sessions import all_sessions, create_session
 from enas_tui.trainer import new_run
@@ -26,7 +27,8 @@ from enas_tui.trainer import new_run
 from helpers import TINY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FILES = [f"{name}.{ext}" for name in ("fig1", "fig2", "fig3", "fig4", "table1") for ext in ("png", "svg")]
+FILES = [f"{name}.{ext}" for name in ("fig1", "fig2", "fig3", "fig4", "table1", "embedding", "cell_shape")
+         for ext in ("png", "svg")]
 SEED_FILES = ["table1_seeds.png", "table1_seeds.svg"]
 
 
@@ -170,6 +172,32 @@ def test_table1_figure_shows_p_values_and_n(analyses):
     a = analyses[2]
     assert f"ours (n {a.n}, {a.n * (a.n - 1) // 2:,} pairs)" in cells
     assert f"{a.spearman['ged_paper']['p']:.2g}" in cells and "p" in cells
+
+
+def test_embedding_figure_shares_its_axes_and_colours_by_perplexity(analyses):
+    fig = embedding_figure(analyses[:3])
+    maps = [ax for ax in fig.axes if ax.collections and ax.get_label() != "<colorbar>"]
+    limit = map_limit([project(a.trained.hidden) for a in analyses[:3]])
+    assert len(maps) == 3 and all(ax.get_xlim() == (-limit, limit) for ax in maps)
+    for ax, a in zip(maps, analyses):
+        scatter = ax.collections[0]
+        assert scatter.get_offsets().shape == (a.n, 2)
+        ppl = np.asarray(a.trained.ppl, dtype=np.float64)
+        assert np.allclose(np.asarray(scatter.get_array()), np.log10(ppl), equal_nan=True)
+        assert a.controller in ax.get_title() and "PC1" in ax.get_xlabel()
+
+
+def test_cell_shape_figure_draws_each_search(analyses):
+    fig = cell_shape_figure(analyses[:3])
+    depth, width = fig.axes[:2]
+    medians = [line for line in depth.lines if line.get_label().endswith("(median)") and "uniform" not in
+               line.get_label()]
+    assert [line.get_label() for line in medians] == [f"{a.controller} (median)" for a in analyses[:3]]
+    for line, a in zip(medians, analyses):
+        assert list(line.get_xdata()) == a.search["history"]["steps"]
+        assert list(line.get_ydata()) == [row[1] for row in a.search["history"]["depth"]]
+    assert any("uniform" in line.get_label() for line in width.lines)
+    assert "leaves" in width.get_ylabel()
 
 
 def test_report_needs_an_analysis(tmp_path):

@@ -188,6 +188,10 @@ class ReplayIndex:
                 state.note("error", damage_line(span))
         return self.fold(state, k * self.every, position)
 
+    def end_state(self) -> DashboardState:
+        """A fresh state after every indexed event (a copy of the one the scan folded)."""
+        return self._state.copy()
+
     def epochs(self) -> list[int]:
         return sorted(self.epoch_ends)
 
@@ -231,7 +235,9 @@ class ReplayCursor:
     def seek(self, position: int) -> DashboardState:
         position = max(0, min(position, len(self.index)))
         ahead = position - self.position
-        if 0 <= ahead <= self.index.every:
+        if position == len(self.index) and ahead != 0:
+            self.state = self.index.end_state()  # the scan's own state: no need to read the log again
+        elif 0 <= ahead <= self.index.every:
             self.index.fold(self.state, self.position, position)
         else:
             self.state = self.index.state_at(position)
