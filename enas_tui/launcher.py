@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from .commands import stop_command
 from .events import Event, event_from_dict
 from .sessions import Session, SessionError, pid_alive
 
@@ -171,11 +172,14 @@ def detached_command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "enas_tui", "train", "--headless", "--detached-child", *args]
 
 
-def start_detached(args: list[str], cwd: str | None = None, timeout: float = DETACH_HANDSHAKE_S) -> DetachedRun:
+def start_detached(args: list[str], cwd: str | None = None, timeout: float = DETACH_HANDSHAKE_S,
+                   stopping: Callable[[], bool] = lambda: False) -> DetachedRun:
     """Start ``enas-tui train ARGS`` headless in its own process session and wait for its session.
 
     The child announces its session with one JSON line on the pipe, then moves its output to the
-    session's trainer.log and closes the pipe; the parent may exit (an ssh logout included).
+    session's trainer.log and closes the pipe; the parent may exit (an ssh logout included). Until
+    then the child is this command's: when ``stopping()`` turns true (Ctrl-C, SIGTERM) or it stays
+    silent past ``timeout``, it is asked to stop (SIGTERM: before its session exists it just exits).
     """
     stderr = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(
@@ -194,8 +198,18 @@ def start_detached(args: list[str], cwd: str | None = None, timeout: float = DET
                 continue
             process.stdout.close()
             return run
-        ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        chunk = os.read(process.stdout.fileno(), 4096) if ready else b""
+        if stopping():
+            process.stdout.close()
+            _stop_child(process)
+            raise DetachError("stopped before the trainer had a session; it was asked to stop", 130)
+        ready, _, _ = select.select([process.stdout], [], [], max(0.0, min(0.2, deadline - time.monotonic())))
+        if not ready:
+            if time.monotonic() < deadline:
+                continue
+            process.stdout.close()
+            _stop_child(process)
+            raise DetachError(f"the trainer did not report its session within {timeout:.0f} s", 1)
+        chunk = os.read(process.stdout.fileno(), 4096)
         if not chunk:
             break
         buf += chunk
@@ -203,13 +217,23 @@ def start_detached(args: list[str], cwd: str | None = None, timeout: float = DET
     try:
         code = process.wait(5)
     except subprocess.TimeoutExpired:  # alive but silent: do not leave it running unseen
-        process.terminate()
-        raise DetachError(f"the trainer did not report its session within {timeout:.0f} s", 1) from None
+        _stop_child(process)
+        raise DetachError("the trainer closed its output without reporting its session", 1) from None
     stderr.seek(0)
     lines = [ln.strip() for ln in stderr.read().splitlines() if ln.strip()]
     message = lines[-1] if lines else f"the trainer exited with code {code}"
     prefix = "enas-tui: error: "
     raise DetachError(message[len(prefix):] if message.startswith(prefix) else message, code or 1)
+
+
+def _stop_child(process: subprocess.Popen, wait: float = 10.0) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it is still there after ``wait`` s."""
+    process.terminate()
+    try:
+        process.wait(wait)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def announce_detached(session: Session) -> None:
@@ -246,7 +270,7 @@ def stop_session(session: Session, wait: float = 30.0, poll: float = 0.2) -> Sto
         raise SessionError(f"session {session.id} is not running (status {live})")
     host = status.get("host")
     if host not in (None, socket.gethostname()):
-        raise SessionError(f"session {session.id} runs on {host}, not here: enas-tui stop {host}:{session.id}")
+        raise SessionError(f"session {session.id} runs on {host}, not here: {stop_command(session, host=host)}")
     pid = int(status.get("pid", -1))
     if pid <= 0 or not pid_alive(pid, status.get("pid_start")):
         raise SessionError(f"session {session.id}: its trainer (pid {pid}) is gone")
