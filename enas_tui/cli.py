@@ -424,7 +424,7 @@ def _offline(text: str, root: Path, remote_cmd: str | None, remote_dir: Path | N
     typer.echo(f"copying {text} (only what is new since the last copy)...", err=True)
     result = cached_copy(endpoint)
     if result.damage:
-        typer.echo(f"enas-tui: warning: the log on {endpoint.target.destination} is {result.damage_summary()} "
+        typer.echo(f"enas-tui: warning: {endpoint.target.destination}: {result.damage_summary()} "
                    f"(the dashboard shows where)", err=True)
     return result.session
 
@@ -436,7 +436,7 @@ def attach(
     sessions_dir: Optional[Path] = WATCH_SESSIONS_DIR,
     remote_cmd: Optional[str] = REMOTE_CMD,
 ) -> None:
-    """Open the dashboard on a session's log: catch up, then follow it live (HOST:ID: over ssh)."""
+    """Open the dashboard on a session's log: catch up, then follow it live (HOST:ID over ssh)."""
     from .remote.target import is_remote
     from .sessions import newest_running, open_session, sessions_root
     from .tui import run_attach
@@ -575,7 +575,7 @@ def stop(
         if not endpoint.target.session_id:
             raise UsageProblem(f"name the session to stop: enas-tui stop {session_id}ID")
         result, folder = remote_stop(endpoint, wait)
-        where, there = f" on {endpoint.target.destination}", f" on {endpoint.target.destination}"
+        where, there = f" on {endpoint.target.destination}", " there"
         session = Session(PurePosixPath(folder) / result.session_id) if folder else None
         resume = resume_command(session, always_folder=True) if session else f"enas-tui train --resume {result.session_id}"
     else:
@@ -593,7 +593,7 @@ def stop(
 def pull(
     session_id: str = typer.Argument(..., metavar="HOST:ID", help="The remote session to copy."),
     to: Optional[Path] = typer.Option(None, "--to", metavar="DIR",
-                                      help="Local sessions folder to copy into [default: $ENAS_TUI_SESSIONS or ./sessions]."),
+                                      help="Local sessions folder to copy into (default: $ENAS_TUI_SESSIONS, else ./sessions)."),
     checkpoints: bool = typer.Option(False, "--checkpoints", help="Copy the checkpoints too (needed for analyze)."),
     bwlimit: Optional[float] = typer.Option(None, "--bwlimit", metavar="KBPS", help="Limit the transfer to KBPS kB/s."),
     sessions_dir: Optional[Path] = WATCH_SESSIONS_DIR,
@@ -623,8 +623,8 @@ def pull(
         typer.echo("the session is still running there: pull again later for the rest")
     typer.echo(f"replay it with: {replay_command(result.session)}")
     if result.damage:
-        raise UserError(f"the log on {endpoint.target.destination} is {result.damage_summary()}: the copy has "
-                        f"every record a reader there finds, and the same damage")
+        raise UserError(f"{endpoint.target.destination}: {result.damage_summary()}: the copy keeps every "
+                        f"record a reader there finds, and the damage where it is")
 
 
 def _pull_progress():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from enas_tui.events import ControllerStep, EpochEnd, EpochStart, SharedStep
 from enas_tui.headless import ProgressLines
@@ -80,3 +82,48 @@ def test_progress_lines_say_where_the_run_is_and_when_it_ends():
     lines.track(EpochEnd(epoch=3, train_ppl=150.0, valid_ppl=140.0, reward=0.25, entropy=30.0, elapsed_s=10.0))
     now[0] = 11.0
     assert lines.due().endswith("reward 0.250 | ETA epoch 0:00:24, run 0:01:34")  # the last epochs' pace: 10 s
+
+
+def test_bad_flags_fail_in_the_foreground_before_anything_is_detached(tmp_path):
+    cases = [
+        (("--device", "cuda:7"), 2, "--device"),
+        (("--set", "model.hidden=nan"), 2, "model.hidden"),
+        (("--data", str(tmp_path / "no-such-corpus")), 2, "no such folder"),
+        (("--resume", "nope"), 1, "no session"),
+        (("--progress-every", "0"), 2, "--progress-every"),
+    ]
+    for args, code, words in cases:
+        out = enas("train", "--detach", "--sessions-dir", str(tmp_path), *args, *SETS)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == code and len(lines) == 1 and lines[0].startswith("enas-tui: error: "), (args, out)
+        assert words in lines[0], (args, lines)
+        assert not out.stdout and not [p for p in tmp_path.iterdir() if p.name != "no-such-corpus"], args
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def test_a_stop_while_the_trainer_starts_stops_it_too(tmp_path):
+    """SIGTERM to `train --detach` before the trainer has reported its session: the trainer is
+    asked to stop too (never left running unseen), and the command exits 143 like any stopped run."""
+    parent = subprocess.Popen([sys.executable, "-m", "enas_tui", "train", "--detach", "--epochs", "200",
+                               "--sessions-dir", str(tmp_path), *SETS], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 60
+    while not children(parent.pid):
+        assert parent.poll() is None and time.monotonic() < deadline, "no trainer child started"
+        time.sleep(0.01)
+    (child,) = children(parent.pid)
+    parent.send_signal(signal.SIGTERM)
+    out, err = parent.communicate(timeout=60)
+    assert parent.returncode == 143, err
+    assert err.strip().splitlines() == ["enas-tui: error: stopped before the trainer had a session; "
+                                        "it was asked to stop"]
+    assert not pid_alive(child)
+    for path in tmp_path.iterdir():  # a session the child made meanwhile was stopped, not left running
+        assert Session(path).state().status != "running"

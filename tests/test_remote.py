@@ -24,7 +24,7 @@ from enas_tui.remote.mirror import Mirror
 from enas_tui.remote.pull import cached_copy
 from enas_tui.remote.pump import RemoteStream
 from enas_tui.remote.target import parse_target
-from enas_tui.session_log import LogReader, scan
+from enas_tui.session_log import LogReader, read_log, scan
 from enas_tui.sessions import Session
 from enas_tui.tui.app import AttachApp
 from enas_tui.tui.compare import CompareApp
@@ -207,8 +207,11 @@ async def test_a_run_that_crashes_while_watched_remotely_shows_crashed(remote):
         async with app.run_test(size=(100, 30)) as pilot:
             await until(pilot, lambda: app.state.run_status == "crashed", what="the crash")
             status = status_line(app)
-            assert "TRAINER CRASHED" in status and "illegal memory access" in status
+            assert "✖ CRASHED" in status and "illegal memory access" in status  # the one status word
             assert app.state.seq == 89  # every record written before the crash is shown
+            # the command to continue it is the one to run on the host, in its sessions folder
+            hint = " ".join(line.rstrip("\\").strip() for line in status.splitlines()[1:])
+            assert hint == f"continue on box with: enas-tui train --resume run-c --sessions-dir {remote.resolve()}"
     finally:
         stream.close()
         stream.mirror.remove()
@@ -273,7 +276,8 @@ def test_stop_asks_a_remote_trainer_to_stop_gracefully(server, remote):
     wait_for(lambda: record_count(remote / "run-s" / "events.log") >= 30, what="the trainer's first records")
     out = cli(server, "stop", "box:run-s", "--wait", "20")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "session run-s stopped on box; continue it there with: enas-tui train --resume run-s"
+    assert out.stdout.strip() == ("session run-s stopped on box; continue it there with: enas-tui train --resume "
+                                  f"run-s --sessions-dir {remote.resolve()}")
     assert writer.wait(10) == 0
     assert Session(remote / "run-s").status()["status"] == "stopped"
     assert b'"status":"stopped"' in records(remote / "run-s" / "events.log")[-1]
@@ -293,9 +297,11 @@ def test_pull_is_resumable_and_verifies_the_log(server, remote, tmp_path):
     wait_for(lambda: copy.exists() and copy.stat().st_size > 400_000, what="part of the log")
     first.send_signal(signal.SIGKILL)  # interrupted
     first.wait(10)
-    count, end, torn = scan(copy)
+    prefix = copy.read_bytes()
+    assert prefix == session.log_path.read_bytes()[:len(prefix)]  # byte for byte what the box holds, so far
+    count, end, torn = scan(copy)  # the next pull continues from the end of the last valid record
     size = session.log_path.stat().st_size
-    assert torn == 0 and 0 < count and end < size  # a valid prefix, whole records only
+    assert 0 < count and end < size and end + torn == len(prefix)
     done = run("pull", "box:big", "--to", str(local), "--checkpoints")
     assert done.returncode == 0, done.stderr
     assert copy.read_bytes() == session.log_path.read_bytes()
@@ -310,19 +316,26 @@ def test_pull_is_resumable_and_verifies_the_log(server, remote, tmp_path):
     assert "replay it with: enas-tui replay big --sessions-dir" in again.stdout
 
 
-def test_pull_refuses_to_copy_past_damage_in_the_remote_log(server, remote, tmp_path):
+def test_pull_keeps_the_records_after_damage_and_says_where_it_is(server, remote, tmp_path):
     session = write_synthetic_session(remote, SyntheticRun(epochs=1), session_id="hurt")
     with LogReader(session.log_path) as reader:
-        middle = reader.read_records()[50]
+        everything = reader.read_records()
+    middle = everything[50]
     data = bytearray(session.log_path.read_bytes())
     data[middle.offset + 20] ^= 0xFF  # a flipped bit inside record 50's payload
     session.log_path.write_bytes(bytes(data))
     out = cli(server, "pull", "box:hurt", "--to", str(tmp_path))
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"damaged at byte {middle.offset}" in lines[0] and "holds the 50 records before it" in lines[0]
-    count, end, torn = scan(tmp_path / "hurt" / "events.log")
-    assert (count, end, torn) == (50, middle.offset, 0)
+    assert lines == [f"enas-tui: error: box: log damaged: 1 span, 1 record skipped (first at byte {middle.offset}): "
+                     "the copy keeps every record a reader there finds, and the damage where it is"]
+    assert f"{len(everything) - 1:,} log records" in out.stdout
+    copy = tmp_path / "hurt" / "events.log"
+    assert copy.read_bytes() == session.log_path.read_bytes()  # the damage where it is on the box
+    here, there = read_log(copy), read_log(session.log_path)
+    assert here.damage == there.damage and len(here.events) == len(everything) - 1  # reported the same way
+    again = run("pull", "box:hurt", "--to", str(tmp_path))  # nothing new: the same report, nothing copied
+    assert again.returncode == 1 and "0 new" in again.stdout and copy.read_bytes() == session.log_path.read_bytes()
 
 
 @sync

@@ -5,22 +5,26 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import zlib
+from collections import deque
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from enas_tui.events import decode_event
 from enas_tui.remote.catchup import KEEP_STEPS, RESUME_STEPS, plan
 from enas_tui.remote.hosts import HostsError, endpoint
 from enas_tui.remote.protocol import (
-    TAG_CONTROL, TAG_RECORD, MessageReader, ProtocolError, check_hello, control_message, find_hello, hello,
+    TAG_ARCHS, TAG_CONTROL, TAG_RECORD, MessageReader, ProtocolError, check_hello, control_message, find_hello, hello,
     hello_line, record_message,
 )
 from enas_tui.remote.ssh import classify, ssh_argv
 from enas_tui.remote.target import RemoteTarget, TargetError, parse_host, parse_target
 from enas_tui.session_log import HEADER_SIZE, LogReader, LogWriter, encode_frame
 from enas_tui.sessions import Session, write_json_atomic
-from enas_tui.tui.state import DashboardState
+from enas_tui.sources import ProbeArchs
+from enas_tui.tui.state import DashboardState, Series
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
 
 
@@ -160,25 +164,40 @@ def stream_output(root: Path, *args: str) -> list:
     return list(MessageReader().feed(out.stdout[end:]))
 
 
-def fold(payloads) -> DashboardState:
+def fold(events) -> DashboardState:
+    """The dashboard's state after these events (payloads are decoded; ProbeArchs are taken as they are)."""
     state = DashboardState()
-    state.apply_all(decode_event(p) for p in payloads)
+    state.apply_all(e if isinstance(e, ProbeArchs) else decode_event(e) for e in events)
     return state
 
 
+def sent_events(messages) -> list:
+    """What a remote attach folds from a stream, in order: the records' payloads and the left-out
+    probes' architectures."""
+    return [m.frame[12:-4] if m.tag == TAG_RECORD else m.probe_archs for m in messages
+            if m.tag in (TAG_RECORD, TAG_ARCHS)]
+
+
+NOT_SHOWN = {"ticks", "touched", "_summary", "_projection", "_properties"}  # change tracking and caches
+
+
+def comparable(value):
+    if isinstance(value, Series):
+        return list(value.points)
+    if isinstance(value, np.ndarray):
+        return (value.shape, value.tobytes())
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, deque)):
+        return [comparable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__, {f.name: comparable(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    return value
+
+
 def view(state: DashboardState) -> dict:
-    """What the panels show, as comparable values."""
-    series = ("shared_ppl", "reward", "baseline", "entropy", "supervised_loss", "train_ppl", "valid_ppl",
-              "epoch_reward", "epoch_collapse", "epoch_seconds", "collapse_history")
-    out = {name: list(getattr(state, name).points) for name in series}
-    out["spearman"] = {k: list(v.points) for k, v in state.spearman_history.items()}
-    out["probe"] = (state.probe.seq, state.probe.hidden.tobytes()) if state.probe else None
-    for name in ("seq", "last_t", "epoch", "epochs", "shared_done", "ctrl_done", "status", "warnings", "best_ppl",
-                 "best_arch", "best_epoch", "greedy_arch", "tokens_per_s", "collapsed", "collapse_relative", "buffer"):
-        out[name] = getattr(state, name)
-    out["diagnostics"] = state.diagnostics.seq if state.diagnostics else None
-    out["log"] = list(state.log)
-    return out
+    """Everything the panels can show, as comparable values (every field but change tracking)."""
+    return {f.name: comparable(getattr(state, f.name)) for f in dataclasses.fields(state) if f.name not in NOT_SHOWN}
 
 
 def test_a_late_attach_gets_what_the_panels_need_not_the_whole_log(tmp_path):
@@ -194,9 +213,12 @@ def test_a_late_attach_gets_what_the_panels_need_not_the_whole_log(tmp_path):
     assert kinds == ["start", "caught_up", "end"]
     assert messages[-2].control["skipped"] == len(everything) - len(sent) > 7_000
     assert sum(b'"type":"probe"' in p[:30] for p in sent) == 1
+    probes = sum(b'"type":"probe"' in r.payload[:30] for r in everything)
+    assert sum(m.tag == TAG_ARCHS for m in messages) == probes - 1  # the others' architectures
     assert sum(b'"type":"shared_step"' in p[:30] for p in sent) == KEEP_STEPS + 2  # + the first of each epoch
-    shown, full = view(fold(sent)), view(fold(r.payload for r in everything))
+    shown, full = view(fold(sent_events(messages))), view(fold(r.payload for r in everything))
     assert shown["shared_done"] == 6_600 and len(shown["shared_ppl"]) == 2_000
+    assert len(shown["shape"]) == probes  # the cell shape over the search: every probe set
     assert shown == full  # the same dashboard
 
 
@@ -220,9 +242,10 @@ def test_a_late_attach_after_a_resume_keeps_what_the_rewind_leaves(tmp_path):
     with LogReader(session.log_path) as reader:
         everything = reader.read_records()
     full = view(fold(r.payload for r in everything))
-    sent = [m.frame[12:-4] for m in stream_output(tmp_path, session.id, "--thin-over", "0") if m.tag == TAG_RECORD]
+    messages = stream_output(tmp_path, session.id, "--thin-over", "0")
+    sent = [m.frame[12:-4] for m in messages if m.tag == TAG_RECORD]
     assert sum(b'"type":"shared_step"' in p[:30] for p in sent) == RESUME_STEPS + 4  # + four epoch starts
-    shown = view(fold(sent))
+    shown = view(fold(sent_events(messages)))
     assert [x for x, _ in shown["shared_ppl"]][:1] == [5_001] and len(shown["shared_ppl"]) == 2_000
     assert shown == full
     with open(session.log_path, "rb") as f:  # without the wider window the dashboard would differ
@@ -239,3 +262,70 @@ def test_a_stream_from_an_offset_sends_each_later_record_once(tmp_path):
     messages = [m for m in stream_output(tmp_path, session.id, "--from", str(start)) if m.tag == TAG_RECORD]
     assert [m.value for m in messages] == [r.offset for r in everything[40:]]
     assert [m.frame for m in messages] == [session.log_path.read_bytes()[r.offset:r.end] for r in everything[40:]]
+
+
+# -- damage in the remote log --------------------------------------------------------------------------
+def damaged_copy(session: Session) -> tuple[list, list]:
+    """Damage a finished session's log in the ways a catch-up must see as a reader does; returns
+    (the records before the damage, the offsets of records whose own bytes were damaged)."""
+    with LogReader(session.log_path) as reader:
+        records = reader.read_records()
+    data = bytearray(session.log_path.read_bytes())
+    kinds = [decode_event(r.payload).type for r in records]
+    ends = [i for i, k in enumerate(kinds) if k == "epoch_end"]
+    steps = [i for i, k in enumerate(kinds) if k == "shared_step"]
+    probes = [i for i, k in enumerate(kinds) if k == "probe"]
+    flip_header = records[ends[0]]  # a record every catch-up sends: a flipped bit in its length
+    data[flip_header.offset + 2] ^= 0x10
+    zeros = records[steps[40]]  # zeros over three steps a catch-up leaves out, from a header on
+    data[zeros.offset:records[steps[40] + 3].offset] = bytes(records[steps[40] + 3].offset - zeros.offset)
+    huge = records[steps[60]]  # a length within the file with a valid checksum: the payload check shows it
+    raw = (huge.end - huge.offset + 5000).to_bytes(8, "little")
+    data[huge.offset:huge.offset + 12] = raw + zlib.crc32(raw).to_bytes(4, "little")
+    last_probe = records[probes[-1]]  # a flipped bit inside a payload the catch-up sends
+    data[last_probe.offset + 500] ^= 0x01
+    not_json = records[steps[-5]]  # a valid frame whose payload is no event
+    frame = encode_frame(b"{" + b"x" * (not_json.end - not_json.offset - 17))
+    data[not_json.offset:not_json.end] = frame
+    twice = records[ends[1]]  # an old record again, after a later one
+    session.log_path.write_bytes(bytes(data[:records[-1].offset]) + data[twice.offset:twice.end]
+                                 + bytes(data[records[-1].offset:]))
+    return records, [flip_header.offset, zeros.offset, huge.offset, last_probe.offset, not_json.offset]
+
+
+def test_a_catch_up_reports_damage_as_a_reader_on_the_box_does(tmp_path):
+    session = write_synthetic_session(tmp_path, SyntheticRun(epochs=3, shared_steps=300), session_id="hurt")
+    _, damaged = damaged_copy(session)
+    with LogReader(session.log_path) as reader:
+        good = reader.read_records()
+        expected = [dataclasses.asdict(d) for d in reader.damage]
+    assert len(expected) == 6  # each damage above, and the repeated record
+    messages = stream_output(tmp_path, session.id, "--thin-over", "0")
+    reports = [m.control for m in messages if m.tag == TAG_CONTROL and m.control["kind"] == "damage"]
+    assert reports[-1]["spans"] == expected  # the same spans, offsets, reasons and records skipped
+    sent = {m.value: m.frame for m in messages if m.tag == TAG_RECORD}
+    assert not set(sent) & set(damaged)  # nothing damaged is sent as a record
+    by_offset = {r.offset: r for r in good}
+    assert all(o in by_offset and frame == session.log_path.read_bytes()[o:by_offset[o].end]
+               for o, frame in sent.items())  # every record sent is one a reader there returns
+    # each report names the damage before the records after it (a local reader's order)
+    order = [("record", m.value) if m.tag == TAG_RECORD else ("damage", len(m.control["spans"]))
+             for m in messages if m.tag == TAG_RECORD or (m.tag == TAG_CONTROL and m.control["kind"] == "damage")]
+    for i, (what, value) in enumerate(order):
+        if what == "record":
+            announced = max([n for w, n in order[:i] if w == "damage"], default=0)
+            assert sum(d["start"] < value for d in expected) == announced
+
+
+def test_a_stream_of_a_log_that_is_not_one_is_a_one_line_error(tmp_path):
+    session = write_synthetic_session(tmp_path, SyntheticRun(epochs=1), session_id="nolog")
+    data = bytearray(session.log_path.read_bytes())
+    data[0] ^= 0x20
+    session.log_path.write_bytes(bytes(data))
+    for args in (("--thin-over", "0"), ()):
+        out = subprocess.run([sys.executable, "-m", "enas_tui", "remote", "stream", session.id, *args,
+                              "--sessions-dir", str(tmp_path)], capture_output=True, timeout=60)
+        _, end = find_hello(out.stdout)
+        controls = [m.control for m in MessageReader().feed(out.stdout[end:]) if m.tag == TAG_CONTROL]
+        assert out.returncode == 1 and controls[-1]["kind"] == "error"
+        assert "not an enas-tui session log" in controls[-1]["message"]

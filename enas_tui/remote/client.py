@@ -26,12 +26,13 @@ def remote_sessions(endpoint: Endpoint) -> tuple[str, list[SessionSummary]]:
     return str(result.hello.get("sessions_dir", "?")), summaries
 
 
-def remote_stop(endpoint: Endpoint, wait: float) -> StopResult:
-    """SIGTERM to the session's trainer on the host; waits there up to ``wait`` s for it to stop."""
+def remote_stop(endpoint: Endpoint, wait: float) -> tuple[StopResult, str | None]:
+    """SIGTERM to the session's trainer on the host; waits there up to ``wait`` s for it to stop.
+    Returns what happened, and the sessions folder on the host (for the command to continue it)."""
     if not endpoint.target.session_id:
         raise RemoteError(f"name the session to stop: enas-tui stop {endpoint.target.label()}ID", "usage")
     result = run_verb(endpoint, "stop", [endpoint.target.session_id, "--wait", str(wait)], timeout=wait + 60)
     try:
-        return StopResult(**json.loads(result.lines[-1]))
+        return StopResult(**json.loads(result.lines[-1])), result.hello.get("sessions_dir")
     except (ValueError, TypeError, IndexError):
         raise RemoteError(f"{endpoint.target.destination}: no answer from the stop request", "protocol") from None

@@ -9,16 +9,20 @@ text a login script printed before it (a frequent reason ssh commands "hang" or 
 (``sessions``, ``stop``) then write JSON lines. Binary verbs (``stream``, ``pull``) write messages::
 
     offset  size  field
-    0       1     tag: b"R" log record, b"C" control, b"D" file data
-    1       8     value, unsigned little-endian: R the record's byte offset in the remote log,
+    0       1     tag: b"R" log record, b"C" control, b"D" file data, b"A" a probe's architectures
+    1       8     value, unsigned little-endian: R and A the record's byte offset in the remote log,
                   D the chunk's offset in its file, C 0
     9       ...   a frame exactly as in the session log (session_log.py): length, CRC-32 of the
                   length, payload, CRC-32 of the payload
 
 An R message's frame is the record's bytes copied verbatim from the remote log, so the CRC the
 trainer computed when it wrote the record is checked on the laptop: the framing is verified end to
-end, and the local mirror of the log (mirror.py) is written from the same bytes. C payloads are JSON
-objects with a ``kind``; D payloads are raw file bytes.
+end, and the local mirror of the log (mirror.py) is written from the same bytes. The box checks
+each record's CRCs before it sends it (damage is reported, never sent), so a frame that fails here
+was damaged on the way. C payloads are JSON objects with a ``kind``; D payloads are raw file bytes;
+A payloads are a probe record that a catch-up leaves out, reduced to what the cell-shape history
+needs (``{"seq", "t", "epoch", "step", "archs"}``, zlib-compressed JSON): a local reader turns such
+probes into ``sources.ProbeArchs`` too.
 
 No torch, no Textual: both ends of this run on machines that may lack them.
 """
@@ -30,21 +34,21 @@ import os
 import socket
 import struct
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from enas_tui import __version__
+from enas_tui import __version__, cell_shape
 from enas_tui.events import SCHEMA_VERSION
-from enas_tui.session_log import (
-    FORMAT_VERSION, FRAME_OVERHEAD, CorruptLogError, LogError, Record, _parse_frame, encode_frame,
-)
+from enas_tui.session_log import FORMAT_VERSION, FRAME_OVERHEAD, Record, encode_frame, parse_frame
+from enas_tui.sources import ProbeArchs
 
 PROTOCOL_VERSION = 1
 HELLO_KEY = "enas_tui_remote"
 HELLO_SEARCH_LIMIT = 64 * 1024  # bytes of login-script chatter skipped before the hello line
 
-TAG_RECORD, TAG_CONTROL, TAG_DATA = b"R", b"C", b"D"
+TAG_RECORD, TAG_CONTROL, TAG_DATA, TAG_ARCHS = b"R", b"C", b"D", b"A"
 _HEAD = struct.Struct("<cQ")
 HEAD_SIZE = _HEAD.size  # 9
 FRAME_TAIL_SIZE = 4  # the payload's CRC after it
@@ -129,6 +133,13 @@ def data_message(offset: int, chunk: bytes) -> bytes:
     return _HEAD.pack(TAG_DATA, offset) + encode_frame(chunk)
 
 
+def archs_message(offset: int, probe: ProbeArchs) -> bytes:
+    """An A message: the architectures of the probe record at ``offset`` (the rest is left out)."""
+    data = {"seq": probe.seq, "t": probe.t, "epoch": probe.epoch, "step": probe.step, "archs": probe.archs}
+    payload = zlib.compress(json.dumps(data, separators=(",", ":"), allow_nan=False).encode(), 1)
+    return _HEAD.pack(TAG_ARCHS, offset) + encode_frame(payload)
+
+
 @dataclass(slots=True)
 class Message:
     """One message: ``tag``, ``value`` (an offset) and its verified ``frame``."""
@@ -140,6 +151,19 @@ class Message:
     @property
     def payload(self) -> bytes:
         return self.frame[FRAME_HEAD_SIZE:-FRAME_TAIL_SIZE]
+
+    @property
+    def probe_archs(self) -> ProbeArchs:
+        """An A message's probe, with its cell shape (computed here: off the dashboard's thread)."""
+        try:
+            data = json.loads(zlib.decompress(self.payload))
+            archs = [str(a) for a in data["archs"]]
+            probe = ProbeArchs(epoch=int(data["epoch"]), step=int(data["step"]), archs=archs,
+                               seq=int(data["seq"]), t=float(data["t"]))
+        except (ValueError, KeyError, TypeError, zlib.error):
+            raise ProtocolError("a probe's architectures are not readable") from None
+        probe.shape = cell_shape.summarize(archs)
+        return probe
 
     @property
     def control(self) -> dict[str, Any]:
@@ -167,15 +191,12 @@ class MessageReader:
         try:
             while len(buf) - pos >= HEAD_SIZE:
                 tag, value = _HEAD.unpack_from(buf, pos)
-                if tag not in (TAG_RECORD, TAG_CONTROL, TAG_DATA):
+                if tag not in (TAG_RECORD, TAG_CONTROL, TAG_DATA, TAG_ARCHS):
                     raise ProtocolError(f"unknown message tag {tag!r} from the remote")
-                try:
-                    item = _parse_frame(buf, pos + HEAD_SIZE, value)
-                except CorruptLogError as err:
+                item = parse_frame(buf, pos + HEAD_SIZE, value)
+                if isinstance(item, str):  # the box sends only frames it verified: this is the transfer
                     what = "remote session log" if tag == TAG_RECORD else "stream from the remote"
-                    raise ProtocolError(f"damaged {what} at byte offset {err.offset}: {err.reason}") from None
-                except LogError as err:
-                    raise ProtocolError(str(err)) from None
+                    raise ProtocolError(f"damaged {what} at byte offset {value}: {item}")
                 if not isinstance(item, Record):
                     break  # the rest of this message has not arrived yet
                 size = item.end - item.offset

@@ -4,9 +4,13 @@ One ssh connection per pull. The box lists the session's files with their sizes;
 with what it already has; the box sends the rest. So an interrupted pull resumes where it stopped,
 and pulling a running session again copies only what was written since:
 
-- ``events.log`` is appended record by record, each frame checked (both CRCs) as it arrives: the
-  local copy always ends on a record boundary, and damage in the remote log stops the copy there
-  with the byte offset (the records before it are kept);
+- ``events.log`` is copied byte for byte and read back as it lands by the same reader that reads
+  it on the box (session_log.LogReader): every record's checksums and seq are checked, damage in
+  the box's log is found and reported as a reader there reports it (where, why, how many records),
+  and the records after it are kept, so the copy holds exactly what the box's log holds, damage
+  included, at the same offsets. A pull that resumes first cuts the copy back to its last valid
+  record (a tail that was torn or damaged when it was copied may have been completed or set aside
+  on the box since);
 - append-only or write-once files (``trainer.log``, ``checkpoints/epoch-*.pt``) continue from a
   ``.part`` file; the rest (meta.json, status.json, LATEST, interrupt.pt) are copied whole, and every
   file but the log is renamed into place only once complete.
@@ -28,70 +32,94 @@ from enas_tui.remote.protocol import (
 )
 from enas_tui.remote.ssh import RemoteError, classify, no_ssh, ssh_argv
 from enas_tui.remote.verbs import resumable
-from enas_tui.session_log import (
-    FORMAT_VERSION, HEADER_SIZE, MAGIC, CorruptLogError, LogError, Record, _parse_frame, scan,
-)
+from enas_tui.session_log import HEADER_SIZE, Damage, LogError, LogFormatError, LogReader
 from enas_tui.sessions import Session
+from enas_tui.sources import describe_damage
 
 
 @dataclass
 class PullResult:
-    """What a pull copied: bytes per file this time, and the log's records in the local copy."""
+    """What a pull copied: bytes per file this time, the log's records in the local copy, and the
+    damage in it (the box's log's, at the same offsets)."""
 
     session: Session
     copied: dict[str, int] = field(default_factory=dict)
     records: int = 0  # in the local copy of the log, after this pull
     new_records: int = 0  # of which this pull copied
-    damage: str | None = None  # where the remote log is damaged (the copy stops before it)
+    damage: list[Damage] = field(default_factory=list)
+
+    def damage_summary(self) -> str:
+        """One line: how many damaged spans and records skipped, and where the first one is."""
+        return describe_damage(self.damage)
 
 
-class LogAppender:
-    """Appends a log's bytes to a local copy, whole verified records only."""
+@dataclass
+class LocalLog:
+    """What a local copy of a log already holds: records, where the last valid one ends, its last
+    seq, and the damage before that point."""
 
-    def __init__(self, path: Path, start: int, host: str):
-        self.path, self.host = path, host
-        self._buf = bytearray()
-        self._offset = start  # remote offset of _buf[0]
-        self._header_done = start >= HEADER_SIZE
-        self.records = 0
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if start == 0 else 0)
+    records: int = 0
+    end: int = 0
+    last_seq: int = -1
+    damage: list[Damage] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, path: Path) -> LocalLog:
+        try:
+            with LogReader(path) as reader:
+                count = 0
+                while batch := reader.read_records(max_records=10_000):
+                    count += len(batch)
+                if reader.offset < HEADER_SIZE or reader.last_seq is None:
+                    return cls()
+                return cls(count, reader.offset, reader.last_seq, [d for d in reader.damage if not d.at_end])
+        except LogError:  # not a log (a damaged header, say): copy it again from the start
+            return cls()
+
+
+class LogCopy:
+    """Appends the log's bytes to the local copy and reads them back as they land (LogReader)."""
+
+    def __init__(self, path: Path, have: LocalLog, host: str):
+        self.path, self.host, self.have = path, host, have
+        self.records = 0  # new records this pull
+        self._reader: LogReader | None = None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if have.end == 0 else 0)
         self._fd = os.open(path, flags, 0o644)
 
     def feed(self, data: bytes) -> None:
-        self._buf += data
-        if not self._header_done:
-            if len(self._buf) < HEADER_SIZE:
-                return
-            head = bytes(self._buf[:HEADER_SIZE])
-            if head[:len(MAGIC)] != MAGIC or head[len(MAGIC)] > FORMAT_VERSION:
-                raise LogError(f"{self.host}: events.log is not a session log this enas-tui reads")
-            self._write(head)
-            del self._buf[:HEADER_SIZE]
-            self._offset, self._header_done = HEADER_SIZE, True
-        pos = 0
-        try:
-            while True:
-                item = _parse_frame(self._buf, pos, self._offset + pos)
-                if not isinstance(item, Record):
-                    break
-                pos += item.end - item.offset
-                self.records += 1
-        finally:
-            if pos:
-                self._write(bytes(self._buf[:pos]))
-                del self._buf[:pos]
-                self._offset += pos
-
-    def _write(self, data: bytes) -> None:
         view = memoryview(data)
         try:
             while view:
                 view = view[os.write(self._fd, view):]
         except OSError as err:
             raise LogError(f"cannot write {self.path}: {err.strerror}") from None
+        self._check()
+
+    def _check(self) -> None:
+        if self._reader is None:
+            if self.path.stat().st_size < HEADER_SIZE:
+                return
+            try:
+                self._reader = LogReader(self.path, None if self.have.end == 0 else self.have.end)
+            except LogFormatError as err:
+                raise LogError(f"{self.host}: events.log is not a session log this enas-tui reads ({err})") from None
+            if self.have.end:
+                self._reader.last_seq = self.have.last_seq  # seqs run on across the resumed copy
+        while batch := self._reader.read_records(max_records=10_000):
+            self.records += len(batch)
+
+    @property
+    def damage(self) -> list[Damage]:
+        return self.have.damage + (self._reader.damage if self._reader is not None else [])
 
     def close(self) -> None:
-        os.close(self._fd)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class FileCopy:
@@ -120,30 +148,28 @@ class FileCopy:
         self._f.close()
 
 
-def _local_have(folder: Path, files: list[dict]) -> tuple[dict[str, int], int]:
-    """What the local copy already holds, per file the box listed (resumable files only), and
-    how many records its log has."""
+def _local_have(folder: Path, files: list[dict]) -> tuple[dict[str, int], LocalLog]:
+    """What the local copy already holds, per file the box listed (resumable files only); the log
+    is cut back to its last valid record first."""
     have: dict[str, int] = {}
-    records = 0
+    log = LocalLog()
     for item in files:
         name, size = item["name"], item.get("size") or 0
         path = folder / name
         if name == "events.log" and path.exists():
-            try:
-                records, valid_end, torn = scan(path)
-            except LogError:  # a damaged local copy: copy the log again from the start
-                continue
-            if torn:
-                with open(path, "r+b") as f:
-                    f.truncate(valid_end)
-            have[name] = valid_end
+            log = LocalLog.read(path)
+            if log.end:
+                if path.stat().st_size > log.end:
+                    with open(path, "r+b") as f:
+                        f.truncate(log.end)
+                have[name] = log.end
         elif resumable(name):
             part = path.with_name(f".{path.name}.part")
             if part.exists():
                 have[name] = min(size, part.stat().st_size)
             elif path.exists() and path.stat().st_size <= size:
                 have[name] = path.stat().st_size
-    return have, records
+    return have, log
 
 
 def pull(endpoint: Endpoint, dest_root: Path, checkpoints: bool = False, rate: float | None = None,
@@ -188,10 +214,10 @@ class _Puller:
         self.ended = False
         self.result: PullResult | None = None
         self.sizes: dict[str, int] = {}
-        self._file: LogAppender | FileCopy | None = None
+        self._file: LogCopy | FileCopy | None = None
         self._name = ""
         self._got = 0
-        self._had = 0  # records in the local log before this pull
+        self._log = LocalLog()  # what the local log held before this pull
 
     def run(self) -> None:
         fd = self.proc.stdout.fileno()
@@ -230,8 +256,8 @@ class _Puller:
         elif kind == "done":
             if isinstance(self._file, FileCopy):
                 self._file.finish()
-            elif isinstance(self._file, LogAppender):
-                self._count(self._file.records)
+            elif isinstance(self._file, LogCopy):
+                self._count(self._file)
                 self._file.close()
             self._file = None
         elif kind == "end":
@@ -244,9 +270,9 @@ class _Puller:
         self.result = PullResult(Session(folder))
         files = [f for f in control.get("files", []) if isinstance(f, dict) and "name" in f]
         self.sizes = {f["name"]: f.get("size") or 0 for f in files}
-        have, self._had = _local_have(folder, files)
+        have, self._log = _local_have(folder, files)
         if "events.log" not in have:
-            self._had = 0
+            self._log = LocalLog()
         try:
             self.proc.stdin.write((json.dumps({"have": have}) + "\n").encode())
             self.proc.stdin.close()
@@ -260,30 +286,26 @@ class _Puller:
         path = self.result.session.path / name
         self._name, self._got = name, start
         if name == "events.log":
-            self._file = LogAppender(path, start, self.endpoint.target.destination)
+            if start == 0:  # the box's log is shorter than the copy (not the same log): copy it anew
+                self._log = LocalLog()
+            elif start != self._log.end:
+                raise ProtocolError(f"the log is sent from byte {start}, not where the copy ends ({self._log.end})")
+            self._file = LogCopy(path, self._log, self.endpoint.target.destination)
         else:
             self._file = FileCopy(path, start)
         self.result.copied[name] = 0
 
     def _data(self, data: bytes) -> None:
-        try:
-            self._file.feed(data)
-        except CorruptLogError as err:
-            self._count(self._file.records)
-            self._file.close()
-            self._file = None
-            self.result.damage = (f"the log on {self.endpoint.target.destination} is damaged at byte {err.offset} "
-                                  f"({err.reason})")
-            self.ended = True
-            return
+        self._file.feed(data)
         self._got += len(data)
         self.result.copied[self._name] += len(data)
         if self.progress is not None:
             self.progress(self._name, self._got, self.sizes.get(self._name, 0))
 
-    def _count(self, new: int) -> None:
-        self.result.new_records = new
-        self.result.records = self._had + new
+    def _count(self, copy: LogCopy) -> None:
+        self.result.new_records = copy.records
+        self.result.records = self._log.records + copy.records
+        self.result.damage = copy.damage
 
     def close(self) -> None:
         if self._file is not None:

@@ -1,7 +1,11 @@
 """The local side of a remote attach: runs ``enas-tui remote stream`` over ssh and fills the mirror.
 
 A thread reads the stream, checks every frame, appends the records to the mirror's log (mirror.py)
-and keeps what the box says about the trainer. When the connection drops (a network blip, a laptop
+and keeps what only the box can say: the session's status (Session.state there, where the
+trainer's pid can be checked), the damage its reader found (at remote offsets, each with the place
+in the mirror where it was reported, so the dashboard notes it where a local reader would), and
+the architectures of probes a catch-up left out (with their cell shape, computed here, off the
+dashboard's thread). When the connection drops (a network blip, a laptop
 that slept, sshd restarted on the box) it reconnects with backoff and asks for the records from the
 end of the last complete one it has, so no record is lost or written twice; meanwhile
 ``connection`` says "connection lost, reconnecting (n)" for the dashboard's status bar.
@@ -19,14 +23,16 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 
 from enas_tui.remote.hosts import Endpoint
 from enas_tui.remote.mirror import Mirror
 from enas_tui.remote.protocol import (
-    TAG_CONTROL, TAG_RECORD, MessageReader, ProtocolError, check_hello, find_hello,
+    TAG_ARCHS, TAG_CONTROL, TAG_RECORD, MessageReader, ProtocolError, check_hello, find_hello,
 )
 from enas_tui.remote.ssh import RemoteError, classify, no_ssh, ssh_argv
-from enas_tui.session_log import HEADER_SIZE, LogError
+from enas_tui.session_log import HEADER_SIZE, Damage, LogError
+from enas_tui.sources import ProbeArchs
 
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)  # waits before reconnection attempts 1, 2, ...; then the last
 RECONNECT_THIN_OVER = 32 * 1024 * 1024  # a reconnection that missed more than this catches up thinned
@@ -45,7 +51,13 @@ class RemoteStream:
         self.session_id = endpoint.target.session_id
         self.offset = HEADER_SIZE  # remote offset just past the last complete record received
         self.caught_up = False  # this connection's catch-up has arrived
-        self.remote_status: tuple[str | None, str] | None = None  # the box's verdict and the trainer's last line
+        self.remote_status: dict | None = None  # the box's verdict: status, reason, trainer_line
+        self.sessions_dir: str | None = None  # the sessions folder on the box
+        self.damage: list[Damage] = []  # what the box's reader found, at remote offsets, in file order
+        self.damage_at: dict[tuple[int, str], int] = {}  # (start, reason) -> mirror size when it was reported
+        self.torn_tail: tuple[int, int] | None = None  # the box's, when it last gave its verdict
+        self.probe_archs: deque[tuple[int, ProbeArchs]] = deque()  # (mirror size when it came, the probe)
+        self._from = HEADER_SIZE  # where this connection's stream started (its damage reports replace later ones)
         self.state = "connecting"  # connected | lost | ended | failed | closed
         self.attempts = 0  # failed reconnection attempts since the connection was lost
         self.problem = ""  # why it was lost (one line)
@@ -199,21 +211,24 @@ class RemoteStream:
                 return True
 
     def _handle(self, messages) -> None:
-        frames: list[bytes] = []
+        records: list[tuple[int, bytes]] = []
         end = self.offset
         for message in messages:
             if message.tag == TAG_RECORD:
                 if message.value < end:
                     raise ProtocolError(f"record at byte {message.value} repeats what arrived (up to {end})")
-                frames.append(message.frame)
+                records.append((message.value, message.frame))
                 end = message.value + len(message.frame)
                 continue
-            self.mirror.append(frames)  # records before a control message are on disk before it acts
-            frames, self.offset = [], end
-            if message.tag != TAG_CONTROL:
+            self.mirror.append(records)  # records before any other message are on disk before it acts
+            records, self.offset = [], end
+            if message.tag == TAG_ARCHS:
+                self.probe_archs.append((self.mirror.size, message.probe_archs))
+            elif message.tag == TAG_CONTROL:
+                end = self._control(message.control, end)
+            else:
                 raise ProtocolError(f"unexpected message {message.tag!r} in a stream")
-            end = self._control(message.control, end)
-        self.mirror.append(frames)
+        self.mirror.append(records)
         self.offset = end
 
     def _control(self, control: dict, end: int) -> int:
@@ -222,6 +237,8 @@ class RemoteStream:
             self.session_id = str(control.get("session_id") or self.session_id)
             if isinstance(control.get("meta"), dict) and control["meta"]:
                 self.mirror.write_meta(control["meta"])
+            self.sessions_dir = str(control.get("sessions_dir") or "") or None
+            self._from = int(control.get("start", end))
             self._status(control)
             self.caught_up, self.state, self.attempts, self.problem = False, "connected", 0, ""
             self.connections += 1
@@ -232,6 +249,8 @@ class RemoteStream:
             self.skipped += int(control.get("skipped", 0))
             self.caught_up = True
             self._note("caught_up")
+        elif kind == "damage":
+            self._damage(control.get("spans"))
         elif kind == "status":
             self._status(control)
         elif kind == "end":
@@ -241,7 +260,19 @@ class RemoteStream:
             raise RemoteError(f"{self.endpoint.target.destination}: {control.get('message')}", "remote")
         return end  # "ping" and kinds of later versions: nothing to do
 
+    def _damage(self, spans) -> None:
+        """The box's damage report: every span from this connection's start, replacing earlier word on them."""
+        try:
+            found = [Damage(int(d["start"]), int(d["end"]), None if d["skipped"] is None else int(d["skipped"]),
+                            str(d["reason"]), bool(d.get("at_end", False))) for d in spans]
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("a damage report is not readable") from None
+        for d in found:
+            self.damage_at.setdefault((d.start, d.reason), self.mirror.size)
+        self.damage = [d for d in self.damage if d.start < self._from] + found
+
     def _status(self, control: dict) -> None:
-        status, reason = control.get("status"), str(control.get("reason") or "")
-        self.remote_status = (status, reason)
-        self.mirror.write_status(status, reason, self.label)
+        self.remote_status = {"status": str(control.get("status") or "error"), "reason": str(control.get("reason") or ""),
+                              "trainer_line": str(control.get("trainer_line") or "")}
+        torn = control.get("torn_tail")
+        self.torn_tail = (int(torn[0]), int(torn[1])) if isinstance(torn, list) and len(torn) == 2 else None

@@ -15,25 +15,31 @@ hidden commands: people use ``attach HOST:ID``, ``sessions --host``, ``stop`` an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from bisect import insort
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from enas_tui.remote.catchup import plan
 from enas_tui.remote.protocol import (
-    Disconnected, MessageWriter, control_message, data_message, hello_line, record_message,
+    FRAME_HEAD_SIZE, Disconnected, MessageWriter, archs_message, control_message, data_message, hello_line,
+    record_message,
 )
-from enas_tui.session_log import HEADER_SIZE, CorruptLogError, LogError, LogReader
+from enas_tui.session_log import (
+    HEADER_SIZE, Damage, LogError, LogFormatError, LogReader, Record, parse_frame,
+)
 from enas_tui.sessions import Session, SessionError, all_sessions, newest_running, open_session, summarize
-from enas_tui.sources import _tail_line, peek
+from enas_tui.sources import peek, probe_archs, tail_line
 
 POLL_S = 0.025  # how often a followed log is checked for new records
 CHECK_S = 1.0  # how often status.json and the trainer's pid are checked
 PING_S = 2.0  # an idle stream says so this often: a dead connection is noticed (EPIPE) and the verb exits
 END_GRACE_S = 3.0  # after the end record, how long status.json may still say "running"
 CHUNK = 1 << 20  # file bytes per data message (pull)
+ARCHS_READ = 16 * 1024  # bytes read from a left-out probe for its architectures (more when they run on)
 
 
 def session_for(root: Path, session_id: str) -> Session:
@@ -67,21 +73,23 @@ def verb_stop(root: Path, session_id: str, wait: float, fd: int = 1) -> None:
     from enas_tui.launcher import stop_session
 
     session = session_for(root, session_id)
-    write_line(fd, hello_line())
+    write_line(fd, hello_line(sessions_dir=str(session.path.parent.resolve())))
     result = stop_session(session, wait)
     write_line(fd, (json.dumps(asdict(result)) + "\n").encode())
 
 
 # -- stream -----------------------------------------------------------------------------------------
-def trainer_verdict(session: Session) -> tuple[str | None, str]:
-    """(status as this box sees it, the trainer's last output line); None before status.json exists."""
-    if not session.status_path.exists():
-        return None, ""
+def verdict(session: Session, since: float | None = None) -> dict:
+    """The box's word on the session: its status as ``enas-tui sessions`` decides it (Session.state,
+    here where the trainer's pid can be checked), the reason, and the trainer's last output line
+    (written since ``since``, the latest trainer start), as a local attach reads them."""
     try:
-        live = session.live_status()
-    except SessionError as err:
-        return "error", str(err)
-    return live, _tail_line(session.path / "trainer.log")
+        state = session.state()
+    except Exception as err:  # noqa: BLE001 - an unreadable session: say so, keep streaming
+        return {"status": "error", "reason": str(err).splitlines()[0] if str(err) else type(err).__name__,
+                "trainer_line": ""}
+    return {"status": state.status, "reason": state.reason,
+            "trainer_line": tail_line(session.path / "trainer.log", since)}
 
 
 @dataclass
@@ -93,14 +101,21 @@ class StreamOptions:
 
 
 class Streamer:
-    """Sends one session's log: the catch-up, then live records, verdicts and pings, then its end."""
+    """Sends one session's log: the catch-up, then live records, verdicts and pings, then its end.
+
+    Damage is reported as the box's reader finds it (``damage`` controls: every span so far, in file
+    order, sent before the records after the newest one), never sent as records.
+    """
 
     def __init__(self, session: Session, out: MessageWriter, options: StreamOptions | None = None):
         self.session, self.out = session, out
         self.opt = options or StreamOptions()
         self.offset = HEADER_SIZE  # just past the last record sent (or skipped by the catch-up)
         self.ended = False  # an end record follows the latest start record
-        self.verdict: tuple[str | None, str] | None = None
+        self.started_t: float | None = None  # time of the latest session_start (a trainer's start)
+        self.verdict: dict | None = None
+        self.damage: list[Damage] = []  # spans the catch-up found (the live reader keeps its own)
+        self._announced: tuple[Damage, ...] = ()
         self._last_out = time.monotonic()
         self._ended_at: float | None = None
         self._reader: LogReader | None = None  # follows the log from ``offset`` once the catch-up is done
@@ -115,84 +130,131 @@ class Streamer:
         session = self.session
         self.offset = max(HEADER_SIZE, start)
         size = _size(session.log_path)
-        verdict = trainer_verdict(session)
+        self.verdict = verdict(session)
         try:
             meta = session.meta()
         except SessionError:
             meta = {}
         self.control("start", session_id=session.id, meta=meta, size=size, start=self.offset,
-                     status=verdict[0], reason=verdict[1])
-        self.verdict = verdict
+                     sessions_dir=str(session.path.parent.resolve()), **self.verdict)
         try:
             skipped = 0
             if thin_over is not None and size - self.offset > thin_over:
                 skipped = self._catch_up_thin(size)
             else:
                 self._send_new(until=size)
+            self._announce()
             self.control("caught_up", offset=self.offset, skipped=skipped)
             self.out.flush()
             return self._follow()
-        except CorruptLogError as err:
-            self.control("error", message=str(CorruptLogError(err.offset, err.reason, session.log_path)))
+        except LogError as err:  # not a session log (e.g. its header was damaged): nothing to follow
+            self.control("error", message=str(err))
             self.out.flush()
             return 1
 
+    # -- damage ---------------------------------------------------------------------------------
+    def known_damage(self) -> list[Damage]:
+        """Every damaged span found so far, in file order."""
+        return self.damage + (self._reader.damage if self._reader is not None else [])
+
+    def _announce(self, before: int | None = None, known: list[Damage] | None = None) -> None:
+        """Send the damage found before byte ``before`` (None: all of it) if the laptop has not seen it."""
+        known = self.known_damage() if known is None else known
+        shown = tuple(d for d in known if before is None or d.start < before)
+        if shown != self._announced:
+            self._announced = shown
+            self.control("damage", spans=[dataclasses.asdict(d) for d in shown])
+
+    # -- catch-up -------------------------------------------------------------------------------
     def _catch_up_thin(self, size: int) -> int:
         """The catch-up selection of [offset, size); returns how many records it left out."""
         fd = os.open(self.session.log_path, os.O_RDONLY)
 
-        def send(records: list[tuple[int, int]]) -> None:
+        def send(items: list[tuple[int, int]]) -> None:
             run: list[tuple[int, int]] = []  # adjacent records, read with one pread
-            for record in records:
-                if run and run[-1][0] + run[-1][1] != record[0]:
+            for offset, length in items:
+                if run and (length < 0 or run[-1][0] + run[-1][1] != offset):
                     self._send_run(fd, run)
                     run = []
-                run.append(record)
+                if length < 0:  # a probe left out: its architectures, for the cell-shape history
+                    self._send_archs(fd, offset, -length)
+                else:
+                    run.append((offset, length))
             if run:
                 self._send_run(fd, run)
             self.out.flush()  # on its way while the scan goes on
 
         try:
-            chosen = plan(fd, self.offset, size, emit=send)
+            chosen = plan(fd, self.offset, size, emit=send, damage=self.damage)
             if chosen.ended is not None:
                 self.ended, self._ended_at = chosen.ended, time.monotonic() if chosen.ended else None
+            if chosen.started_t is not None:
+                self.started_t = chosen.started_t
             self.offset = chosen.end
             return chosen.seen - len(chosen.records)
         finally:
             os.close(fd)
 
     def _send_run(self, fd: int, run: list[tuple[int, int]]) -> None:
+        """Records read with one pread, each checked (both CRCs) before it is sent."""
         base = run[0][0]
         data = os.pread(fd, run[-1][0] + run[-1][1] - base, base)
         for offset, size in run:
+            if len(self._announced) < len(self.damage) and self.damage[len(self._announced)].start < offset:
+                self._announce(offset, self.damage)
+            found = parse_frame(data, offset - base, offset)
+            if not isinstance(found, Record) or found.end != offset + size:
+                insort(self.damage, Damage(offset, offset + size, 1, found if isinstance(found, str) else
+                                           "record changed while it was read"), key=lambda d: d.start)
+                continue
             self.out.raw(record_message(offset, data[offset - base:offset - base + size]))
         self._last_out = time.monotonic()
 
-    def _note_kind(self, kind: str | None) -> None:
-        if kind == "session_start":
+    def _send_archs(self, fd: int, offset: int, size: int) -> None:
+        """The architectures of the probe at ``offset`` (read from the start of its payload only)."""
+        want = min(size, ARCHS_READ)
+        while True:
+            head = os.pread(fd, want, offset)
+            found = probe_archs(Record(offset, offset + size, head[FRAME_HEAD_SIZE:]))
+            if found is not None or want >= size:
+                break
+            want = min(size, 4 * want)  # a long list of architectures: read further
+        if found is not None:
+            self.out.raw(archs_message(offset, found))
+
+    # -- live -----------------------------------------------------------------------------------
+    def _note_kind(self, record: Record) -> None:
+        if record.kind == "session_start":
+            found = peek(record)
             self.ended, self._ended_at = False, None
-        elif kind == "session_end":
+            self.started_t = found[2] if found else self.started_t
+        elif record.kind == "session_end":
             self.ended, self._ended_at = True, time.monotonic()
 
     def _send_new(self, until: int | None = None) -> bool:
-        """Send the complete records after ``offset`` (up to ``until``); True if there were any."""
+        """Send the records after ``offset`` (up to ``until``); True if there were any."""
         reader = self._open_reader()
         if reader is None:
             return False
         sent = False
         while until is None or self.offset < until:
             records = reader.read_records(max_records=2000)
+            known = self.known_damage()
+            if records:
+                base = records[0].offset
+                data = os.pread(self._fd, records[-1].end - base, base)
+                pending = len(known) != len(self._announced) or tuple(known) != self._announced
+                for record in records:
+                    if pending:
+                        self._announce(record.offset, known)
+                    self._note_kind(record)
+                    self.out.raw(record_message(record.offset, data[record.offset - base:record.end - base]))
+                self.offset = records[-1].end
+                self._last_out = time.monotonic()
+                sent = True
+            self._announce(known=known)
             if not records:
                 break
-            base = records[0].offset
-            data = os.pread(self._fd, records[-1].end - base, base)
-            for record in records:
-                found = peek(record)
-                self._note_kind(found[0] if found else None)
-                self.out.raw(record_message(record.offset, data[record.offset - base:record.end - base]))
-            self.offset = records[-1].end
-            self._last_out = time.monotonic()
-            sent = True
         return sent
 
     def _open_reader(self) -> LogReader | None:
@@ -200,8 +262,10 @@ class Streamer:
             path = self.session.log_path
             try:
                 self._reader = LogReader(path, self.offset)
+            except LogFormatError:
+                raise
             except LogError:
-                return None  # no log yet, or a header still being written
+                return None  # no log yet
             self._fd = os.open(path, os.O_RDONLY)
         return self._reader
 
@@ -223,14 +287,14 @@ class Streamer:
             now = time.monotonic()
             if now - checked >= opt.check_s or self.ended:
                 checked = now
-                verdict = trainer_verdict(self.session)
-                if verdict != self.verdict:
-                    self.verdict = verdict
-                    self.control("status", status=verdict[0], reason=verdict[1])
-                if self._over(verdict[0], now):
+                said = verdict(self.session, self.started_t)
+                if said != self.verdict:
+                    self.verdict = said
+                    self.control("status", torn_tail=self._torn_tail(), **said)
+                if self._over(said["status"], now):
                     if self._send_new():  # records written just before the verdict
                         continue
-                    self.control("end", status=verdict[0], reason=verdict[1])
+                    self.control("end", torn_tail=self._torn_tail(), **said)
                     self.out.flush()
                     return 0
             if now - self._last_out >= opt.ping_s:
@@ -238,12 +302,17 @@ class Streamer:
             self.out.flush()
             time.sleep(opt.poll_s)
 
-    def _over(self, status: str | None, now: float) -> bool:
-        """The session has ended as a local attach decides it: end record and trainer gone, or
-        no end record and the trainer gone (crashed or stopped)."""
+    def _torn_tail(self) -> list[int] | None:
+        torn = self._reader.torn_tail if self._reader is not None else None
+        return list(torn) if torn is not None else None
+
+    def _over(self, status: str, now: float) -> bool:
+        """The session has ended as a local attach decides it: an end record and the trainer gone,
+        or no end record and Session.state() says it is not running (crashed, stopped, ...). A
+        session with no status.json yet is one a trainer is still setting up."""
         if self.ended:
             return status != "running" or now - (self._ended_at or now) >= self.opt.end_grace_s
-        return status not in (None, "running", "error")
+        return status not in ("running", "error") and self.session.status_path.exists()
 
 
 def _size(path: Path) -> int:

@@ -378,10 +378,10 @@ class DashboardState:
         self._touch("probe")
 
     def _probe_archs(self, e: ProbeArchs) -> None:
-        self._shape(e.epoch, e.step, e.archs)
+        self._shape(e.epoch, e.step, e.archs, e.shape)
 
-    def _shape(self, epoch: int, step: int, archs: list[str]) -> None:
-        summary = cell_shape.summarize(archs)
+    def _shape(self, epoch: int, step: int, archs: list[str], summary: cell_shape.ShapeSummary | None = None) -> None:
+        summary = summary or cell_shape.summarize(archs)
         if summary is None:
             return
         self.shape_latest = summary
