@@ -684,11 +684,14 @@ def remote_stop_verb(session_id: str, wait: float = typer.Option(30.0, "--wait")
 @remote_app.command("stream")
 def remote_stream_verb(session_id: str = typer.Argument(""), start: int = typer.Option(0, "--from"),
                        thin_over: Optional[int] = typer.Option(None, "--thin-over"),
+                       archs: str = typer.Option("inline", "--archs"),
                        sessions_dir: Optional[str] = REMOTE_SESSIONS_DIR) -> None:
     """The session's records from a record boundary, then live until it ends."""
     from .remote.verbs import verb_stream
 
-    raise typer.Exit(verb_stream(_host_root(sessions_dir), session_id, start, thin_over))
+    if archs not in ("inline", "after"):
+        raise UsageProblem("--archs must be inline or after")
+    raise typer.Exit(verb_stream(_host_root(sessions_dir), session_id, start, thin_over, archs=archs))
 
 
 @remote_app.command("pull")

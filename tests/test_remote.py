@@ -152,6 +152,8 @@ async def test_attach_over_ssh_follows_a_run_that_is_still_writing(remote):
             expected.apply_all(synthetic_events(run))
             assert app.state.reward.points == expected.reward.points
             assert app.state.best_ppl == expected.best_ppl
+            # the cell shape over the search: the probes the catch-up left out came after it
+            assert stream.shape_history and app.state.shape.points == expected.shape.points
     finally:
         stream.close()
         stream.mirror.remove()

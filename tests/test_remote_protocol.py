@@ -21,7 +21,7 @@ from enas_tui.remote.protocol import (
 )
 from enas_tui.remote.ssh import classify, ssh_argv
 from enas_tui.remote.target import RemoteTarget, TargetError, parse_host, parse_target
-from enas_tui.session_log import HEADER_SIZE, LogReader, LogWriter, encode_frame
+from enas_tui.session_log import HEADER_SIZE, LogReader, LogWriter, Record, encode_frame
 from enas_tui.sessions import Session, write_json_atomic
 from enas_tui.sources import ProbeArchs
 from enas_tui.tui.state import DashboardState, Series
@@ -329,3 +329,56 @@ def test_a_stream_of_a_log_that_is_not_one_is_a_one_line_error(tmp_path):
         controls = [m.control for m in MessageReader().feed(out.stdout[end:]) if m.tag == TAG_CONTROL]
         assert out.returncode == 1 and controls[-1]["kind"] == "error"
         assert "not an enas-tui session log" in controls[-1]["message"]
+
+
+def test_the_first_catch_up_sends_the_cell_shape_history_after_its_records(tmp_path):
+    """--archs after: every record the panels need, then (after caught_up) the left-out probes'
+    architectures, which the dashboard folds in ahead of what it has: the same dashboard."""
+    run = SyntheticRun(epochs=3, shared_steps=300, controller_steps=600, probe_every=50)
+    session = write_synthetic_session(tmp_path, run)
+    with LogReader(session.log_path) as reader:
+        everything = reader.read_records()
+    messages = stream_output(tmp_path, session.id, "--thin-over", "0", "--archs", "after")
+    kinds = [m.control["kind"] if m.tag == TAG_CONTROL else m.tag for m in messages]
+    caught_up, shapes, done = kinds.index("caught_up"), kinds.index("shapes"), kinds.index("shapes_done")
+    assert TAG_ARCHS not in kinds[:caught_up] and caught_up < shapes < done
+    probes = sum(b'"type":"probe"' in r.payload[:30] for r in everything)
+    assert kinds[shapes + 1:done] == [TAG_ARCHS] * (probes - 1) and messages[shapes].control["count"] == probes - 1
+    state = fold(m.frame[12:-4] for m in messages[:caught_up] if m.tag == TAG_RECORD)
+    assert len(state.shape) == 1  # the first frame: the latest probe's shape only
+    state.prepend_shapes(m.probe_archs for m in messages[shapes + 1:done])
+    assert view(state) == view(fold(r.payload for r in everything))
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_the_shape_history_sent_is_what_the_dashboard_keeps(tmp_path, monkeypatch, resumed):
+    """With a history of 7 probe sets: the last 7 (21 after a recent resume) and each earlier
+    epoch's last, and the dashboard is the one a full read gives."""
+    import enas_tui.tui.state as state_module
+    from enas_tui.sources import probe_archs
+
+    monkeypatch.setattr(state_module, "PROBE_HISTORY", 7)
+    run = SyntheticRun(epochs=6, shared_steps=200, controller_steps=300, probe_every=50, end=None)
+    events = list(synthetic_events(run))
+    if resumed:  # killed after epoch 6's fifth probe, resumed from epoch 5's end, cut after two probes again:
+        # the rewind drops five probe sets, so the seven kept reach back past the last seven records
+        sixth = next(i for i, e in enumerate(events) if e.type == "epoch_start" and e.epoch == 6)
+        probes = [i for i, e in enumerate(events) if e.type == "probe" and i > sixth]
+        events = (events[:probes[4] + 1] + [dataclasses.replace(events[0], resumed_from="epoch-0005.pt")]
+                  + events[sixth:probes[1] + 1])
+    session = Session(tmp_path / "s")
+    session.path.mkdir()
+    with LogWriter(session.log_path) as writer:
+        for event in events:
+            writer.append(dataclasses.replace(event))
+    with LogReader(session.log_path) as reader:
+        everything = reader.read_records()
+    with open(session.log_path, "rb") as f:
+        chosen = plan(f.fileno(), HEADER_SIZE, session.log_path.stat().st_size, archs="after", keep_probes=7)
+    data = session.log_path.read_bytes()
+    probes = [r for r in everything if r.kind == "probe"]
+    assert len(chosen.heads) < len(probes) - 1  # fewer than every probe
+    state = fold(data[o + 12:o + n - 4] for o, n in chosen.records)
+    state.prepend_shapes(probe_archs(Record(o, o + n, data[o + 12:o + n - 4])) for o, n in chosen.heads)
+    full = fold(r.payload for r in everything)
+    assert view(state)["shape"] == view(full)["shape"] and view(state)["shape_epoch"] == view(full)["shape_epoch"]

@@ -14,9 +14,12 @@ So a catch-up sends, in log order:
   histories here: 2,000 controller steps an epoch in the paper's setting);
 - the first step of each kind after every ``epoch_start`` (the dashboard counts an epoch's progress
   from it);
-- the latest probe, and of every earlier one its architectures alone (a few KB compressed, not
-  its ~190 KB of arrays): the cell shape over the search folds every probe set, and a local
-  reader reads a superseded probe the same way (``sources.ProbeArchs``).
+- the latest probe, and of earlier ones their architectures alone (a few KB compressed, not
+  ~190 KB of arrays): the cell shape over the search folds every probe set, as a local reader
+  reads a superseded probe (``sources.ProbeArchs``). Either every left-out probe's, in place
+  (``archs="inline"``), or, after the catch-up (``archs="after"``, so they cost the first frame
+  nothing), those the dashboard keeps: the last ``PROBE_HISTORY`` (three times that after a recent
+  resume, as for steps) and the last of each epoch before them (the per-epoch medians).
 
 Folding that selection gives the dashboard the state it gets from the whole log, except for
 the collapse alarm's verdicts on probes that were skipped (a local attach skips those too, when a
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import struct
 import zlib
 from array import array
@@ -50,7 +54,7 @@ from enas_tui.events import EventError, payload_seq, peek
 from enas_tui.session_log import (
     FRAME_OVERHEAD, HEADER_SIZE, MAX_FRAME, MAX_PAYLOAD, Damage, Record, next_frame, parse_frame,
 )
-from enas_tui.tui.state import STEP_HISTORY
+from enas_tui.tui.state import PROBE_HISTORY, STEP_HISTORY
 
 STEP_KINDS = ("shared_step", "controller_step")
 KEEP_STEPS = STEP_HISTORY  # records of each step kind a catch-up sends
@@ -58,6 +62,11 @@ RESUME_STEPS = 3 * STEP_HISTORY  # ... when a resume is among the last this many
 # A frame starts with its payload's length (8 bytes) and the CRC-32 of those 8 bytes (session_log.py).
 _HEAD = struct.Struct("<QI")
 _PEEK = 200  # payload bytes read to learn a record's type, seq and time (events.peek reads no more)
+# events.encode_event writes "type" and "seq" first (events.peek reads them so too): matched in the
+# read buffer itself, not a copy, as this runs once per record of a long log
+_TYPE_SEQ = re.compile(rb'\{"type":"([a-z_]+)","seq":(-?\d+)[,}]')
+_EPOCH = re.compile(rb'"epoch":(-?\d+)')  # a probe's, after its type, seq and time
+_STEPS = tuple(kind.encode() for kind in STEP_KINDS)
 _CHUNK = 1 << 20
 
 
@@ -71,7 +80,7 @@ class Plan:
     ended: bool | None  # whether an end record follows the range's last start record (None: neither)
     damage: list[Damage] = field(default_factory=list)  # damaged spans in the range, in file order
     started_t: float | None = None  # time of the range's last session_start
-    heads: list[int] = field(default_factory=list)  # offsets of the probes sent as their architectures
+    heads: list[tuple[int, int]] = field(default_factory=list)  # probes sent as their architectures (offset, size)
 
 
 class SeqCheck:
@@ -123,7 +132,7 @@ class SeqCheck:
 
 def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS, resume_steps: int = RESUME_STEPS,
          emit: Callable[[list[tuple[int, int]]], None] | None = None, from_start: bool | None = None,
-         damage: list[Damage] | None = None) -> Plan:
+         damage: list[Damage] | None = None, archs: str = "inline", keep_probes: int = PROBE_HISTORY) -> Plan:
     """The catch-up selection (module docstring) of the valid records in ``[start, end)``.
 
     One pass over the record headers and the first bytes of each payload (probe arrays are jumped
@@ -134,20 +143,12 @@ def plan(fd: int, start: int, end: int, keep_steps: int = KEEP_STEPS, resume_ste
     overlaps the scan (a probe sent as its architectures has a negative size); damage is appended
     to ``damage`` as it is found, before the records after it are emitted. ``from_start``:
     ``start`` is the log's first record, so the first seq must be 0 (default: when ``start`` is
-    just past the header).
+    just past the header). ``archs``: where left-out probes' architectures go (module docstring).
     """
     scan = _Scan(fd, start, end, keep_steps, resume_steps, emit,
-                 start == HEADER_SIZE if from_start is None else from_start, [] if damage is None else damage)
+                 start == HEADER_SIZE if from_start is None else from_start, [] if damage is None else damage,
+                 archs == "inline", keep_probes)
     return scan.run()
-
-
-@dataclass
-class _Frame:
-    """A frame whose header verified, not yet taken as a record (its payload is read only if needed)."""
-
-    offset: int
-    size: int
-    prefix: tuple[str, int, float | None] | None  # (type, seq, t) from the payload's first bytes
 
 
 class _Scan:
@@ -156,14 +157,16 @@ class _Scan:
     rewritten length field with a valid checksum), which its payload checksum then shows, as a
     reader that checks every payload would see."""
 
-    def __init__(self, fd, start, end, keep_steps, resume_steps, emit, from_start, damage):
+    def __init__(self, fd, start, end, keep_steps, resume_steps, emit, from_start, damage, inline, keep_probes):
         self.fd, self.start, self.end, self.emit = fd, start, end, emit
         self.keep_steps, self.resume_steps = keep_steps, resume_steps
+        self.inline, self.keep_probes = inline, keep_probes
+        self.probes = (array("q"), array("q"), array("q"))  # offsets, sizes, epochs (after the catch-up)
         self.seqs = SeqCheck(damage, start, from_start)
-        self.steps = {kind: (array("q"), array("q")) for kind in STEP_KINDS}  # offsets, sizes
+        self.steps = {kind: (array("q"), array("q")) for kind in _STEPS}  # offsets, sizes
         self.kept: list[tuple[int, int]] = []  # the other records, and each epoch's first steps
         self.emitted = 0  # kept[:emitted] went to ``emit``
-        self.first_of_epoch: set[str] = set()
+        self.first_of_epoch: set[bytes] = set()
         self.probe: tuple[int, int] | None = None  # the latest
         self.ended: bool | None = None
         self.started_t: float | None = None
@@ -171,12 +174,14 @@ class _Scan:
         self.seen = 0
 
     def run(self) -> Plan:
-        fd, end, head = self.fd, self.end, _HEAD.size
+        """The scan. A frame is held as ``pending`` (offset, size, type, seq, epoch) until the header
+        after it verifies; type and seq are None when its payload is not laid out as usual."""
+        fd, end, head, peek_end = self.fd, self.end, _HEAD.size, _HEAD.size + _PEEK
         buf, base, pos = b"", self.start, self.start
-        pending: _Frame | None = None
+        pending: tuple | None = None
         while end - pos >= head:
             i = pos - base
-            need = min(head + _PEEK, end - pos)
+            need = peek_end if end - pos > peek_end else end - pos
             if i + need > len(buf):
                 self._emit_certain()
                 buf, base, i = os.pread(fd, min(_CHUNK, end - pos), pos), pos, 0
@@ -186,11 +191,11 @@ class _Scan:
             bad = ("length checksum mismatch" if zlib.crc32(buf[i:i + 8]) != length_crc else
                    f"record length {length} exceeds {MAX_PAYLOAD} bytes" if length > MAX_PAYLOAD else None)
             if bad is not None or pos + FRAME_OVERHEAD + length > end:
-                if pending is not None and not self._payload_ok(pending):
-                    pos, pending = pending.offset, None  # that frame's length was the damage
+                if pending is not None and not self._payload_ok(pending[0], pending[1]):
+                    pos, pending = pending[0], None  # that frame's length was the damage
                     bad = "payload checksum mismatch"
                 elif pending is not None:
-                    self._take(pending)
+                    self._take(*pending)
                     pending = None
                 found = next_frame(fd, pos + 1, end)
                 if found is None:
@@ -200,46 +205,55 @@ class _Scan:
                 pos, buf = found, b""
                 continue
             if pending is not None:
-                self._take(pending)
-            size = FRAME_OVERHEAD + length
-            pending = _Frame(pos, size, peek(buf[i + head:i + head + min(length, _PEEK)]))
-            pos += size
+                self._take(*pending)
+            start = i + head
+            stop = start + (length if length < _PEEK else _PEEK)
+            found = _TYPE_SEQ.match(buf, start, stop)
+            if found is None:
+                pending = (pos, FRAME_OVERHEAD + length, None, None, None)
+            else:
+                kind, seq = found.groups()
+                epoch = _EPOCH.search(buf, found.end() - 1, stop) if kind == b"probe" else None
+                pending = (pos, FRAME_OVERHEAD + length, kind, int(seq), epoch and int(epoch.group(1)))
+            pos += FRAME_OVERHEAD + length
         if pending is not None:
-            self._take(pending)
-            pos = max(pos, pending.offset + pending.size)
+            self._take(*pending)
+            pos = max(pos, pending[0] + pending[1])
         return self._finish(pos)
 
-    def _payload_ok(self, frame: _Frame) -> bool:
-        data = os.pread(self.fd, frame.size, frame.offset)
-        return isinstance(parse_frame(data, 0, frame.offset), Record)
+    def _payload_ok(self, offset: int, size: int) -> bool:
+        return isinstance(parse_frame(os.pread(self.fd, size, offset), 0, offset), Record)
 
-    def _take(self, frame: _Frame) -> None:
+    def _take(self, pos: int, size: int, kind: bytes | None, seq: int | None, epoch: int | None) -> None:
         """A frame as a record: its seq checked, then kept, counted or set aside by its type."""
-        pos, size = frame.offset, frame.size
-        if frame.prefix is None:  # not laid out as encode_event writes it: read the payload to say
+        if kind is None:  # not laid out as encode_event writes it: read the payload to say
             try:
-                kind, seq = payload_seq(os.pread(self.fd, size - FRAME_OVERHEAD, pos + _HEAD.size))
+                name, seq = payload_seq(os.pread(self.fd, size - FRAME_OVERHEAD, pos + _HEAD.size))
             except EventError as err:
                 self.seqs.unreadable(pos, pos + size, str(err))
                 return
-            t = None
-        else:
-            kind, seq, t = frame.prefix
+            kind = (name or "").encode()
         if not self.seqs.accept(pos, pos + size, seq):
             return
         self.seen += 1
         where = self.steps.get(kind)
-        if kind == "probe":  # sent as its architectures (negative size), unless it is the last
+        if kind == b"probe":  # its architectures (inline: a negative size), unless it is the last
             self.probe = (pos, size)
-            self.kept.append((pos, -size))
+            if self.inline:
+                self.kept.append((pos, -size))
+            else:
+                for column, value in zip(self.probes, (pos, size, -len(self.probes[0]) - 1 if epoch is None
+                                                       else epoch)):
+                    column.append(value)
         elif where is None:
             self.kept.append((pos, size))
-            if kind == "epoch_start":
-                self.first_of_epoch = set(STEP_KINDS)
-            elif kind == "session_start":
-                self.ended, self.started_t = False, t
+            if kind == b"epoch_start":
+                self.first_of_epoch = set(_STEPS)
+            elif kind == b"session_start":
+                found = peek(os.pread(self.fd, min(size - FRAME_OVERHEAD, _PEEK), pos + _HEAD.size))
+                self.ended, self.started_t = False, found[2] if found else None
                 self.starts.append(pos)
-            elif kind == "session_end":
+            elif kind == b"session_end":
                 self.ended = True
         elif kind in self.first_of_epoch:
             self.first_of_epoch.discard(kind)
@@ -271,8 +285,10 @@ class _Scan:
 
     def _finish(self, pos: int) -> Plan:
         rest = self.kept[self.emitted:]
-        if self.probe is not None:  # the latest probe is sent whole (its entry was never emitted)
+        if self.probe is not None and self.inline:  # the latest probe is sent whole (its entry was never emitted)
             rest[bisect_left(rest, (self.probe[0], -self.probe[1]))] = self.probe
+        elif self.probe is not None:
+            rest.append(self.probe)
         for offsets, sizes in self.steps.values():
             wide = offsets[-self.resume_steps] if len(offsets) >= self.resume_steps else (offsets[0] if offsets else 0)
             count = self.resume_steps if self.starts and self.starts[-1] > wide else self.keep_steps
@@ -281,5 +297,19 @@ class _Scan:
         if self.emit is not None and rest:
             self.emit(rest)
         chosen = self.kept[:self.emitted] + rest
+        heads = [(o, -n) for o, n in chosen if n < 0] if self.inline else self._heads_after()
         return Plan([r for r in chosen if r[1] > 0], self.seen, pos, self.ended, self.seqs.damage, self.started_t,
-                    [o for o, n in chosen if n < 0])
+                    heads)
+
+    def _heads_after(self) -> list[tuple[int, int]]:
+        """The left-out probes the dashboard keeps: the window (as for steps), and each earlier
+        epoch's last (an unknown epoch counts as an epoch of its own)."""
+        offsets, sizes, epochs = self.probes
+        n = len(offsets) - 1  # the last is sent whole
+        if n <= 0:
+            return []
+        wide = offsets[-3 * self.keep_probes] if len(offsets) >= 3 * self.keep_probes else offsets[0]
+        window = 3 * self.keep_probes if self.starts and self.starts[-1] > wide else self.keep_probes
+        first = max(0, len(offsets) - window)
+        chosen = [i for i in range(first) if epochs[i] != epochs[i + 1]] + list(range(first, n))
+        return [(offsets[i], sizes[i]) for i in chosen]

@@ -8,8 +8,9 @@ stale verdicts, damage notices) is inherited; what only the box can say comes fr
 - damage: what the box's reader found, at remote byte offsets, noted where a local reader would
   note it (once the records before it are read), plus any payload that does not decode here; the
   mirror's own reader sees gaps where a catch-up left records out, which are not damage;
-- the probes a catch-up left out, as ``ProbeArchs`` between the records they came between, as a
-  local reader gives superseded probes;
+- the probes a catch-up left out, as ``ProbeArchs`` (as a local reader gives superseded probes):
+  the first catch-up's come after it, for the dashboard to fold in ahead of what it has (so they
+  cost the first frame nothing), a later catch-up's between the records they came between;
 - the connection's state, and the command to continue a stopped run (on the host).
 
 ``caught_up`` keeps its local meaning (the mirror is read to its end): while the network delivers
@@ -28,7 +29,7 @@ from enas_tui.events import Event
 from enas_tui.remote.pump import RemoteStream
 from enas_tui.session_log import HEADER_SIZE, Damage, Record
 from enas_tui.sessions import Session, SessionState
-from enas_tui.sources import LogFollower, decode_indexed, merged
+from enas_tui.sources import LogFollower, ProbeArchs, decode_indexed, merged
 
 
 class RemoteFollower(LogFollower):
@@ -39,6 +40,7 @@ class RemoteFollower(LogFollower):
     def __init__(self, stream: RemoteStream, **follower_args):
         super().__init__(stream.mirror.session, **follower_args)
         self.stream = stream
+        self._history_taken = False
 
     def poll(self) -> list[Event]:
         events = super().poll()
@@ -61,6 +63,14 @@ class RemoteFollower(LogFollower):
         while waiting and waiting[0][0] <= read:
             out.append(waiting.popleft()[1])
         return out
+
+    def take_shape_history(self) -> list[ProbeArchs]:
+        """The probes the first catch-up left out, once all have come (then never again): the
+        dashboard folds their cell shapes in ahead of what it has folded."""
+        if not self.stream.shape_history_done or self._history_taken:
+            return []
+        self._history_taken = True
+        return self.stream.shape_history
 
     def caught_up_with_mirror(self) -> bool:
         return self._reader is not None and self._reader.offset >= self.stream.mirror.size

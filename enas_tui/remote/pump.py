@@ -57,6 +57,10 @@ class RemoteStream:
         self.damage_at: dict[tuple[int, str], int] = {}  # (start, reason) -> mirror size when it was reported
         self.torn_tail: tuple[int, int] | None = None  # the box's, when it last gave its verdict
         self.probe_archs: deque[tuple[int, ProbeArchs]] = deque()  # (mirror size when it came, the probe)
+        # the first catch-up's left-out probes, sent after it: folded in ahead of everything else
+        self.shape_history: list[ProbeArchs] = []
+        self.shape_history_done = False
+        self._shapes = False  # between "shapes" and "shapes_done"
         self._from = HEADER_SIZE  # where this connection's stream started (its damage reports replace later ones)
         self.state = "connecting"  # connected | lost | ended | failed | closed
         self.attempts = 0  # failed reconnection attempts since the connection was lost
@@ -152,8 +156,8 @@ class RemoteStream:
     def _connect_once(self) -> None:
         thin = self.thin_first if self.connections == 0 else self.thin_again
         args = [self.session_id, "--from", str(self.offset)]
-        if thin is not None:
-            args += ["--thin-over", str(thin)]
+        if thin is not None:  # the first catch-up leaves the cell-shape history for after its first frame
+            args += ["--thin-over", str(thin), "--archs", "after" if self.connections == 0 else "inline"]
         stderr = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(ssh_argv(self.endpoint, "stream", args), stdin=subprocess.DEVNULL,
@@ -222,7 +226,9 @@ class RemoteStream:
                 continue
             self.mirror.append(records)  # records before any other message are on disk before it acts
             records, self.offset = [], end
-            if message.tag == TAG_ARCHS:
+            if message.tag == TAG_ARCHS and self._shapes:
+                self.shape_history.append(message.probe_archs)
+            elif message.tag == TAG_ARCHS:
                 self.probe_archs.append((self.mirror.size, message.probe_archs))
             elif message.tag == TAG_CONTROL:
                 end = self._control(message.control, end)
@@ -251,6 +257,10 @@ class RemoteStream:
             self._note("caught_up")
         elif kind == "damage":
             self._damage(control.get("spans"))
+        elif kind == "shapes":
+            self._shapes, self.shape_history = True, []
+        elif kind == "shapes_done":
+            self._shapes, self.shape_history_done = False, True
         elif kind == "status":
             self._status(control)
         elif kind == "end":

@@ -125,8 +125,9 @@ class Streamer:
         self.out.raw(control_message(kind, **fields))
         self._last_out = time.monotonic()
 
-    def run(self, start: int, thin_over: int | None) -> int:
-        """Stream from ``start``; thin the catch-up when more than ``thin_over`` bytes wait (None: never)."""
+    def run(self, start: int, thin_over: int | None, archs: str = "inline") -> int:
+        """Stream from ``start``; thin the catch-up when more than ``thin_over`` bytes wait (None: never),
+        with the left-out probes' architectures in place or after the catch-up (``archs``)."""
         session = self.session
         self.offset = max(HEADER_SIZE, start)
         size = _size(session.log_path)
@@ -138,14 +139,16 @@ class Streamer:
         self.control("start", session_id=session.id, meta=meta, size=size, start=self.offset,
                      sessions_dir=str(session.path.parent.resolve()), **self.verdict)
         try:
-            skipped = 0
+            skipped, later = 0, []
             if thin_over is not None and size - self.offset > thin_over:
-                skipped = self._catch_up_thin(size)
+                skipped, later = self._catch_up_thin(size, archs)
             else:
                 self._send_new(until=size)
             self._announce()
             self.control("caught_up", offset=self.offset, skipped=skipped)
             self.out.flush()
+            if later:
+                self._send_shapes(later)
             return self._follow()
         except LogError as err:  # not a session log (e.g. its header was damaged): nothing to follow
             self.control("error", message=str(err))
@@ -166,8 +169,9 @@ class Streamer:
             self.control("damage", spans=[dataclasses.asdict(d) for d in shown])
 
     # -- catch-up -------------------------------------------------------------------------------
-    def _catch_up_thin(self, size: int) -> int:
-        """The catch-up selection of [offset, size); returns how many records it left out."""
+    def _catch_up_thin(self, size: int, archs: str) -> tuple[int, list[tuple[int, int]]]:
+        """The catch-up selection of [offset, size); returns how many records it left out, and the
+        probes whose architectures are to follow the catch-up."""
         fd = os.open(self.session.log_path, os.O_RDONLY)
 
         def send(items: list[tuple[int, int]]) -> None:
@@ -185,15 +189,28 @@ class Streamer:
             self.out.flush()  # on its way while the scan goes on
 
         try:
-            chosen = plan(fd, self.offset, size, emit=send, damage=self.damage)
+            chosen = plan(fd, self.offset, size, emit=send, damage=self.damage, archs=archs)
             if chosen.ended is not None:
                 self.ended, self._ended_at = chosen.ended, time.monotonic() if chosen.ended else None
             if chosen.started_t is not None:
                 self.started_t = chosen.started_t
             self.offset = chosen.end
-            return chosen.seen - len(chosen.records)
+            return chosen.seen - len(chosen.records), [] if archs == "inline" else chosen.heads
         finally:
             os.close(fd)
+
+    def _send_shapes(self, probes: list[tuple[int, int]]) -> None:
+        """The architectures of probes the catch-up left out, for the cell shape over the search
+        (between ``shapes`` and ``shapes_done``: the laptop folds them in ahead of what it has)."""
+        self.control("shapes", count=len(probes))
+        fd = os.open(self.session.log_path, os.O_RDONLY)
+        try:
+            for offset, size in probes:
+                self._send_archs(fd, offset, size)
+        finally:
+            os.close(fd)
+        self.control("shapes_done")
+        self.out.flush()
 
     def _send_run(self, fd: int, run: list[tuple[int, int]]) -> None:
         """Records read with one pread, each checked (both CRCs) before it is sent."""
@@ -323,14 +340,14 @@ def _size(path: Path) -> int:
 
 
 def verb_stream(root: Path, session_id: str, start: int, thin_over: int | None, fd: int = 1,
-                options: StreamOptions | None = None) -> int:
+                options: StreamOptions | None = None, archs: str = "inline") -> int:
     session = session_for(root, session_id)
     out = MessageWriter(fd)
     try:
         out.raw(hello_line())
         streamer = Streamer(session, out, options)
         try:
-            return streamer.run(start, thin_over)
+            return streamer.run(start, thin_over, archs)
         finally:
             streamer.close()
     except Disconnected:

@@ -385,6 +385,9 @@ class FollowApp(DashboardApp):
         status = self.source.trainer_status()
         self.state.set_trainer(*(status if status else (None, "")))
         self.state.set_connection(getattr(self.source, "connection", None))
+        history = getattr(self.source, "take_shape_history", None)  # a remote catch-up's, after its first frame
+        if history is not None and (earlier := history()):
+            self.state.prepend_shapes(earlier)
         self._show_damage()
         self.catching_up = not self.source.caught_up
         if self.catching_up and not self._chasing:  # go on at once, not at the next tick

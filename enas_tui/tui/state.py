@@ -391,6 +391,26 @@ class DashboardState:
         self.shape_epoch["width"].add(epoch, w.median)
         self._touch("shape")
 
+    def prepend_shapes(self, earlier: Iterable[ProbeArchs]) -> None:
+        """Fold probe sets that came before every probe folded so far (a remote catch-up sends them
+        after its first frame). The points folded since are added again on top, so a rewind among
+        them drops the earlier points it would have dropped (every point kept is at or past the
+        smallest x it added): the result is what folding them first gives, except that where the
+        history was full and a rewind came later (a resume during the attach), up to that many more
+        earlier points stay than a fold from the start would have kept."""
+        current, epochs, latest = self.shape, self.shape_epoch, self.shape_latest
+        self.shape = Series(PROBE_HISTORY)
+        self.shape_epoch = {q: Series(EPOCH_HISTORY) for q in cell_shape.QUANTITIES}
+        for e in earlier:
+            self._shape(e.epoch, e.step, e.archs, e.shape)
+        for x, y in current.points:
+            self.shape.add(x, y)
+        for q, series in epochs.items():
+            for x, y in series.points:
+                self.shape_epoch[q].add(x, y)
+        self.shape_latest = latest or self.shape_latest
+        self._touch("shape")
+
     def shape_series(self, key: str) -> list[float]:
         """One column of the cell-shape history (a SHAPE_KEYS name, e.g. ``depth_median``)."""
         column = SHAPE_KEYS.index(key)
