@@ -59,11 +59,14 @@ def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = Non
     return 0 if code is None else int(code)
 
 
-def run_attach(session: Session) -> int:
-    """Follow ``session``'s log (catch up, then live) until the user quits; the trainer runs on."""
+def run_attach(session: Session, source=None) -> int:
+    """Follow ``session``'s log (catch up, then live) until the user quits; the trainer runs on.
+
+    ``source``: a follower of the session other than the local one (remote/follower.py).
+    """
     from enas_tui.tui.app import AttachApp
 
-    code = AttachApp(session).run()
+    code = AttachApp(session, source=source).run()
     return 0 if code is None else int(code)
 
 

@@ -167,6 +167,8 @@ class DashboardState:
     trainer_message: str = ""
     # damage the source found in the session log (spans skipped, records lost): the header's notice
     log_damage: str = ""
+    # a remote attach's link trouble, e.g. "connection lost, reconnecting (2): ..." (None: fine)
+    connection: str | None = None
     # progress
     seq: int = -1
     last_t: float | None = None
@@ -263,6 +265,18 @@ class DashboardState:
             text = f"trainer {status}" + (f": {message}" if message else "")
             self.log.append(LogLine(self.seq, self.epoch, level, text))
             self._touch("log")
+        self._touch("status")
+
+    def set_connection(self, message: str | None) -> None:
+        """Record the link's state (remote attach); the event log gets a line when it changes."""
+        if message == self.connection:
+            return
+        self.ticks += 1
+        before, self.connection = self.connection, message
+        if message is not None and before is None:
+            self.note("warn", message)
+        elif message is None:
+            self.note("phase", "reconnected")
         self._touch("status")
 
     def set_log_damage(self, summary: str) -> None:
@@ -364,10 +378,10 @@ class DashboardState:
         self._touch("probe")
 
     def _probe_archs(self, e: ProbeArchs) -> None:
-        self._shape(e.epoch, e.step, e.archs)
+        self._shape(e.epoch, e.step, e.archs, e.shape)
 
-    def _shape(self, epoch: int, step: int, archs: list[str]) -> None:
-        summary = cell_shape.summarize(archs)
+    def _shape(self, epoch: int, step: int, archs: list[str], summary: cell_shape.ShapeSummary | None = None) -> None:
+        summary = summary or cell_shape.summarize(archs)
         if summary is None:
             return
         self.shape_latest = summary
@@ -375,6 +389,26 @@ class DashboardState:
         self.shape.add(step, (d.q25, d.median, d.q75, w.q25, w.median, w.q75))
         self.shape_epoch["depth"].add(epoch, d.median)
         self.shape_epoch["width"].add(epoch, w.median)
+        self._touch("shape")
+
+    def prepend_shapes(self, earlier: Iterable[ProbeArchs]) -> None:
+        """Fold probe sets that came before every probe folded so far (a remote catch-up sends them
+        after its first frame). The points folded since are added again on top, so a rewind among
+        them drops the earlier points it would have dropped (every point kept is at or past the
+        smallest x it added): the result is what folding them first gives, except that where the
+        history was full and a rewind came later (a resume during the attach), up to that many more
+        earlier points stay than a fold from the start would have kept."""
+        current, epochs, latest = self.shape, self.shape_epoch, self.shape_latest
+        self.shape = Series(PROBE_HISTORY)
+        self.shape_epoch = {q: Series(EPOCH_HISTORY) for q in cell_shape.QUANTITIES}
+        for e in earlier:
+            self._shape(e.epoch, e.step, e.archs, e.shape)
+        for x, y in current.points:
+            self.shape.add(x, y)
+        for q, series in epochs.items():
+            for x, y in series.points:
+                self.shape_epoch[q].add(x, y)
+        self.shape_latest = latest or self.shape_latest
         self._touch("shape")
 
     def shape_series(self, key: str) -> list[float]:
