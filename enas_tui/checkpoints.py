@@ -23,8 +23,10 @@ class CheckpointError(Exception):
     """A missing or unreadable checkpoint; one line for the user."""
 
 
-def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 0) -> Path:
-    """Write ``checkpoints/<name>`` atomically, point LATEST at it, prune old epoch files."""
+def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 0, latest: bool = True) -> Path:
+    """Write ``checkpoints/<name>`` atomically, point LATEST at it (unless ``latest`` is False: a file
+    kept beside the run, such as a retrain's best weights, that a resume must not start from),
+    prune old epoch files."""
     folder = session.checkpoint_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -33,6 +35,8 @@ def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    if not latest:
+        return path
     latest_tmp = folder / ".LATEST.tmp"
     latest_tmp.write_text(name + "\n")
     os.replace(latest_tmp, folder / "LATEST")

@@ -20,6 +20,7 @@ from typing import Optional
 
 import typer
 
+from . import config
 from .config import CONTROLLERS, PRESETS, SettingsError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -52,6 +53,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(sys.modules["enas_tui.data"].DataError)
     if "enas_tui.checkpoints" in sys.modules:
         errors.append(sys.modules["enas_tui.checkpoints"].CheckpointError)
+    if "enas_tui.retrain.source" in sys.modules:
+        errors.append(sys.modules["enas_tui.retrain.source"].SourceError)
     return tuple(errors)
 
 
@@ -73,7 +76,6 @@ def train(
                                      help="Write events as JSON lines to stdout (used by the dashboard)."),
 ) -> None:
     """Run an ENAS search (or resume one) with the live dashboard, recording everything to a session folder."""
-    from . import config
     from .sessions import create_session, open_session, sessions_root
 
     root = sessions_root(sessions_dir)
@@ -150,6 +152,8 @@ def _new(settings, session, corpus, listeners):
 def _resume(session, listeners, epochs, device):
     from .trainer import resume_run
 
+    if session.meta().get("kind") == "retrain":
+        raise UserError(f"session {session.id} is a retrain; continue it with: enas-tui retrain --resume {session.id}")
     if session.live_status() == "running":  # running only while its trainer process is alive
         raise UserError(f"session {session.id} is still running (pid {session.status().get('pid')})")
     trainer = resume_run(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
@@ -159,8 +163,11 @@ def _resume(session, listeners, epochs, device):
     return trainer
 
 
-def _run_training(make_trainer, events_pipe: bool = False) -> None:
-    """Build the trainer with its listeners, run it with graceful Ctrl-C/SIGTERM, report the outcome."""
+def _run_training(make_trainer, events_pipe: bool = False, command: str = "train") -> None:
+    """Build the trainer with its listeners, run it with graceful Ctrl-C/SIGTERM, report the outcome.
+
+    ``make_trainer(listeners)`` gives anything with ``run``, ``request_stop`` and ``session`` (a
+    search's Trainer, a retrain's Retrainer); ``command`` is the one that resumes it."""
     from .headless import HeadlessView
     from .trainer import TrainingFailed
 
@@ -194,8 +201,95 @@ def _run_training(make_trainer, events_pipe: bool = False) -> None:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     if status == "stopped":
-        typer.echo(f"stopped; continue with: enas-tui train --resume {trainer.session.id}", err=True)
+        typer.echo(f"stopped; continue with: enas-tui {command} --resume {trainer.session.id}", err=True)
         raise typer.Exit(130)
+
+
+# -- retrain -----------------------------------------------------------------------------------
+@app.command()
+def retrain(
+    session_id: Optional[str] = typer.Argument(None, metavar="[SESSION]",
+                                               help="Search session whose derived architecture to retrain."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Retrain this cell instead, e.g. "
+                                       "tanh,0:relu,1:identity (without SESSION, --data gives the corpus)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (overrides the preset)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=f"{', '.join(PRESETS)} (default: cpu without CUDA)."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a setting: section.field=value (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder (default: the search's corpus)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue retrain session ID from its last checkpoint."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Train a search's derived architecture (or any cell) from scratch, alone; report valid and test ppl."""
+    from .retrain import settings as retrain_settings
+    from .retrain.source import BadArch, from_session
+    from .sessions import create_session, open_session, sessions_root
+
+    root = sessions_root(sessions_dir)
+    _check_epochs(epochs)
+    if resume:
+        if session_id or arch:
+            raise UsageProblem("--resume continues a retrain with its own cell: drop SESSION and --arch")
+        session = open_session(root, resume)
+        _run_training(lambda listeners: _resume_retrain(session, listeners, epochs, None if device == "auto" else device),
+                      command="retrain")
+        return
+    if session_id is None and arch is None:
+        raise UsageProblem("name a search session to retrain its derived architecture, or give a cell with --arch")
+    chosen = _pick_preset(preset, data, device)
+    search = open_session(root, session_id) if session_id else None
+    try:
+        source, cell = from_session(search, arch) if search else _given_cell(arch)
+    except BadArch as exc:
+        raise UsageProblem(str(exc)) from None
+    data_dir = str(data.resolve()) if data else source.data
+    try:
+        settings = retrain_settings.resolve(cell, chosen, seed=seed, device=device, data=data_dir, overrides=overrides,
+                                            epochs=epochs, source=source.session, num_nodes=source.num_nodes)
+    except SettingsError as exc:
+        raise UsageProblem(str(exc)) from None
+    source.num_nodes = settings.model.num_nodes
+    corpus = _load_corpus(settings)
+    session = create_session(root, retrain_settings.KIND)
+    typer.echo(f"retrain session {session.id} in {root}")
+    origin = f"session {source.session} (derived at epoch {source.derived_epoch})" if source.derived_epoch else \
+        f"session {source.session}" if source.session else "--arch"
+    typer.echo(f"cell: {settings.arch} (from {origin})")
+    typer.echo(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
+    typer.echo("settings:")
+    for line in config.describe(settings, width=100):
+        typer.echo("  " + line)
+    _run_training(lambda listeners: _new_retrain(settings, session, corpus, listeners, source, search),
+                  command="retrain")
+
+
+def _given_cell(text: str):
+    from .retrain.source import Source, parse_arch
+
+    cell = parse_arch(text)
+    return Source(arch=cell.to_text()), cell
+
+
+def _new_retrain(settings, session, corpus, listeners, source, search):
+    from .retrain.trainer import new_retrain
+
+    return new_retrain(settings, session, corpus, listeners, source, search=search, command=sys.argv)
+
+
+def _resume_retrain(session, listeners, epochs, device):
+    from .retrain.settings import KIND
+    from .retrain.trainer import resume_retrain
+
+    if session.meta().get("kind") != KIND:
+        raise UserError(f"session {session.id} is a search; continue it with: enas-tui train --resume {session.id}")
+    if session.live_status() == "running":
+        raise UserError(f"session {session.id} is still running (pid {session.status().get('pid')})")
+    retrainer = resume_retrain(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
+    if retrainer.pos.epoch > retrainer.s.train.epochs:
+        raise UserError(f"session {session.id} already finished its {retrainer.s.train.epochs} epochs; "
+                        f"pass --epochs N to extend it")
+    return retrainer
 
 
 # -- dashboard ---------------------------------------------------------------------------------
@@ -246,7 +340,7 @@ def compare(
 @app.command()
 def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
              as_json: bool = typer.Option(False, "--json", help="One JSON object per session.")) -> None:
-    """List sessions: id, controller, status, epoch, best ppl, start time."""
+    """List sessions: id, kind (search or retrain), controller, status, epoch, valid and test ppl, start."""
     from .sessions import all_sessions, sessions_root, summarize
 
     root = sessions_root(sessions_dir)
@@ -258,14 +352,15 @@ def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
     if not summaries:
         typer.echo(f"no sessions in {root}")
         return
-    rows = [("id", "controller", "status", "epoch", "best ppl", "started")]
+    rows = [("id", "kind", "controller", "status", "epoch", "valid ppl", "test ppl", "started")]
     for s in summaries:
         started = dt.datetime.fromtimestamp(s.started).strftime("%Y-%m-%d %H:%M:%S")
         best = "-" if s.best_ppl is None else f"{s.best_ppl:.2f}"
-        rows.append((s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, started))
+        test = "-" if s.test_ppl is None else f"{s.test_ppl:.2f}"
+        rows.append((s.id, s.kind, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, test, started))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:  # plain columns, never truncated: ids are there to be copied
-        cells = [cell.rjust(w) if i in (3, 4) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        cells = [cell.rjust(w) if i in (4, 5, 6) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         typer.echo("  ".join(cells).rstrip())
 
 

@@ -191,23 +191,31 @@ def all_sessions(root: Path) -> list[Session]:
 @dataclass
 class SessionSummary:
     id: str
-    controller: str
+    kind: str  # search | retrain
+    controller: str  # a retrain's: the controller of the search its cell came from ("-": given by hand)
     status: str
     epoch: int
     epochs: int
-    best_ppl: float | None
+    best_ppl: float | None  # best validation perplexity (a search's: the shared-weight model's)
+    test_ppl: float | None  # a finished retrain's test perplexity
     started: float
 
 
 def summarize(session: Session) -> SessionSummary:
     meta, status = session.meta(), session.status()
+    kind = str(meta.get("kind", "search"))
+    controller = str(meta.get("controller", "?"))
+    if kind == "retrain":
+        controller = str((meta.get("source") or {}).get("controller") or "-")
     return SessionSummary(
         id=session.id,
-        controller=str(meta.get("controller", "?")),
+        kind=kind,
+        controller=controller,
         status=session.live_status(),
         epoch=int(status.get("epoch", 0)),
         epochs=int(meta.get("settings", {}).get("train", {}).get("epochs", 0)),
         best_ppl=status.get("best_ppl"),
+        test_ppl=status.get("test_ppl"),
         started=float(meta.get("started", 0.0)),
     )
 

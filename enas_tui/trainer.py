@@ -408,17 +408,18 @@ def versions() -> dict[str, str]:
 
 
 # -- starting and resuming sessions ---------------------------------------------------------------
-def _meta(settings: Settings, session: Session, started: float, command: list[str]) -> dict[str, Any]:
-    return {"id": session.id, "controller": settings.controller, "preset": settings.preset,
-            "seed": settings.seed, "settings": settings.to_dict(), "versions": versions(),
-            "host": socket.gethostname(), "pid": os.getpid(), "started": started, "command": command}
+def run_meta(settings: Any, session: Session, started: float, command: list[str], **fields: Any) -> dict[str, Any]:
+    """meta.json of a new session (a search's or a retrain's ``settings``), plus ``fields``."""
+    return {"id": session.id, "preset": settings.preset, "seed": settings.seed, "settings": settings.to_dict(),
+            "versions": versions(), "host": socket.gethostname(), "pid": os.getpid(), "started": started,
+            "command": command, **fields}
 
 
 def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: list[Listener],
             command: list[str] | None = None) -> Trainer:
     """A trainer for a fresh session folder, with its meta written and its log open."""
     device = pick_device(settings.device)
-    session.write_meta(_meta(settings, session, time.time(), command or []))
+    session.write_meta(run_meta(settings, session, time.time(), command or [], controller=settings.controller))
     trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), device)
     return trainer
 
@@ -436,11 +437,17 @@ def resume_run(session: Session, corpus_loader: Callable[[Settings], Corpus], li
     path, state = checkpoints.load_latest(session, map_location="cpu")
     corpus = corpus_loader(settings)
     torch_device = pick_device(settings.device)
-    meta.update(pid=os.getpid(), host=socket.gethostname(), settings=settings.to_dict(),
-                resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": path.name,
-                                                     "command": command or []}])
-    session.write_meta(meta)
+    note_resume(session, meta, settings, path.name, command)
     trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), torch_device)
     trainer.load_state_dict(state)
     trainer.resumed_from = path.name
     return trainer
+
+
+def note_resume(session: Session, meta: dict[str, Any], settings: Any, checkpoint: str,
+                command: list[str] | None) -> None:
+    """Record in meta.json that a new process continues the session from ``checkpoint``."""
+    meta.update(pid=os.getpid(), host=socket.gethostname(), settings=settings.to_dict(),
+                resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": checkpoint,
+                                                     "command": command or []}])
+    session.write_meta(meta)
