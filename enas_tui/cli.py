@@ -222,8 +222,7 @@ def retrain(
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Train a search's derived architecture (or any cell) from scratch, alone; report valid and test ppl."""
-    from .retrain import settings as retrain_settings
-    from .retrain.source import BadArch, from_session
+    from .retrain.settings import KIND
     from .sessions import create_session, open_session, sessions_root
 
     root = sessions_root(sessions_dir)
@@ -235,6 +234,27 @@ def retrain(
         _run_training(lambda listeners: _resume_retrain(session, listeners, epochs, None if device == "auto" else device),
                       command="retrain")
         return
+    settings, source, search = _resolve_retrain(root, session_id, arch, preset, seed, device, data, overrides, epochs)
+    corpus = _load_corpus(settings)
+    session = create_session(root, KIND)
+    origin = f"session {source.session} (derived at epoch {source.derived_epoch})" if source.derived_epoch else \
+        f"session {source.session}" if source.session else "--arch"
+    typer.echo(f"retrain session {session.id} in {root}")
+    typer.echo(f"cell: {settings.arch} (from {origin})")
+    typer.echo(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
+    typer.echo("settings:")
+    for line in config.describe(settings, width=100):
+        typer.echo("  " + line)
+    _run_training(lambda listeners: _new_retrain(settings, session, corpus, listeners, source, search),
+                  command="retrain")
+
+
+def _resolve_retrain(root, session_id, arch, preset, seed, device, data, overrides, epochs):
+    """The retrain's settings, where its cell comes from, and the search session (None with --arch alone)."""
+    from .retrain import settings as retrain_settings
+    from .retrain.source import BadArch, from_session
+    from .sessions import open_session
+
     if session_id is None and arch is None:
         raise UsageProblem("name a search session to retrain its derived architecture, or give a cell with --arch")
     chosen = _pick_preset(preset, data, device)
@@ -243,25 +263,14 @@ def retrain(
         source, cell = from_session(search, arch) if search else _given_cell(arch)
     except BadArch as exc:
         raise UsageProblem(str(exc)) from None
-    data_dir = str(data.resolve()) if data else source.data
     try:
-        settings = retrain_settings.resolve(cell, chosen, seed=seed, device=device, data=data_dir, overrides=overrides,
+        settings = retrain_settings.resolve(cell, chosen, seed=seed, device=device,
+                                            data=str(data.resolve()) if data else source.data, overrides=overrides,
                                             epochs=epochs, source=source.session, num_nodes=source.num_nodes)
     except SettingsError as exc:
         raise UsageProblem(str(exc)) from None
     source.num_nodes = settings.model.num_nodes
-    corpus = _load_corpus(settings)
-    session = create_session(root, retrain_settings.KIND)
-    typer.echo(f"retrain session {session.id} in {root}")
-    origin = f"session {source.session} (derived at epoch {source.derived_epoch})" if source.derived_epoch else \
-        f"session {source.session}" if source.session else "--arch"
-    typer.echo(f"cell: {settings.arch} (from {origin})")
-    typer.echo(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
-    typer.echo("settings:")
-    for line in config.describe(settings, width=100):
-        typer.echo("  " + line)
-    _run_training(lambda listeners: _new_retrain(settings, session, corpus, listeners, source, search),
-                  command="retrain")
+    return settings, source, search
 
 
 def _given_cell(text: str):
