@@ -21,58 +21,36 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoints, diagnostics
-from .config import Settings
+from . import diagnostics
+from .config import Settings, live_ged_readings, validate
 from .controller import Controller
 from .data import Corpus, batchify
 from .events import (
-    BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    BufferFill, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Probe, SessionStart, SharedStep,
+    Validation, Warning,
 )
 from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
 from .session_log import LogWriter
-from .sessions import Session, process_start_time
-from .supernet import SuperNet, clip_state_norm, get_batch, train_step
-
-Listener = Callable[[Event], None]
-
-
-class TrainingFailed(Exception):
-    """The run cannot go on (e.g. repeated non-finite losses); the last checkpoint is intact."""
+from .session_run import (  # noqa: F401 - DeviceError, Listener, TrainingFailed: this module's API too
+    DeviceError, Listener, Recorder, SessionRun, TrainingFailed, pick_device, resume_session, run_meta, versions,
+)
+from .sessions import Session
+from .supernet import SuperNet, get_batch, train_step
 
 
 @dataclass
 class Position:
-    """Where the run is: the current epoch (from 1) and the steps already done in it."""
+    """Where the run is: the current epoch (from 1), the steps already done in it, and whether
+    its start (epoch_start record, buffer update) is done, so a resume never repeats it."""
 
     epoch: int = 1
     shared_done: int = 0
     ctrl_done: int = 0
+    begun: bool = False
 
 
-class Recorder:
-    """Appends every event to the session log, then hands it to the live listeners."""
-
-    def __init__(self, writer: LogWriter, listeners: list[Listener] | None = None):
-        self.writer = writer
-        self.listeners = list(listeners or [])
-
-    def __call__(self, event: Event) -> Event:
-        self.writer.append(event)
-        for listener in self.listeners:
-            listener(event)
-        return event
-
-
-def pick_device(requested: str | None) -> torch.device:
-    """``auto`` (or None) means CUDA when available."""
-    if requested in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
-
-
-class Trainer:
+class Trainer(SessionRun):
     """Runs one session's search from a position to the last epoch."""
 
     def __init__(self, settings: Settings, corpus: Corpus, session: Session, record: Recorder,
@@ -98,8 +76,7 @@ class Trainer:
         self.best_ppl: float | None = None
         self.best_arch: str | None = None
         self.nonfinite = {"shared": 0, "controller": 0}  # non-finite losses in a row, per kind of step
-        self.stop_requested = False
-        self.resumed_from: str | None = None
+        self._init_run()
 
     # -- schedule -------------------------------------------------------------------------
     @property
@@ -111,56 +88,39 @@ class Trainer:
     def ctrl_steps_per_epoch(self) -> int:
         return self.s.ctrl.steps_per_epoch
 
-    def request_stop(self) -> None:
-        """Ask for a graceful stop at the next step boundary (Ctrl-C, SIGTERM, the dashboard)."""
-        self.stop_requested = True
-
-    # -- main loop ------------------------------------------------------------------------
-    def run(self) -> str:
-        """Train to the last epoch; returns the final status (finished / stopped / failed)."""
-        self._start()
-        try:
-            while self.pos.epoch <= self.s.train.epochs:
-                if not self._run_epoch():
-                    return self._finish("stopped", "stopped by request; resume with --resume", interrupt=True)
-            return self._finish("finished", "search finished")
-        except TrainingFailed as exc:
-            self.record(Error(message=str(exc), epoch=self.pos.epoch))
-            self._finish("failed", str(exc))
-            raise
-        except Exception as exc:  # a bug or a dead device: leave a clear record, then fail loudly
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self.record(Error(message=message, epoch=self.pos.epoch))
-            self._finish("failed", message)
-            raise
-        finally:
-            self.record.writer.close()
-
-    def _start(self) -> None:
-        self.session.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                                  host=socket.gethostname(), epoch=self.pos.epoch - 1,
-                                  best_ppl=self.best_ppl, best_arch=self.best_arch)
-        self.record(SessionStart(
+    # -- the run (SessionRun) -------------------------------------------------------------
+    def _start_event(self) -> SessionStart:
+        return SessionStart(
             session_id=self.session.id, controller=self.s.controller, seed=self.s.seed,
             settings=self.s.to_dict(), num_nodes=self.s.model.num_nodes,
             decision_sizes=list(self.ctrl.sizes), device=str(self.device), pid=os.getpid(),
             host=socket.gethostname(), versions=versions(), resumed_from=self.resumed_from,
-        ))
+        )
+
+    def _complete(self) -> str:
+        return self._finish("finished", "search finished")
+
+    def _end_fields(self) -> dict[str, Any]:
+        return {"best_ppl": self.best_ppl, "best_arch": self.best_arch}
 
     def _run_epoch(self) -> bool:
         """One epoch from the current position; False when a stop was requested mid-way."""
         epoch, started = self.pos.epoch, time.perf_counter()
-        if self.pos.shared_done == 0 and self.pos.ctrl_done == 0:
+        if self.stop_requested:
+            return False
+        if not self.pos.begun and self.pos.shared_done == 0 and self.pos.ctrl_done == 0:
             self.record(EpochStart(epoch=epoch, epochs=self.s.train.epochs,
                                    shared_steps=self.shared_steps_per_epoch,
                                    controller_steps=self.ctrl_steps_per_epoch))
             self._update_buffer(epoch)
+        self.pos.begun = True
         losses: list[float] = []
         while self.pos.shared_done < self.shared_steps_per_epoch:
             if self.stop_requested:
                 return False
             losses.append(self._shared_step(epoch))
             self.pos.shared_done += 1
+            self._maybe_checkpoint(epoch)
         rewards, entropies = [], []
         while self.pos.ctrl_done < self.ctrl_steps_per_epoch:
             if self.stop_requested:
@@ -169,29 +129,19 @@ class Trainer:
             rewards.append(reward)
             entropies.append(entropy)
             self.pos.ctrl_done += 1
+            self._maybe_checkpoint(epoch)
         valid_ppl = self._validate(epoch)
         if epoch % self.s.train.derive_every == 0 or epoch == self.s.train.epochs:
             self._derive(epoch)
-        finite = [x for x in losses if math.isfinite(x)]
+        finite = [x for x in losses if math.isfinite(x)]  # skipped (non-finite) steps count apart
         self.record(EpochEnd(
             epoch=epoch, train_ppl=_safe_exp(float(np.mean(finite))) if finite else float("nan"),
             valid_ppl=valid_ppl, reward=_finite_mean(rewards), entropy=_finite_mean(entropies),
-            elapsed_s=time.perf_counter() - started))
+            elapsed_s=time.perf_counter() - started, skipped_shared_steps=len(losses) - len(finite)))
         self.pos = Position(epoch + 1, 0, 0)
-        self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
+        self._epoch_checkpoint(epoch)
         self.session.write_status(epoch=epoch, best_ppl=self.best_ppl, best_arch=self.best_arch)
         return True
-
-    def _finish(self, status: str, message: str, interrupt: bool = False) -> str:
-        epoch = min(self.pos.epoch, self.s.train.epochs) if status != "finished" else self.s.train.epochs
-        if interrupt:
-            self._checkpoint("interrupt.pt", "interrupt", self.pos.epoch)
-        self.record(SessionEnd(status=status, message=message, epoch=epoch,
-                               best_ppl=self.best_ppl, best_arch=self.best_arch))
-        self.record.writer.sync()
-        self.session.write_status(status=status, best_ppl=self.best_ppl, best_arch=self.best_arch,
-                                  message=message)
-        return status
 
     # -- steps ----------------------------------------------------------------------------
     def _sample(self, n: int) -> list[Architecture]:
@@ -213,7 +163,7 @@ class Trainer:
         if not self._check_finite(finite, "shared", epoch, arch):
             self.hidden = self.net.init_hidden(self.s.model.batch_size)  # the state may be what overflowed
             return float("nan")
-        self.hidden = clip_state_norm(hidden, self.s.model.max_hidden_norm)
+        self.hidden = hidden  # bounded already: the cell clips every step's state (model.max_hidden_norm)
         self.train_cursor += tokens.shape[0]
         self.record(SharedStep(epoch=epoch, step=self.shared_step, loss=loss, ppl=_safe_exp(loss),
                                lr=self.shared_opt.param_groups[0]["lr"],
@@ -246,7 +196,8 @@ class Trainer:
         supervised = None
         loss = policy_loss - c.entropy_weight * entropy
         if train and self.s.controller == "supervised" and self.buffer.supervised_active(epoch):
-            sup = self.ctrl.supervised_loss(self.buffer.sample(self.s.buffer.supervised_batch).to(self.device))
+            sup = self.ctrl.supervised_loss(self.buffer.sample(self.s.buffer.supervised_batch).to(self.device),
+                                            reduction=self.s.buffer.supervised_reduction)
             supervised = float(sup.detach())
             loss = loss + self.s.buffer.supervised_weight * sup
         self.ctrl_step += 1
@@ -297,22 +248,29 @@ class Trainer:
 
     # -- probes, validation, derivation ---------------------------------------------------
     def _probe(self, epoch: int) -> None:
-        """A fresh probe set: the data behind the live Fig. 1/3/4 and the rolling Table 1."""
+        """A fresh probe set: the data behind the live Fig. 1/3/4 and the rolling Table 1.
+
+        The cheap measures run on every probe; every ``perf_every``-th probe also scores each
+        architecture (the performance column) and computes the costly GEDs of ``live_ged``.
+        """
+        t = self.s.train
         self.probes += 1
         with torch.no_grad():
-            out = self.ctrl.sample(self.s.train.probe_size, generator=self.probe_gen)
+            out = self.ctrl.sample(t.probe_size, generator=self.probe_gen, mode=t.probe_mode, state=t.probe_state)
         archs = out.architectures()
         probs = out.probs().cpu().numpy().astype(np.float32)
         hidden = out.hidden.cpu().numpy().astype(np.float32)
         self.record(Probe(epoch=epoch, step=self.ctrl_step, archs=[a.to_text() for a in archs],
-                          probs=probs, hidden=hidden))
-        ppl = None
-        if self.probes % self.s.train.perf_every == 0:
+                          probs=probs, hidden=hidden, mode=t.probe_mode, state=t.probe_state))
+        ppl, measures = None, diagnostics.CHEAP_MEASURES
+        if self.probes % t.perf_every == 0:
             ppl = np.array([self.net.perplexity(a, self.valid_data, self.s.model.bptt,
-                                                max_batches=self.s.train.perf_batches) for a in archs])
-        analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl)
+                                                max_batches=t.perf_batches) for a in archs])
+            measures += tuple(f"ged_{reading}" for reading in live_ged_readings(t.live_ged))
+        analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl, measures=measures)
         self.record(Diagnostics(epoch=epoch, step=self.ctrl_step, n=analysis.n,
-                                spearman=analysis.spearman, collapse_index=analysis.collapse_index))
+                                spearman=analysis.spearman, collapse_index=analysis.collapse_index,
+                                ppl=None if ppl is None else ppl.astype(np.float64)))
 
     def _validate(self, epoch: int) -> float:
         arch = self.ctrl.greedy()
@@ -383,11 +341,6 @@ class Trainer:
         self.shared_step, self.ctrl_step, self.probes = counters["shared_step"], counters["ctrl_step"], counters["probes"]
         self.best_ppl, self.best_arch = state["best"]["ppl"], state["best"]["arch"]
 
-    def _checkpoint(self, name: str, kind: str, epoch: int) -> None:
-        path = checkpoints.save(self.session, self.state_dict(), name, keep_epochs=self.s.train.keep_checkpoints)
-        self.record.writer.sync()
-        self.record(Checkpoint(epoch=epoch, path=str(path.relative_to(self.session.path)), kind=kind))
-
 
 def _finite_mean(values: list[float]) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
@@ -398,56 +351,36 @@ def _safe_exp(x: float) -> float:
     return math.exp(min(x, 700.0)) if math.isfinite(x) else float("nan")
 
 
-def versions() -> dict[str, str]:
-    import platform
-
-    from . import __version__
-
-    return {"enas_tui": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
 # -- starting and resuming sessions ---------------------------------------------------------------
-def run_meta(settings: Any, session: Session, started: float, command: list[str], **fields: Any) -> dict[str, Any]:
-    """meta.json of a new session (a search's or a retrain's ``settings``), plus ``fields``."""
-    return {"id": session.id, "preset": settings.preset, "seed": settings.seed, "settings": settings.to_dict(),
-            "versions": versions(), "host": socket.gethostname(), "pid": os.getpid(), "started": started,
-            "command": command, **fields}
+def session_meta(settings: Settings, command: list[str], started: float | None = None) -> dict[str, Any]:
+    """meta.json for a new search session (create_session fills in its id)."""
+    return run_meta(settings, command, started, controller=settings.controller)
 
 
 def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: list[Listener],
             command: list[str] | None = None) -> Trainer:
     """A trainer for a fresh session folder, with its meta written and its log open."""
     device = pick_device(settings.device)
-    session.write_meta(run_meta(settings, session, time.time(), command or [], controller=settings.controller))
+    if not session.meta_path.exists():  # create_session(meta=...) has written it already
+        session.write_meta({**session_meta(settings, command or []), "id": session.id})
     trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), device)
     return trainer
+
+
+def read_settings(data: Any) -> Settings:
+    """A search's recorded settings dict as validated Settings (SettingsError, TypeError... if unusable)."""
+    settings = Settings.from_dict(data)
+    validate(settings)
+    return settings
 
 
 def resume_run(session: Session, corpus_loader: Callable[[Settings], Corpus], listeners: list[Listener],
                epochs: int | None = None, device: str | None = None,
                command: list[str] | None = None) -> Trainer:
-    """A trainer restored from the session's latest checkpoint; the log continues where it ends."""
-    meta = session.meta()
-    settings = Settings.from_dict(meta["settings"])
-    if epochs is not None:
-        settings.train.epochs = epochs
-    if device is not None:
-        settings.device = device
-    path, state = checkpoints.load_latest(session, map_location="cpu")
-    corpus = corpus_loader(settings)
-    torch_device = pick_device(settings.device)
-    note_resume(session, meta, settings, path.name, command)
-    trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), torch_device)
-    trainer.load_state_dict(state)
-    trainer.resumed_from = path.name
-    return trainer
+    """A trainer restored from the session's latest checkpoint; the log continues where it ends
+    (from the start, with a warning, when it has none: session_run.resume_session)."""
 
+    def make(settings: Settings, corpus: Corpus, record: Recorder, torch_device: torch.device) -> Trainer:
+        return Trainer(settings, corpus, session, record, torch_device)
 
-def note_resume(session: Session, meta: dict[str, Any], settings: Any, checkpoint: str,
-                command: list[str] | None) -> None:
-    """Record in meta.json that a new process continues the session from ``checkpoint``."""
-    meta.update(pid=os.getpid(), host=socket.gethostname(), settings=settings.to_dict(),
-                resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": checkpoint,
-                                                     "command": command or []}])
-    session.write_meta(meta)
+    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command)

@@ -26,10 +26,11 @@ from typing import Any
 
 from .. import config
 from ..config import ModelConfig, SettingsError
-from ..search_space import Architecture
+from ..search_space import Architecture, ArchitectureError
+from ..sessions import RETRAIN
 
 PRESETS = config.PRESETS
-KIND = "retrain"  # meta.json "kind" of a retrain session (a search session has "search" or none)
+KIND = RETRAIN  # meta.json "kind" of a retrain session (a search session has "search" or none)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ScheduleConfig:
     test_batch_size: int = 1  # parallel streams of the test split (1: every token sees its full past)
     max_nonfinite: int = 5  # non-finite losses in a row before the run stops
     keep_checkpoints: int = 0  # epoch checkpoints kept; 0 keeps all
+    checkpoint_every_s: float = 300.0  # a mid-epoch checkpoint this often (seconds); 0: epoch ends only
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
 
 
@@ -115,10 +117,21 @@ def resolve(arch: Architecture, preset: str, seed: int = 0, device: str = "cpu",
     return settings
 
 
+def read_settings(data: Any) -> RetrainSettings:
+    """A retrain's recorded settings dict as validated settings (SettingsError, TypeError... if unusable)."""
+    settings = RetrainSettings.from_dict(data)
+    validate(settings)
+    return settings
+
+
 def validate(settings: RetrainSettings) -> None:
     """Reject settings that cannot run, with a message naming the setting."""
     t = settings.train
-    arch = settings.architecture
+    config.check_types(settings)
+    try:
+        arch = settings.architecture
+    except ArchitectureError as exc:
+        raise SettingsError(f"arch: {exc}") from None
     config.raise_failed(config.model_checks(settings.model) + [
         (settings.model.num_nodes == arch.num_nodes,
          f"the cell has {arch.num_nodes} nodes but the search space has {settings.model.num_nodes} "
@@ -132,6 +145,7 @@ def validate(settings: RetrainSettings) -> None:
         (t.test_batch_size >= 1, "train.test_batch_size must be positive"),
         (t.max_nonfinite >= 1, "train.max_nonfinite must be positive"),
         (t.keep_checkpoints >= 0, "train.keep_checkpoints must not be negative"),
+        (t.checkpoint_every_s >= 0, "train.checkpoint_every_s must not be negative"),
         (t.threads >= 0, "train.threads must not be negative"),
         (settings.seed >= 0, "seed must not be negative"),
     ])

@@ -1,11 +1,12 @@
 """The retrain loop: one cell trained from scratch, recorded as a session like any search.
 
 Each epoch: SGD steps on the standalone model (learning rate from the schedule, gradients clipped,
-the carried state bounded as in the search), then a check on the whole validation split (with
-NT-ASGD's averaged weights once it has switched). The weights that score best are kept in
-``checkpoints/best.pt``; at the end they are evaluated on the whole test split. Every step, check,
-switch and checkpoint is an event in the session log, so the headless view, the dashboard and the
-reports read a retrain the way they read a search.
+every time step's state bounded by ``model.max_hidden_norm`` inside the cell, as in the search),
+then a check on the whole validation split (with NT-ASGD's averaged weights once it has switched).
+The weights that score best are kept in ``checkpoints/best.pt``; at the end they are evaluated on the
+whole test split. Every step, check, switch and checkpoint is an event in the session log, so the
+headless view, the dashboard and the reports read a retrain the way they read a search; stops,
+failures, timed checkpoints and resumes are the search's (``session_run``).
 """
 
 from __future__ import annotations
@@ -21,20 +22,22 @@ from typing import Any
 import torch
 
 from .. import checkpoints
+from ..checkpoints import CheckpointError
 from ..config import Settings
 from ..data import Corpus, batchify
 from ..events import (
-    AsgdSwitch, Checkpoint, EpochEnd, EpochStart, Error, RetrainResult, SessionEnd, SessionStart, SharedStep,
-    Validation, Warning,
+    AsgdSwitch, Checkpoint, EpochEnd, EpochStart, RetrainResult, SessionStart, SharedStep, Validation, Warning,
 )
 from ..search_space import Architecture, decision_sizes
 from ..session_log import LogWriter
-from ..sessions import Session, process_start_time
-from ..supernet import SuperNet, clip_state_norm, get_batch, train_step
-from ..trainer import Listener, Recorder, TrainingFailed, note_resume, pick_device, run_meta, versions
+from ..session_run import (
+    Listener, Recorder, SessionRun, TrainingFailed, pick_device, resume_session, run_meta, versions,
+)
+from ..sessions import Session
+from ..supernet import SuperNet, get_batch, train_step
 from .averaging import NTASGD
 from .model import StandaloneModel, parameter_count
-from .settings import KIND, RetrainSettings, learning_rate
+from .settings import KIND, RetrainSettings, learning_rate, read_settings
 from .source import Source
 
 BEST = "best.pt"
@@ -57,8 +60,8 @@ class Best:
     averaged: bool
 
 
-class Retrainer:
-    """Trains one session's standalone model from a position to the last epoch."""
+class Retrainer(SessionRun):
+    """Trains one session's standalone model from a position to the last epoch, then tests it."""
 
     def __init__(self, settings: RetrainSettings, corpus: Corpus, session: Session, record: Recorder,
                  device: torch.device, source: Source):
@@ -81,53 +84,35 @@ class Retrainer:
         self.epoch_loss = [0.0, 0]  # sum and count of the current epoch's finite step losses
         self.best: Best | None = None
         self.nonfinite = 0
-        self.stop_requested = False
-        self.resumed_from: str | None = None
+        self._init_run()
 
     @property
     def steps_per_epoch(self) -> int:
         chunks = max(1, (self.train_data.shape[0] - 1) // self.s.model.bptt)
         return self.s.train.steps_per_epoch or chunks
 
-    def request_stop(self) -> None:
-        """Ask for a graceful stop at the next step boundary (Ctrl-C, SIGTERM, the dashboard)."""
-        self.stop_requested = True
-
-    # -- main loop ------------------------------------------------------------------------
-    def run(self) -> str:
-        """Train to the last epoch, then test; returns the final status (finished / stopped / failed)."""
-        self._start()
-        try:
-            while self.pos.epoch <= self.s.train.epochs:
-                if not self._run_epoch():
-                    return self._finish("stopped", "stopped by request; resume with --resume", interrupt=True)
-            result = self._test()
-            return self._finish("finished", f"retrain finished: test ppl {result.test_ppl:.2f}", result)
-        except TrainingFailed as exc:
-            self.record(Error(message=str(exc), epoch=self.pos.epoch))
-            self._finish("failed", str(exc))
-            raise
-        except Exception as exc:  # a bug or a dead device: leave a clear record, then fail loudly
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self.record(Error(message=message, epoch=self.pos.epoch))
-            self._finish("failed", message)
-            raise
-        finally:
-            self.record.writer.close()
-
-    def _start(self) -> None:
-        self.session.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                                  host=socket.gethostname(), epoch=self.pos.epoch - 1, best_arch=self.s.arch,
-                                  best_ppl=self.best.ppl if self.best else None)
-        self.record(SessionStart(
+    # -- the run (SessionRun) -------------------------------------------------------------
+    def _start_event(self) -> SessionStart:
+        return SessionStart(
             session_id=self.session.id, controller=KIND, seed=self.s.seed, settings=self.s.to_dict(),
             num_nodes=self.arch.num_nodes, decision_sizes=decision_sizes(self.arch.num_nodes),
             device=str(self.device), pid=os.getpid(), host=socket.gethostname(), versions=versions(),
-            resumed_from=self.resumed_from, kind=KIND, arch=self.s.arch, source=self.source.session))
+            resumed_from=self.resumed_from, kind=KIND, arch=self.s.arch, source=self.source.session)
+
+    def _complete(self) -> str:
+        result = self._test()
+        return self._finish("finished", f"retrain finished: test ppl {result.test_ppl:.2f}",
+                            test_ppl=_json_number(result.test_ppl), valid_ppl=_json_number(result.valid_ppl),
+                            best_epoch=result.epoch)
+
+    def _end_fields(self) -> dict[str, Any]:
+        return {"best_ppl": self.best.ppl if self.best else None, "best_arch": self.s.arch}
 
     def _run_epoch(self) -> bool:
         """One epoch from the current position; False when a stop was requested mid-way."""
         epoch, started = self.pos.epoch, time.perf_counter()
+        if self.stop_requested:
+            return False
         if self.pos.steps_done == 0:
             self.record(EpochStart(epoch=epoch, epochs=self.s.train.epochs, shared_steps=self.steps_per_epoch,
                                    controller_steps=0))
@@ -139,13 +124,14 @@ class Retrainer:
                 return False
             self._step(epoch)
             self.pos.steps_done += 1
+            self._maybe_checkpoint(epoch)
         valid_ppl = self._validate(epoch)
         total, count = self.epoch_loss
         self.record(EpochEnd(epoch=epoch, train_ppl=_safe_exp(total / count) if count else float("nan"),
                              valid_ppl=valid_ppl, reward=None, entropy=None,
                              elapsed_s=time.perf_counter() - started))
         self.pos = Position(epoch + 1, 0)
-        self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
+        self._epoch_checkpoint(epoch)
         self.session.write_status(epoch=epoch, best_ppl=self.best.ppl if self.best else None)
         return True
 
@@ -167,7 +153,7 @@ class Retrainer:
             return
         self.nonfinite = 0
         self.asgd.update()
-        self.hidden = clip_state_norm(hidden, self.s.model.max_hidden_norm)
+        self.hidden = hidden  # bounded already: the cell clips every step's state (model.max_hidden_norm)
         self.epoch_loss[0] += loss
         self.epoch_loss[1] += 1
         self.record(SharedStep(epoch=epoch, step=self.step, loss=loss, ppl=_safe_exp(loss),
@@ -225,20 +211,6 @@ class Retrainer:
             averaged=best.averaged if best else self.asgd.active, params=self.params,
             search_ppl=self.source.search_ppl))
 
-    def _finish(self, status: str, message: str, result: RetrainResult | None = None,
-                interrupt: bool = False) -> str:
-        epoch = min(self.pos.epoch, self.s.train.epochs) if status != "finished" else self.s.train.epochs
-        if interrupt:
-            self._checkpoint("interrupt.pt", "interrupt", self.pos.epoch)
-        best_ppl = self.best.ppl if self.best else None
-        self.record(SessionEnd(status=status, message=message, epoch=epoch, best_ppl=best_ppl, best_arch=self.s.arch))
-        self.record.writer.sync()
-        fields: dict[str, Any] = {"status": status, "best_ppl": best_ppl, "message": message}
-        if result is not None:
-            fields.update(test_ppl=result.test_ppl, valid_ppl=result.valid_ppl, best_epoch=result.epoch)
-        self.session.write_status(**fields)
-        return status
-
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -269,23 +241,25 @@ class Retrainer:
         self.epoch_loss = list(state["epoch_loss"])
         self.best = None if state["best"] is None else Best(**state["best"])
 
-    def _checkpoint(self, name: str, kind: str, epoch: int) -> None:
-        path = checkpoints.save(self.session, self.state_dict(), name, keep_epochs=self.s.train.keep_checkpoints)
-        self.record.writer.sync()
-        self.record(Checkpoint(epoch=epoch, path=str(path.relative_to(self.session.path)), kind=kind))
-
-
 def _safe_exp(x: float) -> float:
     return math.exp(min(x, 700.0)) if math.isfinite(x) else float("nan")
+
+
+def _json_number(x: float) -> float | None:
+    """status.json holds strict JSON: a non-finite perplexity is written as null."""
+    return x if math.isfinite(x) else None
 
 
 # -- the search-phase perplexity of a cell ---------------------------------------------------
 def search_phase_ppl(search: Session, arch: Architecture, corpus: Corpus, device: torch.device) -> float | None:
     """The supernet's perplexity of ``arch`` on the whole validation split, with the weights of the
-    search's latest checkpoint (its end, for a finished search) and the search's own batch and BPTT:
-    what the search believed this cell was worth. None when the checkpoint's vocabulary differs
-    from ``corpus`` (the retrain reads another corpus)."""
-    _, state = checkpoints.load_latest(search, map_location="cpu")
+    search's last epoch checkpoint (its end, for a finished search) and the search's own batch and
+    BPTT: what the search believed this cell was worth. None when the search has no checkpoint that
+    loads, or its vocabulary differs from ``corpus`` (the retrain reads another corpus)."""
+    try:
+        _, state = checkpoints.load_epoch(search, map_location="cpu")
+    except CheckpointError:
+        return None
     settings = Settings.from_dict(state["settings"])
     if state["supernet"]["encoder.weight"].shape[0] != corpus.vocab_size:
         return None
@@ -297,35 +271,30 @@ def search_phase_ppl(search: Session, arch: Architecture, corpus: Corpus, device
 
 
 # -- starting and resuming retrain sessions --------------------------------------------------
+def retrain_meta(settings: RetrainSettings, source: Source, command: list[str]) -> dict[str, Any]:
+    """meta.json for a new retrain session (create_session fills in its id)."""
+    return run_meta(settings, command, kind=KIND, controller=KIND, source=source.to_dict())
+
+
 def new_retrain(settings: RetrainSettings, session: Session, corpus: Corpus, listeners: list[Listener],
-                source: Source, search: Session | None = None, command: list[str] | None = None) -> Retrainer:
-    """A retrainer for a fresh session folder, with its meta written and its log open. With the
-    ``search`` session the cell came from, its search-phase perplexity is measured first."""
+                source: Source, command: list[str] | None = None) -> Retrainer:
+    """A retrainer for a fresh session folder, with its meta written and its log open."""
     device = pick_device(settings.device)
-    if search is not None and search.latest_checkpoint() is not None:
-        source.search_ppl = search_phase_ppl(search, settings.architecture, corpus, device)
-    session.write_meta(run_meta(settings, session, time.time(), command or [], kind=KIND, controller=KIND,
-                                source=source.to_dict()))
+    if not session.meta_path.exists():  # create_session(meta=...) has written it already
+        session.write_meta({**retrain_meta(settings, source, command or []), "id": session.id})
     return Retrainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), device, source)
 
 
 def resume_retrain(session: Session, corpus_loader: Callable[[RetrainSettings], Corpus],
                    listeners: list[Listener], epochs: int | None = None, device: str | None = None,
                    command: list[str] | None = None) -> Retrainer:
-    """A retrainer restored from the session's latest checkpoint; the log continues where it ends."""
-    meta = session.meta()
-    settings = RetrainSettings.from_dict(meta["settings"])
-    if epochs is not None:
-        settings.train.epochs = epochs
-    if device is not None:
-        settings.device = device
-    path, state = checkpoints.load_latest(session, map_location="cpu")
-    corpus = corpus_loader(settings)
-    torch_device = pick_device(settings.device)
-    note_resume(session, meta, settings, path.name, command)
-    source = Source.from_dict(meta.get("source") or {"arch": settings.arch})
-    retrainer = Retrainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners),
-                          torch_device, source)
-    retrainer.load_state_dict(state)
-    retrainer.resumed_from = path.name
-    return retrainer
+    """A retrainer restored from the session's latest checkpoint; the log continues where it ends
+    (from the start, with a warning, when it has none: session_run.resume_session)."""
+
+    def make(settings: RetrainSettings, corpus: Corpus, record: Recorder, torch_device: torch.device) -> Retrainer:
+        recorded = session.meta().get("source")  # meta.json as resume_session just rewrote it
+        source = Source.from_dict({**recorded, "arch": settings.arch}) if isinstance(recorded, dict) else \
+            Source(arch=settings.arch)
+        return Retrainer(settings, corpus, session, record, torch_device, source)
+
+    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command)
