@@ -162,6 +162,10 @@ def bad_input_sessions(tmp_path):
     (["retrain", "--arch", CELL, "--set", "ctrl.hidden=3"], 2, "unknown section 'ctrl' (choose from model, train)"),
     (["retrain", "--arch", CELL, "--epochs", "0"], 2, "--epochs must be at least 1"),
     (["retrain", "--arch", CELL, "--preset", "huge"], 2, "unknown preset 'huge'"),
+    (["retrain", "--arch", CELL, "--set", "model.lr=nan"], 2, "model.lr must be a finite number, not nan"),
+    (["retrain", "--arch", CELL, "--set", "train.checkpoint_every_s=-1"], 2,
+     "train.checkpoint_every_s must not be negative"),
+    (["retrain", "--arch", CELL, "--device", "tpu"], 2, "--device: unknown device 'tpu'"),
     (["retrain", "--resume", "DONE"], 1, "is a search; continue it with: enas-tui train --resume DONE"),
     (["retrain", "--resume", "RETRAIN", "--arch", CELL], 2, "drop SESSION and --arch"),
     (["train", "--resume", "RETRAIN"], 1, "is a retrain; continue it with: enas-tui retrain --resume RETRAIN"),
@@ -178,3 +182,59 @@ def test_bad_input_is_one_line_with_exit_code(tmp_path, capsys, monkeypatch, bad
     err = capsys.readouterr().err
     assert err.startswith("enas-tui: error:") and fragment in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(bad_input_sessions.values())  # no new folder
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_one_line_and_leaves_no_session(tmp_path):
+    out = cli("retrain", "--arch", CELL, "--device", "cuda", "--headless", "--sessions-dir", str(tmp_path),
+              *RETRAIN_SETS)
+    assert out.returncode == 2
+    assert out.stderr == "enas-tui: error: --device: device 'cuda': CUDA is not available on this machine\n"
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+def test_sigterm_stops_a_retrain_with_143_and_it_resumes(tmp_path):
+    proc = start("retrain", "--arch", CELL, "--epochs", "2", "--headless", "--sessions-dir", str(tmp_path), *SLOW)
+    wait_for(lambda: len(all_sessions(tmp_path)) == 1)
+    session = all_sessions(tmp_path)[0]
+    wait_for(lambda: any(e.step >= 5 for e in steps(session)))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err == f"stopped; continue with: enas-tui retrain --resume {session.id} --sessions-dir {tmp_path}\n"
+    assert session.status()["status"] == "stopped" and read_events(session.log_path)[-1].status == "stopped"
+    out = cli("retrain", "--resume", session.id, "--sessions-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert [e.step for e in steps(session)] == list(range(1, 301))
+    assert session.status()["status"] == "finished" and "test_ppl" in session.status()
+
+
+def test_a_retrain_killed_before_its_first_checkpoint_starts_again(tmp_path):
+    proc = start("retrain", "--arch", CELL, "--epochs", "1", "--headless", "--sessions-dir", str(tmp_path), *SLOW)
+    wait_for(lambda: len(all_sessions(tmp_path)) == 1)
+    session = all_sessions(tmp_path)[0]
+    wait_for(lambda: bool(steps(session)))
+    proc.kill()
+    proc.wait(timeout=30)
+    assert session.latest_checkpoint() is None
+    out = cli("retrain", "--resume", session.id, "--sessions-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "no checkpoint to resume from: started again from the beginning" in out.stdout
+    events = read_events(session.log_path)
+    starts = [e for e in events if e.type == "session_start"]
+    assert [s.resumed_from for s in starts] == [None, "start"] and starts[1].settings == starts[0].settings
+    assert [e.type for e in events[-2:]] == ["retrain_result", "session_end"] and events[-1].status == "finished"
+
+
+def test_the_listing_reads_a_retrain_whose_meta_json_is_damaged_from_its_log(tmp_path):
+    out = cli("retrain", "--arch", CELL, "--epochs", "1", "--headless", "--sessions-dir", str(tmp_path),
+              *RETRAIN_SETS)
+    assert out.returncode == 0, out.stderr
+    session = all_sessions(tmp_path)[0]
+    result = next(e for e in read_events(session.log_path) if e.type == "retrain_result")
+    session.meta_path.write_text("{not json")
+    session.status_path.unlink()
+    row = json.loads(cli("sessions", "--json", "--sessions-dir", str(tmp_path)).stdout)
+    assert (row["kind"], row["status"], row["test_ppl"]) == ("retrain", "finished", result.test_ppl)
+    assert "meta.json is unreadable" in row["damaged"]

@@ -57,9 +57,10 @@ def test_the_cell_has_one_definition():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_forward_equals_the_supernets_with_the_same_weights(seed):
+@pytest.mark.parametrize("max_norm", [0.0, 0.05])
+def test_forward_equals_the_supernets_with_the_same_weights(seed, max_norm):
     arch = random_architecture(8, random.Random(seed))
-    net, model = supernet_and_copy(arch)  # default dropouts: eval mode must switch them off
+    net, model = supernet_and_copy(arch, max_hidden_norm=max_norm)  # default dropouts: eval mode switches them off
     net.eval(), model.eval()
     tokens, _, h0 = batch()
     logits, hidden = model(tokens, h0, arch)
@@ -67,12 +68,19 @@ def test_forward_equals_the_supernets_with_the_same_weights(seed):
     torch.testing.assert_close(logits, expected_logits, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(hidden, expected_hidden, rtol=1e-12, atol=1e-12)
     assert not torch.allclose(logits, net(tokens, h0, random_architecture(8, random.Random(99)))[0])
+    if max_norm:  # the per-step clip of the shared cell is on in both: every state row within the bound
+        assert hidden.norm(dim=1).max() <= max_norm * (1 + 1e-12)
+        unclipped = StandaloneModel(arch, 20, ModelConfig(num_nodes=8, hidden=6, max_hidden_norm=0.0)).double()
+        unclipped.load_state_dict(model.state_dict())
+        unclipped.eval()
+        assert not torch.allclose(unclipped(tokens, h0, arch)[0], logits)  # the bound was reached
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_gradients_equal_the_supernets_on_the_used_edges(seed):
+@pytest.mark.parametrize("max_norm", [0.0, 0.05])
+def test_gradients_equal_the_supernets_on_the_used_edges(seed, max_norm):
     arch = random_architecture(8, random.Random(seed))
-    net, model = supernet_and_copy(arch, **NO_DROPOUT)
+    net, model = supernet_and_copy(arch, max_hidden_norm=max_norm, **NO_DROPOUT)
     tokens, targets, h0 = batch()
     readout = torch.randn(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     for m in (net, model):
@@ -232,6 +240,38 @@ def test_validation_stall_switches_to_averaged_weights(tmp_path):
     raw = StandaloneModel(retrainer.arch, 12, retrainer.s.model)
     raw.load_state_dict(checkpoints.load(session.epoch_checkpoint(5))["model"])
     assert raw.perplexity(retrainer.arch, retrainer.valid_data, 10) != pytest.approx(checks[-1], rel=1e-6)
+
+
+class Killed(Exception):
+    """Stands in for a kill at a step: the process dies with the record as it is."""
+
+
+def test_a_timed_checkpoint_resumes_mid_epoch_with_the_same_numbers(tmp_path, corpus):
+    _, _, _, full = retrain(tmp_path / "full", corpus, epochs=2)
+    cell = Architecture.parse("tanh,0:relu,1:identity,1:sigmoid")
+    settings = retrain_settings.resolve(cell, "cpu", device="cpu", overrides=[*TINY, "train.checkpoint_every_s=1e-9"],
+                                        epochs=2, num_nodes=4)
+    session = create_session(tmp_path / "cut", "retrain")
+    first = new_retrain(settings, session, corpus, [], Source(arch=settings.arch))
+
+    def kill(event):
+        if event.type == "shared_step" and event.step == 9:  # mid-epoch 2, after step 8's timed checkpoint
+            raise Killed
+
+    first.record.listeners.append(kill)
+    with pytest.raises(Killed):
+        first.run()
+    assert session.latest_checkpoint().name == "timed.pt"
+    second = resume_retrain(session, lambda s: corpus, [])
+    assert second.resumed_from == "timed.pt" and (second.pos.epoch, second.pos.steps_done) == (2, 2)
+    assert second.run() == "finished"
+    events = read_events(session.log_path)
+    restart = next(i for i, e in enumerate(events) if e.type == "session_start" and e.resumed_from)
+    resumed = [(e.step, e.loss) for e in by_type(events[restart:], "shared_step")]
+    assert resumed == [(e.step, e.loss) for e in by_type(full, "shared_step") if e.step >= 9]
+    assert not by_type(events[restart:], "epoch_start")  # epoch 2 goes on, it does not start again
+    assert by_type(events, "retrain_result")[0].test_ppl == by_type(full, "retrain_result")[0].test_ppl
+    assert not (session.checkpoint_dir / "timed.pt").exists()  # superseded by the epoch checkpoint
 
 
 def test_resume_continues_where_the_run_stopped(tmp_path, corpus):
