@@ -687,7 +687,8 @@ def analyze(
 
 @app.command(cls=Command)
 def report(
-    session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare."),
+    session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare "
+                                            "(retrain sessions among them add their curves and table)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session>)."),
     n: int = typer.Option(100, "--n", help="Probe architectures per session."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe samples."),
@@ -699,22 +700,31 @@ def report(
 ) -> None:
     """Figures 1-4 and Table 1 (PNG and SVG), report.md, table1.json and summary.json for sessions.
 
-    Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims.
+    Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims;
+    retrain sessions add the retrain curves, the final table and the retrained cells' claim.
     """
     from .analysis import AnalysisError, analyze_session
     from .report import write_report
-    from .sessions import open_session, sessions_root
+    from .retrain.outcome import OutcomeError, RetrainOutcome
+    from .sessions import RETRAIN, kind_of, open_session, sessions_root
 
     readings = _readings(activations, ged)
     root = sessions_root(sessions_dir)
-    sessions = [open_session(root, sid) for sid in session_ids]
+    opened = [open_session(root, sid) for sid in session_ids]
+    sessions = [s for s in opened if kind_of(s) != RETRAIN]
+    if not sessions:
+        raise UsageProblem("a report needs at least one search session (retrain sessions add their curves to it)")
+    try:
+        retrains = [RetrainOutcome.from_session(s) for s in opened if kind_of(s) == RETRAIN]
+    except OutcomeError as exc:
+        raise UserError(str(exc)) from None
     try:
         with progress_bars() as progress:
             analyses = [analyze_session(s, n=n, seed=seed, probe_mode=probe_mode, probe_state=probe_state,
                                         progress=_prefixed(progress, s.id)) for s in sessions]
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
-    path = write_report(analyses, out or Path("reports") / sessions[0].id, readings=readings)
+    path = write_report(analyses, out or Path("reports") / sessions[0].id, readings=readings, retrains=retrains)
     typer.echo(f"report written: {path}")
 
 
@@ -732,17 +742,28 @@ def paper(
                                         help="Override a setting for all runs (repeatable)."),
     activations: Optional[str] = ACTIVATIONS_READING,
     ged: Optional[str] = GED_READING,
+    retrain_epochs: Optional[int] = typer.Option(None, "--retrain-epochs", metavar="N",
+                                                 help="Epochs of each retrain (default: the retrain preset's)."),
+    retrain_overrides: list[str] = typer.Option([], "--retrain-set", metavar=SET, show_default=False,
+                                                help="Override a retrain setting (repeatable; the model.* "
+                                                     "settings of --set apply to the retrains too)."),
+    no_retrain: bool = typer.Option(False, "--no-retrain", help="Skip the last step: retraining each search's "
+                                    "derived cell from scratch."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <sessions-dir>/paper-<time>)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Train random, unsupervised and supervised on the same budget (for each seed), compare them as the
-    paper does, and check the paper's claims."""
+    paper does, retrain each one's derived cell from scratch, and check the paper's claims."""
     from .headless import HeadlessView
     from .paper import PaperInterrupted, format_paper_table, run_paper
     from .sessions import sessions_root
     from .trainer import TrainingFailed
 
     _check_epochs(epochs)
+    if retrain_epochs is not None and retrain_epochs < 1:
+        raise UsageProblem("--retrain-epochs must be at least 1")
+    if no_retrain and (retrain_epochs is not None or retrain_overrides):
+        raise UsageProblem("--no-retrain skips the retrains: drop --retrain-epochs and --retrain-set")
     if seeds < 1:
         raise UsageProblem("--seeds must be at least 1")
     if n < 3:
@@ -761,7 +782,8 @@ def paper(
         result = run_paper(sessions_root(sessions_dir), preset=chosen, data=str(data) if data else None, seed=seed,
                            epochs=epochs, out=out, overrides=overrides, device=device, seeds=seeds, n=n,
                            readings=readings, listeners_factory=lambda controller: [HeadlessView()],
-                           on_trainer=trainers.append, progress=progress_bars)
+                           on_trainer=trainers.append, progress=progress_bars, retrain=not no_retrain,
+                           retrain_epochs=retrain_epochs, retrain_overrides=retrain_overrides)
     except SettingsError as exc:
         raise UsageProblem(str(exc)) from None
     except TrainingFailed as exc:

@@ -16,6 +16,10 @@ TINY = [
     "train.derive_every=2", "train.valid_batches=10", "train.derive_samples=5", "train.derive_batches=1",
 ]
 
+# A retrain small enough for tests (with TINY's model.* settings, which paper passes on to its
+# retrains): 4 steps an epoch, and the whole-split evaluations in few, wide batches.
+RETRAIN_TINY = ["train.steps_per_epoch=4", "train.test_batch_size=16", "model.eval_batch_size=16", "train.threads=1"]
+
 VOLATILE = {"t", "tokens_per_s", "elapsed_s", "session_id", "pid", "host", "resumed_from", "path"}
 
 

@@ -71,6 +71,22 @@ def test_retrain_a_search_sessions_derived_cell(searched):
     assert line.split()[1:4] == ["retrain", "unsupervised", "finished"] and f"{result.test_ppl:.2f}" in line
 
 
+def test_report_adds_a_retrain_of_the_search_to_its_report(searched, tmp_path):
+    root, search = searched
+    out = cli("retrain", search.id, "--epochs", "2", "--headless", "--sessions-dir", str(root), *RETRAIN_SETS)
+    assert out.returncode == 0, out.stderr
+    retrain = [s for s in sessions_of(root, "retrain") if s.meta()["source"]["session"] == search.id][-1]
+    report = cli("report", search.id, retrain.id, "--n", "8", "--out", str(tmp_path / "r"), "--sessions-dir", str(root))
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "r" / "report.md").read_text()
+    section = text.split("## Retrained cells\n", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in section.splitlines() if retrain.id in line)
+    status = retrain.status()
+    assert row.startswith(f"| unsupervised | 0 | {retrain.id} | `{retrain.meta()['settings']['arch']}` |")
+    assert f"| {status['valid_ppl']:.2f} | {status['test_ppl']:.2f} |" in row
+    assert (tmp_path / "r" / "retrain.png").is_file()
+
+
 def test_retrain_a_given_cell_on_a_data_folder(tmp_path):
     data = tmp_path / "ptb"
     data.mkdir()
@@ -170,6 +186,8 @@ def bad_input_sessions(tmp_path):
     (["retrain", "--resume", "RETRAIN", "--arch", CELL], 2, "drop SESSION and --arch"),
     (["train", "--resume", "RETRAIN"], 1, "is a retrain; continue it with: enas-tui retrain --resume RETRAIN"),
     (["analyze", "RETRAIN"], 2, "is a retrain; analyze and report read search sessions"),
+    (["report", "RETRAIN"], 2, "a report needs at least one search session (retrain sessions add their curves"),
+    (["report", "DONE", "RETRAIN"], 1, "retrain RETRAIN has no result yet"),
 ])
 def test_bad_input_is_one_line_with_exit_code(tmp_path, capsys, monkeypatch, bad_input_sessions, args, code, fragment):
     monkeypatch.setenv("ENAS_TUI_SESSIONS", str(tmp_path))
