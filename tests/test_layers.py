@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "enas_tui"
 # Modules a watching-only laptop runs (attach, replay, compare, sessions): no torch anywhere in them.
 TORCH_FREE = ("events.py", "session_log.py", "sessions.py", "sources.py", "search_space.py",
               "similarity/", "diagnostics.py", "launcher.py", "tui/",
-              "retrain/source.py", "retrain/settings.py")  # what a retrain is and where its cell came from
+              "retrain/source.py", "retrain/settings.py", "retrain/outcome.py")  # what a retrain is, its cell, its result
 
 
 def imported_modules(path: Path, source: str | None = None) -> set[str]:

@@ -66,15 +66,16 @@ class Panel(Widget, can_focus=True):
         return Need(essential=1, full=None, grow=1)
 
     def layout_need(self, width: int) -> Need:
-        """What the layout gives: ``need``, or the search-only note's two lines in a retrain."""
-        return Need(essential=1, full=2, grow=0) if self.search_only() is not None else self.need(width)
+        """What the layout gives: ``need``, or the search-only note's line in a retrain."""
+        return Need(essential=1, full=1, grow=0) if self.search_only() is not None else self.need(width)
 
     def search_only(self) -> Text | None:
-        """The note a controller panel shows in a retrain session (None: the panel draws as usual)."""
+        """The note a controller panel shows in a retrain session (None: the panel draws as usual):
+        one line that says why it is empty, and what a search shows there when zoomed."""
         if not self.SEARCH_ONLY or self.state is None or not self.state.is_retrain:
             return None
-        return Text.assemble(("search only: a retrain trains one fixed cell, with no controller", "dim"),
-                             "\n", (f"(a search shows {self.SEARCH_ONLY} here)", "dim"))
+        return Text.assemble(("search only: no controller in a retrain", "dim"), "\n",
+                             (f"(a retrain trains one fixed cell; a search shows {self.SEARCH_ONLY} here)", "dim"))
 
     def render(self) -> RenderableType:
         if self.state is None:
