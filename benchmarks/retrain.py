@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 from enas_tui.config import ModelConfig  # noqa: E402
 from enas_tui.retrain import settings as retrain_settings  # noqa: E402

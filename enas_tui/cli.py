@@ -333,7 +333,8 @@ def retrain(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder (default: the search's corpus)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue retrain session ID from its last checkpoint."),
+    resume: Optional[str] = typer.Option(None, "--resume",
+                                         help="Continue retrain session ID from its last checkpoint."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
     headless: bool = typer.Option(False, "--headless", help="No dashboard: progress bars and epoch lines."),
     events_pipe: bool = typer.Option(False, "--events-pipe", hidden=True,
@@ -512,13 +513,18 @@ def compare(
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Sessions side by side (e.g. random, unsupervised, supervised) at the same cursor."""
-    from .sessions import open_session, sessions_root
+    from .sessions import RETRAIN, kind_of, open_session, sessions_root
     from .tui import run_compare
 
     if not 2 <= len(session_ids) <= 3:
         raise UsageProblem("compare takes two or three sessions")
     root = sessions_root(sessions_dir)
-    raise typer.Exit(run_compare([open_session(root, sid) for sid in session_ids]))
+    sessions = [open_session(root, sid) for sid in session_ids]
+    for session in sessions:
+        if kind_of(session) == RETRAIN:  # compare sets controllers side by side; a retrain has none
+            raise UsageProblem(f"session {session.id} is a retrain; compare shows searches side by side "
+                               f"(report SEARCH... RETRAIN... tabulates retrains)")
+    raise typer.Exit(run_compare(sessions))
 
 
 @app.command(cls=Command)

@@ -339,7 +339,8 @@ def retrain_figure(retrains: Sequence[RetrainOutcome]) -> Figure:
     ax.set_xlabel("epoch", fontsize=9)
     ax.set_ylabel("perplexity", fontsize=9)
     ax.tick_params(labelsize=8)
-    ax.legend(fontsize=7, loc="upper right", title="line: validation · ★ test · ○ switch to ASGD", title_fontsize=7)
+    ax.legend(fontsize=7, loc="upper right", title="line: validation · ★ test · ○ switch to ASGD",
+              title_fontsize=7)
     ax.set_title("Retrained cells: each search's derived cell trained from scratch, the same budget", fontsize=10)
     return fig
 
@@ -502,8 +503,8 @@ def _md_retrains(summary: Table1Summary) -> list[str]:
              "with the same settings and budget. *search-phase ppl*: the search's shared weights on the whole "
              "validation split at its end; *valid* and *test*: the retrained model's best validation check and those "
              "weights on the whole test split.", "",
-             "| controller | seed | retrain session | cell | search-phase ppl | retrained valid ppl | retrained test ppl "
-             "| best epoch |",
+             "| controller | seed | retrain session | cell | search-phase ppl | retrained valid ppl "
+             "| retrained test ppl | best epoch |",
              "|---|---|---|---|---|---|---|---|"]
     for r in summary.retrains:
         weights = f"{r.best_epoch} (averaged)" if r.averaged else str(r.best_epoch)

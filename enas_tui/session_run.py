@@ -330,5 +330,6 @@ def latest_state(session: Session) -> tuple[Any, dict[str, Any] | None, list[str
         except CheckpointError as exc:
             problems.append(f"{exc}; trying an older one")
     if seen:
-        raise CheckpointError(f"session {session.id}: no checkpoint loads ({problems[-1].removesuffix('; trying an older one')})")
+        last = problems[-1].removesuffix("; trying an older one")
+        raise CheckpointError(f"session {session.id}: no checkpoint loads ({last})")
     return None, None, problems

@@ -188,6 +188,7 @@ def bad_input_sessions(tmp_path):
     (["analyze", "RETRAIN"], 2, "is a retrain; analyze and report read search sessions"),
     (["report", "RETRAIN"], 2, "a report needs at least one search session (retrain sessions add their curves"),
     (["report", "DONE", "RETRAIN"], 1, "retrain RETRAIN has no result yet"),
+    (["compare", "DONE", "RETRAIN"], 2, "session RETRAIN is a retrain; compare shows searches side by side"),
 ])
 def test_bad_input_is_one_line_with_exit_code(tmp_path, capsys, monkeypatch, bad_input_sessions, args, code, fragment):
     monkeypatch.setenv("ENAS_TUI_SESSIONS", str(tmp_path))

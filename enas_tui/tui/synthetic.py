@@ -414,12 +414,13 @@ def _retrain_stream(run: SyntheticRetrain) -> Iterator[Event]:
         yield Checkpoint(epoch=epoch, path=f"checkpoints/epoch-{epoch:04d}.pt", kind="epoch")
     if run.end is None:
         return
+    message = f"retrain {run.end}"
     if run.end == "finished":
         test = best[1] * 0.97
         yield RetrainResult(arch=run.arch, epoch=best[0], valid_ppl=best[1], test_ppl=test, averaged=best[2],
                             params=parameter_count(num_nodes), search_ppl=run.search_ppl)
-    yield SessionEnd(status=run.end, message=f"retrain {run.end}" + (f": test ppl {test:.2f}" if run.end == "finished" else ""),
-                     epoch=run.epochs, best_ppl=best[1], best_arch=run.arch)
+        message += f": test ppl {test:.2f}"
+    yield SessionEnd(status=run.end, message=message, epoch=run.epochs, best_ppl=best[1], best_arch=run.arch)
 
 
 def parameter_count(num_nodes: int, hidden: int = 64, vocab: int = 10_000) -> int:
