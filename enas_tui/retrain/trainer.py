@@ -241,6 +241,7 @@ class Retrainer(SessionRun):
         self.epoch_loss = list(state["epoch_loss"])
         self.best = None if state["best"] is None else Best(**state["best"])
 
+
 def _safe_exp(x: float) -> float:
     return math.exp(min(x, 700.0)) if math.isfinite(x) else float("nan")
 
