@@ -21,6 +21,7 @@ from typing import Optional
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
+from . import config
 from .config import CONTROLLERS, PRESETS, SettingsError
 
 
@@ -90,6 +91,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(sys.modules["enas_tui.data"].DataError)
     if "enas_tui.checkpoints" in sys.modules:
         errors.append(sys.modules["enas_tui.checkpoints"].CheckpointError)
+    if "enas_tui.retrain.source" in sys.modules:
+        errors.append(sys.modules["enas_tui.retrain.source"].SourceError)
     if "enas_tui.trainer" in sys.modules:
         errors.append(sys.modules["enas_tui.trainer"].DeviceError)
     return tuple(errors)
@@ -166,7 +169,6 @@ def train(
                                         help="Announce the session on stdout, then write output to trainer.log."),
 ) -> None:
     """Run an ENAS search (or resume one) with the live dashboard, recording everything to a session folder."""
-    from . import config
     from .sessions import create_session, open_session, sessions_root
 
     root = sessions_root(sessions_dir)
@@ -186,6 +188,8 @@ def train(
     if not headless and not events_pipe and sys.stdout.isatty():
         from .tui import run_live
 
+        if resume:
+            _search_session(open_session(root, resume))
         raise typer.Exit(run_live(args, root))
     announce = _announce_detached if detached_child else (lambda session: None)
     view_args = {"progress_every": progress_every}
@@ -331,9 +335,19 @@ def _new(settings, session, corpus, listeners):
     return new_run(settings, session, corpus, listeners, command=sys.argv)
 
 
+def _search_session(session):
+    """``session`` if it is a search (``train --resume`` continues only those)."""
+    from .sessions import RETRAIN, kind_of
+
+    if kind_of(session) == RETRAIN:
+        raise UserError(f"session {session.id} is a retrain; continue it with: enas-tui retrain --resume {session.id}")
+    return session
+
+
 def _resume(session, listeners, epochs, device):
     from .trainer import DeviceError, resume_run
 
+    _search_session(session)
     if session.live_status() == "running":  # running only while its trainer process is alive
         pid = session.status().get("pid") if session.status_path.exists() else "?"
         raise UserError(f"session {session.id} is still running (pid {pid})")
@@ -384,6 +398,165 @@ def _redirect_output(path: Path) -> None:
     os.dup2(log, 2)
     os.dup2(log, 1)
     os.close(log)
+
+
+# -- retrain -----------------------------------------------------------------------------------
+@app.command(cls=Command)
+def retrain(
+    session_id: Optional[str] = typer.Argument(None, metavar="[SESSION]",
+                                               help="Search session whose derived architecture to retrain."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Retrain this cell instead, e.g. "
+                                       "tanh,0:relu,1:identity (without SESSION, --data gives the corpus)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (overrides the preset)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help=f"{', '.join(PRESETS)} (default: cpu without CUDA)."),
+    overrides: list[str] = typer.Option([], "--set", metavar=SET, show_default=False,
+                                        help="Override a setting (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder (default: the search's corpus)."),
+    resume: Optional[str] = typer.Option(None, "--resume",
+                                         help="Continue retrain session ID from its last checkpoint."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+    headless: bool = typer.Option(False, "--headless", help="No dashboard: progress bars and epoch lines."),
+    events_pipe: bool = typer.Option(False, "--events-pipe", hidden=True,
+                                     help="Write events as JSON lines to stdout (used by the dashboard)."),
+) -> None:
+    """Train a search's derived architecture (or any cell) from scratch, alone; report valid and test ppl."""
+    from .retrain.settings import KIND
+    from .sessions import create_session, open_session, sessions_root
+
+    root = sessions_root(sessions_dir)
+    _check_epochs(epochs)
+    if resume and (session_id or arch):
+        raise UsageProblem("--resume continues a retrain with its own cell: drop SESSION and --arch")
+    if not headless and not events_pipe and sys.stdout.isatty():
+        from .tui import run_live
+
+        if resume:
+            _retrain_session(open_session(root, resume))
+            args = ["--resume", resume]
+        else:  # the torch-free checks first: a bad session or cell is one line, not a dashboard
+            _retrain_source(root, session_id, arch)
+            args = _retrain_args(session_id, arch, preset, seed, device, data, overrides)
+        if epochs is not None:
+            args += ["--epochs", str(epochs)]
+        raise typer.Exit(run_live(args, root, command="retrain"))
+    with StopSignals() as stop:
+        if resume:
+            session = _retrain_session(open_session(root, resume))
+            _run_training(lambda listeners: _resume_retrain(session, listeners, epochs,
+                                                            None if device == "auto" else device),
+                          stop, events_pipe)
+            return
+        source, cell, search = _retrain_source(root, session_id, arch)
+        settings = _retrain_settings(source, cell, preset, seed, device, data, overrides, epochs)
+        _check_device(settings.device)
+        corpus = _load_corpus(settings)
+        if search is not None:
+            source.search_ppl = _search_phase_ppl(search, settings, corpus)
+        stop.check("before the session was created; nothing to resume")
+        session = create_session(root, KIND, meta=_retrain_meta(settings, source))
+        say = functools.partial(typer.echo, err=events_pipe)
+        origin = (f"session {source.session} (derived at epoch {source.derived_epoch})" if source.derived_epoch
+                  else f"session {source.session}" if source.session else "--arch")
+        say(f"retrain session {session.id} in {root}")
+        say(f"cell: {settings.arch} (from {origin})")
+        say(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
+        say("settings:")
+        for line in config.describe(settings, width=100):
+            say("  " + line)
+        _run_training(lambda listeners: _new_retrain(settings, session, corpus, listeners, source), stop, events_pipe)
+
+
+def _retrain_args(session_id, arch, preset, seed, device, data, overrides) -> list[str]:
+    """The retrain options again, for the retrainer child the dashboard starts."""
+    args = [session_id] if session_id else []
+    if arch is not None:
+        args += ["--arch", arch]
+    args += ["--seed", str(seed), "--device", device]
+    if data is not None:
+        args += ["--data", str(data.resolve())]
+    if preset is not None:
+        args += ["--preset", preset]
+    for item in overrides:
+        args += ["--set", item]
+    return args
+
+
+def _retrain_session(session):
+    """``session`` if it is a retrain (``--resume`` continues only those)."""
+    from .sessions import RETRAIN, kind_of
+
+    if kind_of(session) != RETRAIN:
+        raise UserError(f"session {session.id} is a search; continue it with: enas-tui train --resume {session.id}")
+    return session
+
+
+def _retrain_source(root, session_id, arch):
+    """(where the cell comes from, the cell, the search session or None): torch-free checks."""
+    from .retrain.source import BadArch, Source, from_session, parse_arch
+    from .sessions import open_session
+
+    if session_id is None and arch is None:
+        raise UsageProblem("name a search session to retrain its derived architecture, or give a cell with --arch")
+    search = open_session(root, session_id) if session_id else None
+    try:
+        if search is not None:
+            return (*from_session(search, arch), search)
+        cell = parse_arch(arch)
+        return Source(arch=cell.to_text()), cell, None
+    except BadArch as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def _retrain_settings(source, cell, preset, seed, device, data, overrides, epochs):
+    from .retrain import settings as retrain_settings
+
+    chosen = _pick_preset(preset, data, device)
+    try:
+        settings = retrain_settings.resolve(cell, chosen, seed=seed, device=device,
+                                            data=str(data.resolve()) if data else source.data, overrides=overrides,
+                                            epochs=epochs, source=source.session, num_nodes=source.num_nodes)
+    except SettingsError as exc:
+        raise UsageProblem(str(exc)) from None
+    source.num_nodes = settings.model.num_nodes
+    return settings
+
+
+def _search_phase_ppl(search, settings, corpus):
+    from .retrain.trainer import search_phase_ppl
+    from .trainer import pick_device
+
+    return search_phase_ppl(search, settings.architecture, corpus, pick_device(settings.device))
+
+
+def _retrain_meta(settings, source):
+    from .retrain.trainer import retrain_meta
+
+    return retrain_meta(settings, source, command=sys.argv)
+
+
+def _new_retrain(settings, session, corpus, listeners, source):
+    from .retrain.trainer import new_retrain
+
+    return new_retrain(settings, session, corpus, listeners, source, command=sys.argv)
+
+
+def _resume_retrain(session, listeners, epochs, device):
+    from .retrain.trainer import resume_retrain
+    from .trainer import DeviceError
+
+    if session.live_status() == "running":  # running only while its trainer process is alive
+        pid = session.status().get("pid") if session.status_path.exists() else "?"
+        raise UserError(f"session {session.id} is still running (pid {pid})")
+    try:
+        retrainer = resume_retrain(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
+    except DeviceError as exc:
+        raise UsageProblem(f"--device: {exc} (pass --device cpu to resume on the CPU)") from None
+    if retrainer.pos.epoch > retrainer.s.train.epochs:
+        raise UserError(f"session {session.id} already finished its {retrainer.s.train.epochs} epochs; "
+                        f"pass --epochs N to extend it")
+    return retrainer
 
 
 # -- dashboard ---------------------------------------------------------------------------------
@@ -473,13 +646,18 @@ def compare(
     remote_cmd: Optional[str] = REMOTE_CMD,
 ) -> None:
     """Sessions side by side (e.g. random, unsupervised, supervised) at the same cursor."""
-    from .sessions import sessions_root
+    from .sessions import RETRAIN, kind_of, sessions_root
     from .tui import run_compare
 
     if not 2 <= len(session_ids) <= 3:
         raise UsageProblem("compare takes two or three sessions")
     root = sessions_root(sessions_dir)
-    raise typer.Exit(run_compare([_offline(sid, root, remote_cmd, sessions_dir) for sid in session_ids]))
+    sessions = [_offline(sid, root, remote_cmd, sessions_dir) for sid in session_ids]
+    for session in sessions:
+        if kind_of(session) == RETRAIN:  # compare sets controllers side by side; a retrain has none
+            raise UsageProblem(f"session {session.id} is a retrain; compare shows searches side by side "
+                               f"(report SEARCH... RETRAIN... tabulates retrains)")
+    raise typer.Exit(run_compare(sessions))
 
 
 @app.command(cls=Command)
@@ -505,7 +683,7 @@ def sessions(sessions_dir: Optional[Path] = WATCH_SESSIONS_DIR,
                                                 help="List the sessions on HOST (over ssh) instead."),
              remote_cmd: Optional[str] = REMOTE_CMD,
              as_json: bool = typer.Option(False, "--json", help="One JSON object per session.")) -> None:
-    """List sessions: id, controller, status, epoch, best ppl, start time (and what is damaged)."""
+    """List sessions: id, kind (search or retrain), controller, status, epoch, valid and test ppl, start."""
     from .sessions import all_sessions, sessions_root, summarize
 
     if host is not None:
@@ -529,16 +707,18 @@ def sessions(sessions_dir: Optional[Path] = WATCH_SESSIONS_DIR,
     if not summaries:
         typer.echo(f"no sessions in {where}")
         return
-    rows = [("id", "controller", "status", "epoch", "best ppl", "started", "")]
+    rows = [("id", "kind", "controller", "status", "epoch", "valid ppl", "test ppl", "started", "")]
     for s in summaries:
         best = "-" if s.best_ppl is None else f"{s.best_ppl:.2f}"
+        test = "-" if s.test_ppl is None else f"{s.test_ppl:.2f}"
         notes = f"damaged: {s.damaged}" if s.damaged else (s.reason if s.status == "damaged" else "")
-        rows.append((s.id, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, _when(s.started), notes))
+        rows.append((s.id, s.kind, s.controller, s.status, f"{s.epoch}/{s.epochs}", best, test, _when(s.started),
+                     notes))
     if any(row[-1] for row in rows[1:]):
         rows[0] = (*rows[0][:-1], "notes")
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:  # plain columns, never truncated: ids are there to be copied
-        cells = [cell.rjust(w) if i in (3, 4) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        cells = [cell.rjust(w) if i in (4, 5, 6) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         typer.echo("  ".join(cells).rstrip())
 
 
@@ -814,7 +994,8 @@ def analyze(
 
 @app.command(cls=Command)
 def report(
-    session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare."),
+    session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare "
+                                            "(retrain sessions among them add their curves and table)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session>)."),
     n: int = typer.Option(100, "--n", help="Probe architectures per session."),
     seed: int = typer.Option(0, "--seed", help="Seed of the probe samples."),
@@ -826,22 +1007,31 @@ def report(
 ) -> None:
     """Figures 1-4 and Table 1 (PNG and SVG), report.md, table1.json and summary.json for sessions.
 
-    Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims.
+    Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims;
+    retrain sessions add the retrain curves, the final table and the retrained cells' claim.
     """
     from .analysis import AnalysisError, analyze_session
     from .report import write_report
-    from .sessions import open_session, sessions_root
+    from .retrain.outcome import OutcomeError, RetrainOutcome
+    from .sessions import RETRAIN, kind_of, open_session, sessions_root
 
     readings = _readings(activations, ged)
     root = sessions_root(sessions_dir)
-    sessions = [open_session(root, sid) for sid in session_ids]
+    opened = [open_session(root, sid) for sid in session_ids]
+    sessions = [s for s in opened if kind_of(s) != RETRAIN]
+    if not sessions:
+        raise UsageProblem("a report needs at least one search session (retrain sessions add their curves to it)")
+    try:
+        retrains = [RetrainOutcome.from_session(s) for s in opened if kind_of(s) == RETRAIN]
+    except OutcomeError as exc:
+        raise UserError(str(exc)) from None
     try:
         with progress_bars() as progress:
             analyses = [analyze_session(s, n=n, seed=seed, probe_mode=probe_mode, probe_state=probe_state,
                                         progress=_prefixed(progress, s.id)) for s in sessions]
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
-    path = write_report(analyses, out or Path("reports") / sessions[0].id, readings=readings)
+    path = write_report(analyses, out or Path("reports") / sessions[0].id, readings=readings, retrains=retrains)
     typer.echo(f"report written: {path}")
 
 
@@ -859,17 +1049,28 @@ def paper(
                                         help="Override a setting for all runs (repeatable)."),
     activations: Optional[str] = ACTIVATIONS_READING,
     ged: Optional[str] = GED_READING,
+    retrain_epochs: Optional[int] = typer.Option(None, "--retrain-epochs", metavar="N",
+                                                 help="Epochs of each retrain (default: the retrain preset's)."),
+    retrain_overrides: list[str] = typer.Option([], "--retrain-set", metavar=SET, show_default=False,
+                                                help="Override a retrain setting (repeatable; the model.* "
+                                                     "settings of --set apply to the retrains too)."),
+    no_retrain: bool = typer.Option(False, "--no-retrain", help="Skip the last step: retraining each search's "
+                                    "derived cell from scratch."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <sessions-dir>/paper-<time>)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Train random, unsupervised and supervised on the same budget (for each seed), compare them as the
-    paper does, and check the paper's claims."""
+    paper does, retrain each one's derived cell from scratch, and check the paper's claims."""
     from .headless import HeadlessView
     from .paper import PaperInterrupted, format_paper_table, run_paper
     from .sessions import sessions_root
     from .trainer import TrainingFailed
 
     _check_epochs(epochs)
+    if retrain_epochs is not None and retrain_epochs < 1:
+        raise UsageProblem("--retrain-epochs must be at least 1")
+    if no_retrain and (retrain_epochs is not None or retrain_overrides):
+        raise UsageProblem("--no-retrain skips the retrains: drop --retrain-epochs and --retrain-set")
     if seeds < 1:
         raise UsageProblem("--seeds must be at least 1")
     if n < 3:
@@ -888,7 +1089,8 @@ def paper(
         result = run_paper(sessions_root(sessions_dir), preset=chosen, data=str(data) if data else None, seed=seed,
                            epochs=epochs, out=out, overrides=overrides, device=device, seeds=seeds, n=n,
                            readings=readings, listeners_factory=lambda controller: [HeadlessView()],
-                           on_trainer=trainers.append, progress=progress_bars)
+                           on_trainer=trainers.append, progress=progress_bars, retrain=not no_retrain,
+                           retrain_epochs=retrain_epochs, retrain_overrides=retrain_overrides)
     except SettingsError as exc:
         raise UsageProblem(str(exc)) from None
     except TrainingFailed as exc:

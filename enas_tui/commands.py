@@ -15,7 +15,7 @@ import os
 import shlex
 from pathlib import Path
 
-from enas_tui.sessions import DEFAULT_SESSIONS_DIR, Session
+from enas_tui.sessions import DEFAULT_SESSIONS_DIR, RETRAIN, Session, kind_of
 
 
 def _folder_args(session: Session) -> list[str]:
@@ -50,13 +50,15 @@ def _session_command(verb: list[str], session: Session, host: str | None) -> str
 
 
 def resume_command(session: Session, always_folder: bool = False) -> str:
-    """``enas-tui train --resume ID [--sessions-dir DIR]``, quoted for a POSIX shell.
+    """``enas-tui train --resume ID [--sessions-dir DIR]`` (``retrain`` for a retrain session),
+    quoted for a POSIX shell.
 
     ``always_folder``: name the folder even where it is the default (a command to run on another
     machine, whose working folder is not known here).
     """
+    command = "retrain" if kind_of(session) == RETRAIN else "train"
     folder = ["--sessions-dir", str(session.path.parent)] if always_folder else _folder_args(session)
-    return shlex.join(["enas-tui", "train", "--resume", session.id, *folder])
+    return shlex.join(["enas-tui", command, "--resume", session.id, *folder])
 
 
 def attach_command(session: Session, host: str | None = None) -> str:

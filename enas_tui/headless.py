@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .events import (
-    BufferFill, Checkpoint, ControllerStep, Derived, EpochEnd, EpochStart, Error, Event, SessionEnd,
-    SessionStart, SharedStep, Warning,
+    AsgdSwitch, BufferFill, Checkpoint, ControllerStep, Derived, EpochEnd, EpochStart, Error, Event,
+    RetrainResult, SessionEnd, SessionStart, SharedStep, Validation, Warning,
 )
 
 
@@ -42,6 +42,9 @@ class HeadlessView:
         self.step_task = None
         self.last_buffer: BufferFill | None = None
         self.lines = None if self.console.is_terminal else ProgressLines(progress_every, clock)
+        self.retrain = False  # a retrain session: its epoch lines show lr and averaging, not rewards
+        self.lr: float | None = None
+        self.averaged = False
 
     def __enter__(self) -> "HeadlessView":
         if self.lines is None:  # the bars only mean something on a terminal
@@ -64,7 +67,14 @@ class HeadlessView:
 
     def _on_session_start(self, e: SessionStart) -> None:
         how = f"resumed from {e.resumed_from}" if e.resumed_from else "started"
-        self.console.print(f"session {e.session_id} {how}: controller={e.controller} seed={e.seed} device={e.device}")
+        self.retrain = e.kind == "retrain"
+        if self.retrain:
+            origin = f"session {e.source}" if e.source else "--arch"
+            self.console.print(f"retrain {e.session_id} {how}: cell {e.arch} (from {origin}) seed={e.seed} "
+                               f"device={e.device}")
+        else:
+            self.console.print(f"session {e.session_id} {how}: controller={e.controller} seed={e.seed} "
+                               f"device={e.device}")
         epochs = e.settings["train"]["epochs"]
         if self.epoch_task is None:
             self.epoch_task = self.progress.add_task("epochs", total=epochs, info="")
@@ -76,6 +86,7 @@ class HeadlessView:
                             description=f"epoch {e.epoch}", info="")
 
     def _on_shared_step(self, e: SharedStep) -> None:
+        self.lr = e.lr
         self.progress.update(self.step_task, advance=1, info=f"ppl {e.ppl:8.1f}  {e.tokens_per_s:7.0f} tok/s")
 
     def _on_controller_step(self, e: ControllerStep) -> None:
@@ -84,8 +95,17 @@ class HeadlessView:
     def _on_buffer(self, e: BufferFill) -> None:
         self.last_buffer = e
 
+    def _on_validation(self, e: Validation) -> None:
+        self.averaged = e.averaged
+
     def _on_epoch_end(self, e: EpochEnd) -> None:
         self.progress.update(self.epoch_task, completed=e.epoch)
+        if self.retrain:
+            averaged = " (averaged)" if self.averaged else ""
+            self.console.print(
+                f"epoch {e.epoch:3d} | train ppl {_fmt(e.train_ppl, '8.2f')} | valid ppl {_fmt(e.valid_ppl, '8.2f')}"
+                f"{averaged} | lr {_fmt(self.lr, '.3g')} | {e.elapsed_s:.1f}s")
+            return
         buf = self.last_buffer
         buffer = f" buffer {buf.size}/{buf.capacity}{' sup' if buf.supervised else ''}" if buf else ""
         skipped = f" | {e.skipped_shared_steps} skipped" if e.skipped_shared_steps else ""
@@ -97,6 +117,16 @@ class HeadlessView:
     def _on_derived(self, e: Derived) -> None:
         self.console.print(f"derived (best of {e.candidates}): {e.arch}  valid ppl {e.ppl:.2f}")
 
+    def _on_asgd_switch(self, e: AsgdSwitch) -> None:
+        self.console.print(f"switched to averaged SGD after step {e.step}: valid ppl {e.valid_ppl:.2f} is worse "
+                           f"than {e.reference_ppl:.2f}, the best before the last {e.nonmono} checks")
+
+    def _on_retrain_result(self, e: RetrainResult) -> None:
+        weights = "averaged weights" if e.averaged else "weights"
+        search = f"; search-phase ppl of this cell {e.search_ppl:.2f}" if e.search_ppl is not None else ""
+        self.console.print(f"test ppl {_fmt(e.test_ppl, '.2f')} | valid ppl {_fmt(e.valid_ppl, '.2f')} "
+                           f"({weights} of epoch {e.epoch}, {e.params:,} parameters){search}")
+
     def _on_warning(self, e: Warning) -> None:
         self.console.print(f"[yellow]warning:[/] {e.message}")
 
@@ -104,7 +134,7 @@ class HeadlessView:
         self.console.print(f"[red]error:[/] {e.message}")
 
     def _on_checkpoint(self, e: Checkpoint) -> None:
-        if e.kind != "epoch":
+        if e.kind not in ("epoch", "best"):
             self.console.print(f"checkpoint saved: {e.path}")
 
     def _on_session_end(self, e: SessionEnd) -> None:

@@ -1,9 +1,9 @@
 """Trainer processes outside the trainer itself: start one for the dashboard, start one detached,
 ask one to stop.
 
-- For the dashboard (``launch``): the child is ``enas-tui train --headless --events-pipe ...`` in a
-  new process session, so closing the dashboard, a Ctrl-C in its terminal or a dropped SSH
-  connection does not kill it. It writes each event as one JSON line to its stdout *without
+- For the dashboard (``launch``): the child is ``enas-tui train --headless --events-pipe ...`` (or
+  ``retrain``) in a new process session, so closing the dashboard, a Ctrl-C in its terminal or a
+  dropped SSH connection does not kill it. It writes each event as one JSON line to its stdout *without
   blocking*: when the reader falls behind and the pipe is full, the line is dropped (the session
   log, written first, keeps everything). The reader thread here decodes lines into events and hands
   them to a callback; it never imports torch.
@@ -88,16 +88,23 @@ class TrainerProcess:
         return self.stderr.read()
 
 
-def train_command(args: list[str]) -> list[str]:
+COMMANDS = ("train", "retrain")  # the CLI commands that run a session and can pipe its events
+
+
+def train_command(args: list[str], command: str = "train") -> list[str]:
     """The child's command line: this interpreter running the CLI, headless, events to stdout."""
-    return [sys.executable, "-m", "enas_tui", "train", "--headless", "--events-pipe", *args]
+    if command not in COMMANDS:
+        raise ValueError(f"no session runs with enas-tui {command!r} (choose from {', '.join(COMMANDS)})")
+    return [sys.executable, "-m", "enas_tui", command, "--headless", "--events-pipe", *args]
 
 
-def launch(args: list[str], on_event: Callable[[Event], None], cwd: str | None = None) -> TrainerProcess:
-    """Start ``enas-tui train`` with ``args`` (e.g. ``["--controller", "random"]``) as a detached child."""
+def launch(args: list[str], on_event: Callable[[Event], None], cwd: str | None = None,
+           command: str = "train") -> TrainerProcess:
+    """Start ``enas-tui COMMAND`` (train or retrain) with ``args`` (e.g. ``["--controller", "random"]``)
+    as a detached child."""
     stderr = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen(
-        train_command(args), stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+        train_command(args, command), stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
         cwd=cwd, start_new_session=True, text=True, bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     handle = TrainerProcess(process=process, on_event=on_event, stderr=stderr)

@@ -567,9 +567,9 @@ class LogTail:
         return self.events[-1] if self.events else None
 
 
-# Event types read_tail decodes (the status, the epoch and the start of a run); others are framed,
-# seq-checked and counted but not decoded, so listing hundreds of sessions stays cheap.
-TAIL_TYPES = frozenset({"session_start", "session_end", "epoch_end"})
+# Event types read_tail decodes (the status, the epoch, the start of a run, a retrain's result);
+# others are framed, seq-checked and counted but not decoded, so listing hundreds of sessions stays cheap.
+TAIL_TYPES = frozenset({"session_start", "session_end", "epoch_end", "retrain_result"})
 
 
 def read_tail(path: str | os.PathLike, window: int = 256 * 1024, min_records: int = 3) -> LogTail:

@@ -306,13 +306,14 @@ class TrainerSource:
         self._pending: deque[Record] = deque()
         self._finished = False
 
-    def start(self, args: list[str], launch: Callable | None = None) -> TrainerSource:
-        """Launch ``enas-tui train`` with ``args`` (plus --sessions-dir) as a detached child."""
+    def start(self, args: list[str], launch: Callable | None = None, command: str = "train") -> TrainerSource:
+        """Launch ``enas-tui COMMAND`` (train or retrain) with ``args`` (plus --sessions-dir) as a
+        detached child."""
         if launch is None:
             from enas_tui.launcher import launch
         if "--sessions-dir" not in args:
             args = [*args, "--sessions-dir", str(self.root)]
-        self.process = launch(args, self.queue.append)
+        self.process = launch(args, self.queue.append, command=command)
         return self
 
     @property

@@ -21,36 +21,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoints, diagnostics
-from .checkpoints import CheckpointError
-from .config import Settings, live_ged_readings
+from . import diagnostics
+from .config import Settings, live_ged_readings, validate
 from .controller import Controller
 from .data import Corpus, batchify
 from .events import (
-    BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    BufferFill, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Probe, SessionStart, SharedStep,
+    Validation, Warning,
 )
 from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
-from .session_log import LogError, LogWriter, read_first
-from .sessions import Session, SessionError, is_time, process_start_time
+from .session_log import LogWriter
+from .session_run import (  # noqa: F401 - DeviceError, Listener, TrainingFailed: this module's API too
+    DeviceError, Listener, Recorder, SessionRun, TrainingFailed, pick_device, resume_session, run_meta, versions,
+)
+from .sessions import Session
 from .supernet import SuperNet, get_batch, train_step
-
-Listener = Callable[[Event], None]
-
-
-class TrainingFailed(Exception):
-    """The run cannot go on (e.g. repeated non-finite losses); the last checkpoint is intact."""
-
-
-class DeviceError(Exception):
-    """A device that does not exist here (e.g. ``cuda`` without CUDA); one line for the user."""
-
-
-# Writing the record failed (a full disk, a read-only folder): the run fails cleanly, not with a traceback.
-RESOURCE_ERRORS = (OSError, LogError, CheckpointError, SessionError)
-TIMED_CHECKPOINT = "timed.pt"
-MAX_DAMAGE_WARNINGS = 5  # damaged spans of a resumed log listed one by one; the rest are counted
 
 
 @dataclass
@@ -64,43 +50,7 @@ class Position:
     begun: bool = False
 
 
-class Recorder:
-    """Appends every event to the session log, then hands it to the live listeners."""
-
-    def __init__(self, writer: LogWriter, listeners: list[Listener] | None = None):
-        self.writer = writer
-        self.listeners = list(listeners or [])
-
-    def __call__(self, event: Event) -> Event:
-        self.writer.append(event)
-        for listener in self.listeners:
-            listener(event)
-        return event
-
-
-def pick_device(requested: str | None) -> torch.device:
-    """``auto`` (or None) means CUDA when available; a device this machine lacks is a DeviceError."""
-    if requested in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device {requested!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {requested!r}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        try:
-            torch.empty(1, device=device)
-        except Exception as exc:  # noqa: BLE001 - each backend fails in its own way
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeviceError(f"device {requested!r} is not usable here: {first}") from None
-    return device
-
-
-class Trainer:
+class Trainer(SessionRun):
     """Runs one session's search from a position to the last epoch."""
 
     def __init__(self, settings: Settings, corpus: Corpus, session: Session, record: Recorder,
@@ -126,10 +76,7 @@ class Trainer:
         self.best_ppl: float | None = None
         self.best_arch: str | None = None
         self.nonfinite = {"shared": 0, "controller": 0}  # non-finite losses in a row, per kind of step
-        self.stop_requested = False
-        self.resumed_from: str | None = None
-        self._last_checkpoint = time.monotonic()
-        self._start_warnings: list[tuple[str, str]] = []  # (kind, message) recorded after session_start
+        self._init_run()
 
     # -- schedule -------------------------------------------------------------------------
     @property
@@ -141,50 +88,20 @@ class Trainer:
     def ctrl_steps_per_epoch(self) -> int:
         return self.s.ctrl.steps_per_epoch
 
-    def request_stop(self) -> None:
-        """Ask for a graceful stop at the next step boundary (Ctrl-C, SIGTERM, the dashboard)."""
-        self.stop_requested = True
-
-    # -- main loop ------------------------------------------------------------------------
-    def run(self) -> str:
-        """Train to the last epoch; returns the final status (finished / stopped / failed).
-
-        A run that cannot write its record (a full disk) fails cleanly: temporary files removed,
-        the last good checkpoint kept, status "failed", and TrainingFailed with the OS's reason.
-        """
-        try:
-            self._start()
-            while self.pos.epoch <= self.s.train.epochs:
-                if not self._run_epoch():
-                    return self._finish("stopped", "stopped by request; resume with --resume", interrupt=True)
-            return self._finish("finished", "search finished")
-        except TrainingFailed as exc:
-            self._fail(str(exc))
-            raise
-        except RESOURCE_ERRORS as exc:
-            message = f"{_one_line(exc)}; stopped with the last good checkpoint intact"
-            self._fail(message)
-            raise TrainingFailed(message) from None
-        except Exception as exc:  # a bug or a dead device: leave a clear record, then fail loudly
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._fail(message)
-            raise
-        finally:
-            self.record.writer.close()
-
-    def _start(self) -> None:
-        self.session.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                                  host=socket.gethostname(), epoch=self.pos.epoch - 1,
-                                  best_ppl=self.best_ppl, best_arch=self.best_arch, message="")
-        self.record(SessionStart(
+    # -- the run (SessionRun) -------------------------------------------------------------
+    def _start_event(self) -> SessionStart:
+        return SessionStart(
             session_id=self.session.id, controller=self.s.controller, seed=self.s.seed,
             settings=self.s.to_dict(), num_nodes=self.s.model.num_nodes,
             decision_sizes=list(self.ctrl.sizes), device=str(self.device), pid=os.getpid(),
             host=socket.gethostname(), versions=versions(), resumed_from=self.resumed_from,
-        ))
-        for kind, message in self._start_warnings + _log_warnings(self.record.writer):
-            self.record(Warning(message=message, kind=kind, epoch=self.pos.epoch - 1))
-        self._last_checkpoint = time.monotonic()
+        )
+
+    def _complete(self) -> str:
+        return self._finish("finished", "search finished")
+
+    def _end_fields(self) -> dict[str, Any]:
+        return {"best_ppl": self.best_ppl, "best_arch": self.best_arch}
 
     def _run_epoch(self) -> bool:
         """One epoch from the current position; False when a stop was requested mid-way."""
@@ -222,37 +139,9 @@ class Trainer:
             valid_ppl=valid_ppl, reward=_finite_mean(rewards), entropy=_finite_mean(entropies),
             elapsed_s=time.perf_counter() - started, skipped_shared_steps=len(losses) - len(finite)))
         self.pos = Position(epoch + 1, 0, 0)
-        self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
-        (self.session.checkpoint_dir / TIMED_CHECKPOINT).unlink(missing_ok=True)  # superseded
+        self._epoch_checkpoint(epoch)
         self.session.write_status(epoch=epoch, best_ppl=self.best_ppl, best_arch=self.best_arch)
         return True
-
-    def _finish(self, status: str, message: str, interrupt: bool = False) -> str:
-        """Record the end; ``epoch`` in the end record and status.json is the last epoch completed."""
-        if interrupt:
-            self._checkpoint("interrupt.pt", "interrupt", self.pos.epoch)
-        completed = self.pos.epoch - 1
-        self.record(SessionEnd(status=status, message=message, epoch=completed,
-                               best_ppl=self.best_ppl, best_arch=self.best_arch))
-        self.record.writer.sync()
-        self.session.write_status(status=status, epoch=completed, best_ppl=self.best_ppl,
-                                  best_arch=self.best_arch, message=message)
-        return status
-
-    def _fail(self, message: str) -> None:
-        """Record a failure as far as the disk allows: each write is tried even if one before failed,
-        so status.json says "failed" even when the log can take no more."""
-        completed = self.pos.epoch - 1
-        end = SessionEnd(status="failed", message=message, epoch=completed,
-                         best_ppl=self.best_ppl, best_arch=self.best_arch)
-        for write in (lambda: self.record(Error(message=message, epoch=self.pos.epoch)),
-                      lambda: self.record(end), self.record.writer.sync,
-                      lambda: self.session.write_status(status="failed", epoch=completed, best_ppl=self.best_ppl,
-                                                        best_arch=self.best_arch, message=message)):
-            try:
-                write()
-            except RESOURCE_ERRORS:
-                continue
 
     # -- steps ----------------------------------------------------------------------------
     def _sample(self, n: int) -> list[Architecture]:
@@ -452,36 +341,6 @@ class Trainer:
         self.shared_step, self.ctrl_step, self.probes = counters["shared_step"], counters["ctrl_step"], counters["probes"]
         self.best_ppl, self.best_arch = state["best"]["ppl"], state["best"]["arch"]
 
-    def _checkpoint(self, name: str, kind: str, epoch: int) -> None:
-        path = checkpoints.save(self.session, self.state_dict(), name, keep_epochs=self.s.train.keep_checkpoints)
-        self.record.writer.sync()
-        self.record(Checkpoint(epoch=epoch, path=str(path.relative_to(self.session.path)), kind=kind))
-        self._last_checkpoint = time.monotonic()
-
-    def _maybe_checkpoint(self, epoch: int) -> None:
-        """A mid-epoch checkpoint every ``train.checkpoint_every_s`` seconds: a kill loses minutes, not an epoch."""
-        every = self.s.train.checkpoint_every_s
-        if every > 0 and time.monotonic() - self._last_checkpoint >= every:
-            self._checkpoint(TIMED_CHECKPOINT, "timed", epoch)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _log_warnings(writer: LogWriter) -> list[tuple[str, str]]:
-    """What a reopened log's writer found: the tail it set aside and the damage left in place."""
-    out = []
-    if writer.set_aside is not None:
-        out.append(f"events.log: {writer.set_aside.describe()}")
-    spans = writer.damage
-    for span in spans[:MAX_DAMAGE_WARNINGS]:
-        out.append(f"events.log: damaged {span.describe()}; left in place (readers skip it)")
-    if len(spans) > MAX_DAMAGE_WARNINGS:
-        out.append(f"events.log: {len(spans) - MAX_DAMAGE_WARNINGS} more damaged spans left in place")
-    return [("log_damaged", message) for message in out]
-
 
 def _finite_mean(values: list[float]) -> float | None:
     finite = [v for v in values if math.isfinite(v)]
@@ -492,22 +351,10 @@ def _safe_exp(x: float) -> float:
     return math.exp(min(x, 700.0)) if math.isfinite(x) else float("nan")
 
 
-def versions() -> dict[str, str]:
-    import platform
-
-    from . import __version__
-
-    return {"enas_tui": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
 # -- starting and resuming sessions ---------------------------------------------------------------
 def session_meta(settings: Settings, command: list[str], started: float | None = None) -> dict[str, Any]:
-    """meta.json for a new session (create_session fills in its id)."""
-    return {"controller": settings.controller, "preset": settings.preset,
-            "seed": settings.seed, "settings": settings.to_dict(), "versions": versions(),
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "started": time.time() if started is None else started, "command": command}
+    """meta.json for a new search session (create_session fills in its id)."""
+    return run_meta(settings, command, started, controller=settings.controller)
 
 
 def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: list[Listener],
@@ -520,89 +367,20 @@ def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: lis
     return trainer
 
 
-def recorded_settings(session: Session) -> tuple[dict[str, Any], Settings]:
-    """(meta, settings) of a session: meta.json's, else the settings its log's session_start recorded."""
-    try:
-        meta = session.meta()
-        settings = _checked_settings(meta.get("settings"), "meta.json")
-        if not is_time(meta.get("started")):  # e.g. NaN: the rewritten meta.json must be valid JSON
-            first = read_first(session.log_path) if session.log_path.exists() else None
-            meta["started"] = first.t if first is not None and is_time(first.t) else time.time()
-        return meta, settings
-    except SessionError as exc:
-        problem = str(exc).removeprefix(f"session {session.id}: ")
-    first = read_first(session.log_path) if session.log_path.exists() else None
-    if not isinstance(first, SessionStart):
-        raise SessionError(f"session {session.id}: {problem}, and its log has no session_start to "
-                           f"recover the settings from")
-    settings = _checked_settings(first.settings, "the log's session_start")
-    meta = {**session_meta(settings, [], started=first.t), "id": session.id}
-    return meta, settings
-
-
-def _checked_settings(data: Any, where: str) -> Settings:
-    from .config import SettingsError, validate
-
-    try:
-        settings = Settings.from_dict(data)
-        validate(settings)
-    except (SettingsError, TypeError, AttributeError, ValueError) as exc:
-        raise SessionError(f"the settings in {where} are unusable ({_one_line(exc)})") from None
+def read_settings(data: Any) -> Settings:
+    """A search's recorded settings dict as validated Settings (SettingsError, TypeError... if unusable)."""
+    settings = Settings.from_dict(data)
+    validate(settings)
     return settings
 
 
 def resume_run(session: Session, corpus_loader: Callable[[Settings], Corpus], listeners: list[Listener],
                epochs: int | None = None, device: str | None = None,
                command: list[str] | None = None) -> Trainer:
-    """A trainer restored from the session's latest checkpoint; the log continues where it ends.
+    """A trainer restored from the session's latest checkpoint; the log continues where it ends
+    (from the start, with a warning, when it has none: session_run.resume_session)."""
 
-    A session with no checkpoint (killed before its first) starts again from the beginning with
-    the same settings and seed, appending to the same log (``resumed_from="start"``, a warning).
-    """
-    meta, settings = recorded_settings(session)
-    if epochs is not None:
-        settings.train.epochs = epochs
-    if device is not None:
-        settings.device = device
-    torch_device = pick_device(settings.device)
-    path, state, problems = _latest_state(session)
-    corpus = corpus_loader(settings)
-    resumed_from = path.name if path is not None else "start"
-    meta.update(pid=os.getpid(), host=socket.gethostname(), settings=settings.to_dict(),
-                resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": resumed_from,
-                                                     "command": command or []}])
-    writer = LogWriter(session.log_path)  # a log that cannot be continued fails before meta.json changes
-    try:
-        session.write_meta(meta)
-        trainer = Trainer(settings, corpus, session, Recorder(writer, listeners), torch_device)
-    except BaseException:
-        writer.close()
-        raise
-    warnings = [("checkpoint_unreadable", problem) for problem in problems]
-    if state is not None:
-        trainer.load_state_dict(state)
-    else:
-        warnings.append(("restarted", "no checkpoint to resume from: started again from the beginning "
-                                      "with the same settings and seed"))
-    trainer.resumed_from = resumed_from
-    trainer._start_warnings = warnings
-    return trainer
+    def make(settings: Settings, corpus: Corpus, record: Recorder, torch_device: torch.device) -> Trainer:
+        return Trainer(settings, corpus, session, record, torch_device)
 
-
-def _latest_state(session: Session) -> tuple[Any, dict[str, Any] | None, list[str]]:
-    """(path, state, problems) of the newest checkpoint that loads: LATEST, else the newest epoch one."""
-    problems: list[str] = []
-    candidates = [session.latest_checkpoint()]
-    candidates += [session.epoch_checkpoint(e) for e in reversed(session.checkpoint_epochs())]
-    seen = set()
-    for path in candidates:
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        try:
-            return path, checkpoints.load(path, map_location="cpu"), problems
-        except CheckpointError as exc:
-            problems.append(f"{exc}; trying an older one")
-    if seen:
-        raise CheckpointError(f"session {session.id}: no checkpoint loads ({problems[-1].removesuffix('; trying an older one')})")
-    return None, None, problems
+    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command)

@@ -126,7 +126,7 @@ def test_run_live_prints_commands_that_work_when_pasted(tmp_path, monkeypatch, c
     root = tmp_path / "my runs"
     session = write_synthetic_session(root, SyntheticRun(epochs=1, end=None))
 
-    def start(self, args, launch=None):  # the trainer child is tested in test_cli; here: what is printed
+    def start(self, args, launch=None, command="train"):  # the child is tested in test_cli; here: what is printed
         self.process = FakeProcess(session.id, alive=True, returncode=None)
         return self
 

@@ -183,8 +183,8 @@ class DashboardApp(App[int]):
         """Place the panels for the area's size and what they need now (when either changed)."""
         size = self.area.size
         state = self.state
-        key = (size, state.controller, state.num_nodes, state.probe is not None and state.probe.hidden.shape[0],
-               bool(state.best_arch), self.no_color)
+        key = (size, state.controller, state.kind, state.num_nodes,
+               state.probe is not None and state.probe.hidden.shape[0], bool(state.best_arch), self.no_color)
         if (key == self._layout_key and not force) or size.width <= 0 or size.height <= 0:
             return
         self._layout_key = key
@@ -192,7 +192,7 @@ class DashboardApp(App[int]):
         self.area.set_class(not boxed, "-compact")
         chrome, pad = (2, 4) if boxed else (1, 1)
         panels = {p.id: p for p in self._panels}
-        placements = plan(size.width, size.height, lambda name, width: panels[name].need(width), chrome,
+        placements = plan(size.width, size.height, lambda name, width: panels[name].layout_need(width), chrome,
                           lambda outer: max(1, outer - pad))
         self.placements = {p.name: p for p in placements}
         zoomed = self.screen.maximized if self.screen is self.area.screen else None
