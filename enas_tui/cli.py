@@ -744,7 +744,7 @@ def stop(
     from .commands import resume_command
     from .launcher import stop_session
     from .remote.target import is_remote
-    from .sessions import Session, open_session, sessions_root
+    from .sessions import RETRAIN, Session, open_session, sessions_root
 
     if wait < 0:
         raise UsageProblem("--wait must be at least 0")
@@ -757,7 +757,9 @@ def stop(
         result, folder = remote_stop(endpoint, wait)
         where, there = f" on {endpoint.target.destination}", " there"
         session = Session(PurePosixPath(folder) / result.session_id) if folder else None
-        resume = resume_command(session, always_folder=True) if session else f"enas-tui train --resume {result.session_id}"
+        verb = "retrain" if result.kind == RETRAIN else "train"
+        resume = (resume_command(session, always_folder=True, kind=result.kind) if session
+                  else f"enas-tui {verb} --resume {result.session_id}")
     else:
         session = open_session(sessions_root(sessions_dir), session_id)
         result, where, there = stop_session(session, wait), "", ""

@@ -49,14 +49,15 @@ def _session_command(verb: list[str], session: Session, host: str | None) -> str
     return shlex.join(["enas-tui", *verb, f"{host}:{session.id}", *_remote_folder_args(session)])
 
 
-def resume_command(session: Session, always_folder: bool = False) -> str:
+def resume_command(session: Session, always_folder: bool = False, kind: str | None = None) -> str:
     """``enas-tui train --resume ID [--sessions-dir DIR]`` (``retrain`` for a retrain session),
     quoted for a POSIX shell.
 
     ``always_folder``: name the folder even where it is the default (a command to run on another
-    machine, whose working folder is not known here).
+    machine, whose working folder is not known here); ``kind``: the session's kind where its files are
+    not here to say (a session on another machine).
     """
-    command = "retrain" if kind_of(session) == RETRAIN else "train"
+    command = "retrain" if (kind or kind_of(session)) == RETRAIN else "train"
     folder = ["--sessions-dir", str(session.path.parent)] if always_folder else _folder_args(session)
     return shlex.join(["enas-tui", command, "--resume", session.id, *folder])
 

@@ -33,7 +33,7 @@ from typing import IO
 
 from .commands import stop_command
 from .events import Event, event_from_dict
-from .sessions import Session, SessionError, pid_alive
+from .sessions import Session, SessionError, kind_of, pid_alive
 
 
 @dataclass
@@ -264,6 +264,7 @@ class StopResult:
     pid: int
     status: str
     waited_s: float
+    kind: str = "search"  # what the session runs: the command that continues it depends on it
 
 
 def stop_session(session: Session, wait: float = 30.0, poll: float = 0.2) -> StopResult:
@@ -285,4 +286,5 @@ def stop_session(session: Session, wait: float = 30.0, poll: float = 0.2) -> Sto
     started = time.monotonic()
     while time.monotonic() - started < wait and session.live_status() == "running":
         time.sleep(poll)
-    return StopResult(session.id, pid, session.live_status(), round(time.monotonic() - started, 2))
+    return StopResult(session.id, pid, session.live_status(), round(time.monotonic() - started, 2),
+                      kind_of(session))

@@ -34,11 +34,12 @@ def main() -> None:
     parser.add_argument("--gate", type=int, action="append", default=[])
     parser.add_argument("--crash-after", type=int, default=None)
     parser.add_argument("--sigterm", action="store_true")
+    parser.add_argument("--kind", default="search", help="meta.json's kind (a retrain is continued by retrain)")
     args = parser.parse_args()
     session = Session(args.folder)
     (session.path / "checkpoints").mkdir(parents=True, exist_ok=True)
     session.write_meta({"id": session.id, "controller": "supervised", "started": time.time(), "pid": os.getpid(),
-                        "settings": {"train": {"epochs": args.epochs}}})
+                        "kind": args.kind, "settings": {"train": {"epochs": args.epochs}}})
     pid = os.getpid()
     write_json_atomic(session.status_path, {"status": "running", "pid": pid, "pid_start": process_start_time(pid),
                                             "epoch": 0})

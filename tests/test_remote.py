@@ -287,6 +287,17 @@ def test_stop_asks_a_remote_trainer_to_stop_gracefully(server, remote):
     assert again.returncode == 1 and "is not running (status stopped)" in again.stderr
 
 
+def test_a_stopped_remote_retrain_is_continued_by_retrain(server, remote):
+    """The host says what the session was: the command printed here continues a retrain as one."""
+    writer = start_writer(remote / "run-r", "--sigterm", "--gate", "30", "--kind", "retrain")
+    wait_for(lambda: record_count(remote / "run-r" / "events.log") >= 30, what="the trainer's first records")
+    out = cli(server, "stop", "box:run-r", "--wait", "20")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith(f"continue it there with: enas-tui retrain --resume run-r "
+                                       f"--sessions-dir {remote.resolve()}")
+    assert writer.wait(10) == 0
+
+
 def test_pull_is_resumable_and_verifies_the_log(server, remote, tmp_path):
     session = write_synthetic_session(remote, SyntheticRun(epochs=4, probe_size=100, hidden=100), session_id="big")
     (session.checkpoint_dir / "epoch-0001.pt").write_bytes(os.urandom(300_000))
