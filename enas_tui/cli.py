@@ -26,8 +26,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="ENAS recurrent-cell search with a live view of what its controller learns.")
 data_app = typer.Typer(no_args_is_help=True, help="Corpus tools.")
 arch_app = typer.Typer(no_args_is_help=True, help="Architecture tools.")
+sweep_app = typer.Typer(help="Run the controllers over many seeds and settings on Ray; see how sweeps stand.")
 app.add_typer(data_app, name="data")
 app.add_typer(arch_app, name="arch")
+app.add_typer(sweep_app, name="sweep")
 
 SESSIONS_DIR = typer.Option(None, "--sessions-dir", envvar="ENAS_TUI_SESSIONS",
                             help="Sessions folder [env ENAS_TUI_SESSIONS; default ./sessions].")
@@ -48,6 +50,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .sessions import SessionError
 
     errors: list[type[BaseException]] = [UserError, SessionError, LogError, ArchitectureError]
+    if "enas_tui.sweep.record" in sys.modules:
+        errors.append(sys.modules["enas_tui.sweep.record"].SweepError)
     if "enas_tui.data" in sys.modules:
         errors.append(sys.modules["enas_tui.data"].DataError)
     if "enas_tui.checkpoints" in sys.modules:
@@ -68,6 +72,8 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help="Override a setting: section.field=value (repeatable)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue session ID from its last checkpoint."),
+    session_id: Optional[str] = typer.Option(None, "--session-id",
+                                             help="Name the new session folder (default: a time-stamped id)."),
     headless: bool = typer.Option(False, "--headless", help="No dashboard: progress bars and epoch lines."),
     events_pipe: bool = typer.Option(False, "--events-pipe", hidden=True,
                                      help="Write events as JSON lines to stdout (used by the dashboard)."),
@@ -82,10 +88,14 @@ def train(
         from .tui import run_live
 
         args = ["--resume", resume] if resume else _train_args(controller, data, preset, seed, device, overrides)
+        if session_id is not None and not resume:
+            args += ["--session-id", session_id]
         if epochs is not None:
             args += ["--epochs", str(epochs)]
         raise typer.Exit(run_live(args, root))
     if resume:
+        if session_id is not None:
+            raise UsageProblem("--session-id names a new session; --resume continues an existing one")
         session = open_session(root, resume)
         _run_training(lambda listeners: _resume(session, listeners, epochs, None if device == "auto" else device),
                       events_pipe)
@@ -97,7 +107,7 @@ def train(
     except SettingsError as exc:
         raise UsageProblem(str(exc)) from None
     corpus = _load_corpus(settings)
-    session = create_session(root, settings.controller)
+    session = create_session(root, settings.controller, session_id)
     say = functools.partial(typer.echo, err=events_pipe)
     say(f"session {session.id} in {root}")
     say(f"corpus: {corpus.source} (vocabulary {corpus.vocab_size})")
@@ -267,6 +277,97 @@ def sessions(sessions_dir: Optional[Path] = SESSIONS_DIR,
     for row in rows:  # plain columns, never truncated: ids are there to be copied
         cells = [cell.rjust(w) if i in (3, 4) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         typer.echo("  ".join(cells).rstrip())
+
+
+# -- sweep -------------------------------------------------------------------------------------
+@sweep_app.callback(invoke_without_command=True)
+def sweep(
+    ctx: typer.Context,
+    controllers: str = typer.Option(",".join(CONTROLLERS), "--controllers",
+                                    help="Comma-separated controller settings."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds: 0-9, 0,3,7 or 0-4,10-12."),
+    preset: Optional[str] = typer.Option(None, "--preset",
+                                         help=f"{', '.join(PRESETS)} (default: paper with --gpus-per-run, else cpu)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder, the same path on every node."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per run (overrides the preset)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    overrides: list[str] = typer.Option([], "--set", help="section.field=v1,v2,...: a list adds a grid axis (repeatable)."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="CPU cores Ray reserves for each run."),
+    gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="GPUs Ray reserves for each run."),
+    retries: int = typer.Option(2, "--retries", help="Restarts from the last checkpoint after a run is killed or fails."),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
+                                          help="Ray cluster to join (default: start Ray on this machine)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: derived from the grid)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Run every controller x seed x --set value as an ordinary session on Ray (again: resume it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .sessions import sessions_root
+    from .sweep import RAY_INSTALL_HINT
+    from .sweep.grid import GridError, build_spec
+
+    if seeds is None:
+        raise UsageProblem("sweep needs --seeds, e.g. --seeds 0-9 (enas-tui sweep status lists sweeps)")
+    if data is not None and not data.is_dir():
+        raise UsageProblem(f"--data {data}: no such folder")
+    try:
+        spec = build_spec(controllers, seeds, overrides, name=name, preset=preset or ("paper" if gpus_per_run else "cpu"),
+                          data=str(data.resolve()) if data else None, epochs=epochs, device=device,
+                          cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, retries=retries)
+    except GridError as exc:
+        raise UsageProblem(str(exc)) from None
+    try:
+        import ray.tune  # noqa: F401  (the whole extra: Ray with Tune's dependencies)
+    except ImportError:
+        raise UserError(RAY_INSTALL_HINT) from None
+    from .sweep.runner import run_sweep
+    from .sweep.status import counts, run_lines
+
+    outcome = run_sweep(spec, sessions_root(sessions_dir), address=address, command=sys.argv, echo=typer.echo)
+    for line in run_lines(outcome.states):
+        typer.echo(line)
+    if outcome.interrupted:
+        typer.echo(f"stopped ({counts(outcome.states)}); run the same command again to resume", err=True)
+    elif outcome.exit_code:
+        raise UserError(f"sweep {spec.name}: {counts(outcome.states)}; "
+                        f"run the same command again to retry from the last checkpoints")
+    raise typer.Exit(outcome.exit_code)
+
+
+@sweep_app.command("status")
+def sweep_status(
+    name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="A sweep (default: list every sweep)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per run (per sweep without NAME)."),
+) -> None:
+    """List the sweeps in the sessions folder, or one sweep's runs: host, status, epoch, best ppl, error."""
+    from .sessions import sessions_root
+    from .sweep.record import load_record, run_states, sweep_names
+    from .sweep.status import counts, run_lines, state_dict, sweep_lines
+
+    root = sessions_root(sessions_dir)
+    if name is None:
+        if as_json:
+            for sweep_name in sweep_names(root):
+                record = load_record(root, sweep_name)
+                typer.echo(json.dumps({"name": sweep_name, "runs": len(record.runs), "created": record.created,
+                                       "status": counts(run_states(root, record))}))
+            return
+        for line in sweep_lines(root):
+            typer.echo(line)
+        return
+    record = load_record(root, name)
+    states = run_states(root, record)
+    if as_json:
+        for state in states:
+            typer.echo(json.dumps(state_dict(state)))
+        return
+    spec = record.spec
+    typer.echo(f"sweep {name}: {len(states)} runs ({counts(states)}); preset {spec.preset}, "
+               f"epochs {spec.epochs or 'from the preset'}, data {spec.data or '(generated corpus)'}")
+    for line in run_lines(states):
+        typer.echo(line)
 
 
 # -- data --------------------------------------------------------------------------------------

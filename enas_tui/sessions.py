@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -152,8 +153,23 @@ def new_session_id(controller: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{controller}-{secrets.token_hex(2)}"
 
 
-def create_session(root: Path, controller: str) -> Session:
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def create_session(root: Path, controller: str, session_id: str | None = None) -> Session:
+    """A new, empty session folder: named ``session_id`` (which must not exist yet), else a fresh time-stamped id."""
     root.mkdir(parents=True, exist_ok=True)
+    if session_id is not None:
+        if not SESSION_ID_PATTERN.fullmatch(session_id):
+            raise SessionError(f"bad session id {session_id!r}: use letters, digits, '.', '_' and '-'")
+        path = root / session_id
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise SessionError(f"session {session_id} already exists in {root}; "
+                               f"continue it with: enas-tui train --resume {session_id}") from None
+        (path / "checkpoints").mkdir()
+        return Session(path)
     for _ in range(10):
         path = root / new_session_id(controller)
         try:
