@@ -277,8 +277,9 @@ def run_sweep(spec: SweepSpec, root: Path, *, address: str | None = None, comman
         timings["total_s"] = time.monotonic() - started
         states = [s for s in run_states(root, record) if s.run.session in set(wanted)]
         outcome = SweepOutcome(record, states, stop.requested, timings)
-        record.invocations[-1]["outcome"] = ("interrupted" if outcome.interrupted
-                                             else "failed" if outcome.exit_code else "finished")
+        record.invocations[-1].update(outcome="interrupted" if outcome.interrupted
+                                      else "failed" if outcome.exit_code else "finished",
+                                      timings={k: round(v, 3) for k, v in timings.items()})
         save_record(root, record)
         return outcome
 

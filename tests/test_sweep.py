@@ -1,0 +1,192 @@
+"""Sweeps without Ray: the grid, stable session ids, the record, ``sweep status``, bad flags, no Ray installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enas_tui.cli import main
+from enas_tui.sessions import create_session
+from enas_tui.sweep.grid import GridError, Point, build_spec, parse_seeds, parse_sets
+from enas_tui.sweep.record import (
+    SweepError, load_record, merge, new_record, record_path, run_states, save_record, sweep_names,
+)
+from enas_tui.sweep.trial import TrainerRun, TrialFailed
+
+from helpers import TINY
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_the_grid_is_controllers_times_seeds_times_every_set_list():
+    spec = build_spec("random,supervised", "0-2,7", ["ctrl.entropy_weight=1e-4,1e-3", "model.hidden=32",
+                                                      "train.derive_every=2,3,4"], name="g")
+    points = spec.points()
+    assert len(points) == 2 * 4 * 2 * 3
+    assert spec.fixed == ["model.hidden=32"]
+    assert points[0] == Point("random", 0, (("ctrl.entropy_weight", "1e-4"), ("train.derive_every", "2")))
+    assert points[-1] == Point("supervised", 7, (("ctrl.entropy_weight", "1e-3"), ("train.derive_every", "4")))
+    ids = [spec.session_id(p) for p in points]
+    assert len(set(ids)) == len(ids)
+    assert ids[0].startswith("g-random-s0-") and len(ids[0]) == len("g-random-s0-") + 6
+
+
+def test_session_ids_and_the_default_name_depend_only_on_the_command():
+    one = build_spec("random", "0-1", ["ctrl.entropy_weight=1e-4,1e-3"])
+    two = build_spec("random", "0-1", ["ctrl.entropy_weight=1e-4,1e-3"])
+    other = build_spec("random", "0-1", ["ctrl.entropy_weight=1e-4,1e-2"])
+    assert one.name == two.name != other.name and one.name.startswith("sweep-")
+    assert [one.session_id(p) for p in one.points()] == [two.session_id(p) for p in two.points()]
+    plain = build_spec("unsupervised", "3", [], name="n")
+    assert [plain.session_id(p) for p in plain.points()] == ["n-unsupervised-s3"]
+
+
+def test_seed_lists():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("5,1,1-2") == [1, 2, 5]
+    for bad in ("", "a", "3-1", "1-", "-2"):
+        with pytest.raises(GridError):
+            parse_seeds(bad)
+
+
+def test_a_setting_named_twice_or_empty_is_refused():
+    with pytest.raises(GridError, match="given twice"):
+        parse_sets(["model.hidden=8", "model.hidden=16"])
+    with pytest.raises(GridError, match="empty value"):
+        parse_sets(["model.hidden=8,"])
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seeds", "0-1", "--controllers", "random,greedy"], "unknown controller 'greedy'"),
+    (["--seeds", "4-2"], "runs backwards"),
+    (["--controllers", "random"], "sweep needs --seeds"),
+    (["--seeds", "0", "--set", "model.hiden=3,4"], "model has no setting 'hiden'"),
+    (["--seeds", "0", "--set", "model.hidden=8,big"], "'big' is not a valid int"),
+    (["--seeds", "0", "--name", "../x"], "--name '../x'"),
+    (["--seeds", "0", "--preset", "huge"], "unknown preset 'huge'"),
+    (["--seeds", "0", "--epochs", "0"], "--epochs must be at least 1"),
+    (["--seeds", "0", "--data", "/no/such/folder"], "no such folder"),
+])
+def test_bad_sweep_flags_are_one_line_with_exit_code_2(tmp_path, capsys, args, fragment):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", *args, "--sessions-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("enas-tui: error:") and fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "sweeps").exists()  # nothing recorded for a command that never ran
+
+
+def test_without_ray_the_sweep_says_how_to_install_it(tmp_path):
+    fake = tmp_path / "noray"  # a `ray` package that fails to import, as on a machine without the extra
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "enas_tui", "sweep", "--seeds", "0-1", "--sessions-dir",
+                          str(tmp_path / "s")], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and 'pip install "enas-tui[sweep]"' in out.stderr
+    status = subprocess.run([sys.executable, "-m", "enas_tui", "sweep", "status", "--sessions-dir",
+                             str(tmp_path / "s")], capture_output=True, text=True, env=env, timeout=60)
+    assert status.returncode == 0 and "no sweeps in" in status.stdout  # status needs no Ray
+
+
+def test_a_rerun_joins_its_record_adds_new_points_and_refuses_other_shared_flags(tmp_path):
+    first = build_spec("random", "0-1", ["model.hidden=16"], name="r", epochs=3)
+    record = new_record(first)
+    save_record(tmp_path, record)
+    again = build_spec("random,supervised", "1-2", ["model.hidden=16"], name="r", epochs=3, retries=5)
+    record = load_record(tmp_path, "r")
+    wanted = merge(record, again)
+    assert wanted == ["r-random-s1", "r-random-s2", "r-supervised-s1", "r-supervised-s2"]
+    assert [r.session for r in record.runs] == ["r-random-s0", "r-random-s1", "r-random-s2",
+                                                "r-supervised-s1", "r-supervised-s2"]
+    assert record.spec.seeds == [0, 1, 2] and record.spec.controllers == ["random", "supervised"]
+    assert record.spec.retries == 5
+    with pytest.raises(SweepError, match="epochs 3, not 4"):
+        merge(record, build_spec("random", "0", ["model.hidden=16"], name="r", epochs=4))
+    with pytest.raises(SweepError, match="fixed model.hidden=16, not model.hidden=32"):
+        merge(record, build_spec("random", "0", ["model.hidden=32"], name="r", epochs=3))
+
+
+def test_sweep_status_lists_sweeps_and_shows_each_run(tmp_path, capsys):
+    spec = build_spec("random,supervised", "0", ["ctrl.entropy_weight=1e-4,1e-3"], name="st", epochs=2)
+    record = new_record(spec)
+    record.runs[1].hosts, record.runs[1].attempts = ["nodeA"], 3
+    record.runs[1].error = "trainer killed by SIGKILL (epoch 1)"
+    save_record(tmp_path, record)
+    session = create_session(tmp_path, "random", record.runs[0].session)  # a run whose trainer has begun
+    session.write_meta({"controller": "random", "settings": {"train": {"epochs": 2}}, "started": 0})
+    session.write_status(status="finished", epoch=2, best_ppl=812.5, host="nodeB")
+    main_ok(["sweep", "status", "--sessions-dir", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["sweep", "runs", "status", "created"]
+    assert out[1].split()[:5] == ["st", "4", "1", "finished,", "3"]  # 1 finished, 3 pending
+    main_ok(["sweep", "status", "st", "--sessions-dir", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "4 runs (1 finished, 3 pending)" in lines[0]
+    assert lines[2].split() == [record.runs[0].session, "random", "0", "ctrl.entropy_weight=1e-4", "nodeB",
+                                "finished", "2/2", "812.50", "0"]
+    assert lines[3].split()[4:] == ["nodeA", "pending", "-", "-", "3", "trainer", "killed", "by", "SIGKILL",
+                                    "(epoch", "1)"]
+    main_ok(["sweep", "status", "st", "--json", "--sessions-dir", str(tmp_path)])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["status"] for r in rows] == ["finished", "pending", "pending", "pending"]
+    assert rows[0]["best_ppl"] == 812.5 and rows[1]["hosts"] == ["nodeA"]
+
+
+def test_sweep_status_of_an_unknown_or_damaged_sweep_is_one_line(tmp_path, capsys):
+    save_record(tmp_path, new_record(build_spec("random", "0", [], name="good")))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "status", "nope", "--sessions-dir", str(tmp_path)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "no sweep 'nope'" in err and "sweeps: good" in err and err.count("\n") == 1
+    record_path(tmp_path, "bad").write_text('{"name": "bad", "runs": [')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "status", "bad", "--sessions-dir", str(tmp_path)])
+    assert exit_info.value.code == 1 and "unreadable" in capsys.readouterr().err
+    assert sweep_names(tmp_path) == ["bad", "good"]
+
+
+def test_train_session_id_names_the_folder_once(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--headless", "--session-id", "bad/id", "--sessions-dir", str(tmp_path), "--epochs", "1",
+              *[a for item in TINY for a in ("--set", item)]])
+    assert exit_info.value.code == 1 and "bad session id 'bad/id'" in capsys.readouterr().err
+    create_session(tmp_path, "random", "taken")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--headless", "--session-id", "taken", "--sessions-dir", str(tmp_path), "--epochs", "1",
+              *[a for item in TINY for a in ("--set", item)]])
+    assert exit_info.value.code == 1 and "continue it with: enas-tui train --resume taken" in capsys.readouterr().err
+
+
+def test_a_trial_whose_trainer_fails_reports_the_trainers_one_line_error(tmp_path):
+    data = tmp_path / "broken"
+    data.mkdir()
+    (data / "ptb.train.txt").write_text("a b c\n")  # no valid/test files: the trainer refuses to start
+    spec = build_spec("random", "0", TINY, name="f", data=str(data), epochs=1)
+    run = TrainerRun(tmp_path / "s", spec, spec.points()[0])
+    assert run.start() == "started"
+    progress = run.wait(60)
+    assert progress.returncode == 1
+    with pytest.raises(TrialFailed) as failure:
+        run.outcome(progress)
+    assert str(failure.value).startswith("f-random-s0: trainer exited with code 1: ")
+    assert "ptb.valid.txt" in str(failure.value)
+
+
+def test_run_states_of_a_record_without_sessions_are_pending(tmp_path):
+    record = new_record(build_spec("random", "0-2", [], name="p"))
+    assert [s.status for s in run_states(tmp_path, record)] == ["pending"] * 3
+
+
+def main_ok(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0

@@ -1,0 +1,168 @@
+"""Real sweeps on an embedded local Ray (one Ray start for the module): every point finishes as an
+ordinary session, a killed trainer is retried from its checkpoint, a re-run resumes instead of
+duplicating, and Ctrl-C stops every run with a checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[sweep]')")
+
+from enas_tui.cli import main  # noqa: E402
+from enas_tui.session_log import read_events  # noqa: E402
+from enas_tui.sessions import Session, pid_alive  # noqa: E402
+from enas_tui.sweep.record import load_record  # noqa: E402
+
+from helpers import TINY  # noqa: E402
+
+SETS = [arg for item in TINY for arg in ("--set", item)]
+EPOCHS = 3
+SMALL = ["--controllers", "random,supervised", "--seeds", "0-1", "--epochs", str(EPOCHS), "--name", "small", *SETS]
+# epochs long enough that a stop request lands in the middle of the run
+LONGER = [item for item in TINY if not item.startswith("train.shared_steps_per_epoch=")]
+SLOW = ["--controllers", "unsupervised", "--seeds", "0-1", "--epochs", "4", "--name", "slow",
+        *[arg for item in [*LONGER, "train.shared_steps_per_epoch=40"] for arg in ("--set", item)]]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One embedded Ray for every test here (its start-up is several seconds on two cores)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("sweeps")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A small PTB-layout folder: loads in milliseconds where the generated corpus takes a second per run."""
+    folder = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(200)]
+    for name, lines in (("train", 800), ("valid", 300), ("test", 300)):
+        text = "\n".join(" ".join(rng.choices(words, k=12)) for _ in range(lines))
+        (folder / f"ptb.{name}.txt").write_text(text + "\n")
+    return folder
+
+
+def sweep(args: list[str], root: Path, capsys, corpus: Path) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", *args, "--data", str(corpus), "--sessions-dir", str(root)])
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out + out.err
+
+
+def in_background(target, *args):
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def kill_after_first_checkpoint(session: Path, deadline_s: float, killed: list) -> None:
+    """SIGKILL the session's trainer once it has an epoch checkpoint and more epochs to go."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            status = Session(session).status()
+        except Exception:
+            status = {}
+        if status.get("status") == "running" and 1 <= int(status.get("epoch", 0)) < EPOCHS:
+            os.kill(int(status["pid"]), signal.SIGKILL)
+            killed.append(int(status["epoch"]))
+            return
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(240)
+def test_a_small_sweep_finishes_every_run_and_retries_a_killed_one_from_its_checkpoint(local_ray, root, capsys, corpus):
+    victim, killed = root / "small-random-s0", []
+    watcher = in_background(kill_after_first_checkpoint, victim, 180.0, killed)
+    code, out = sweep(SMALL, root, capsys, corpus)
+    watcher.join(5)
+    assert code == 0, out
+    assert killed, "the trainer was never caught mid-run"
+    names = ["small-random-s0", "small-random-s1", "small-supervised-s0", "small-supervised-s1"]
+    for name in names:  # ordinary sessions: what `train` makes, finished
+        session = Session(root / name)
+        meta, status = session.meta(), session.status()
+        assert (meta["controller"], meta["seed"]) == (name.split("-")[1], int(name[-1]))
+        assert meta["settings"]["model"]["hidden"] == 16 and meta["settings"]["train"]["epochs"] == EPOCHS
+        assert status["status"] == "finished" and status["epoch"] == EPOCHS
+        assert session.checkpoint_epochs() == list(range(1, EPOCHS + 1))
+    events = read_events(victim / "events.log")
+    assert [e.seq for e in events] == list(range(len(events)))  # one continuous log across the kill
+    starts = [e for e in events if e.type == "session_start"]
+    assert [s.resumed_from for s in starts] == [None, f"epoch-{killed[0]:04d}.pt"]  # resumed, not restarted
+    ends = [e.epoch for e in events if e.type == "epoch_end"]
+    assert ends[-(EPOCHS - killed[0]):] == list(range(killed[0] + 1, EPOCHS + 1)) and ends[0] == 1
+    record = load_record(root, "small")
+    assert [r.session for r in record.runs] == names
+    assert {r.session: r.attempts for r in record.runs} == {names[0]: 2, names[1]: 1, names[2]: 1, names[3]: 1}
+    assert all(r.hosts == [socket.gethostname()] for r in record.runs) and all(r.error is None for r in record.runs)
+    assert "small-random-s0: trainer killed by SIGKILL" in out and "retrying from its last checkpoint" in out
+    assert "small-random-s0: resumed on" in out
+
+
+@pytest.mark.timeout(60)
+def test_running_the_same_command_again_resumes_rather_than_duplicates(local_ray, root, capsys, corpus):
+    before = {p.name: p.joinpath("events.log").stat().st_size for p in root.iterdir() if p.name.startswith("small-")}
+    assert len(before) == 4, "needs the small sweep of the test above"
+    code, out = sweep(SMALL, root, capsys, corpus)
+    assert code == 0, out
+    after = {p.name: p.joinpath("events.log").stat().st_size for p in root.iterdir() if p.name.startswith("small-")}
+    assert after == before  # no new session, no trainer started
+    assert out.count(": finished already") == 4 and "ray " not in out  # Ray is not even asked
+    record = load_record(root, "small")
+    assert len(record.runs) == 4 and [i["outcome"] for i in record.invocations] == ["finished", "finished"]
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_stops_every_run_with_a_checkpoint_and_the_same_command_resumes_them(local_ray, root, capsys, corpus):
+    sessions = [root / "slow-unsupervised-s0", root / "slow-unsupervised-s1"]
+
+    def interrupt_when_both_have_an_epoch() -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if all(Session(s).status().get("epoch", 0) >= 1 for s in sessions):
+                    os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C in the sweep's terminal delivers
+                    return
+            except Exception:
+                pass
+            time.sleep(0.05)
+
+    watcher = in_background(interrupt_when_both_have_an_epoch)
+    code, out = sweep(SLOW, root, capsys, corpus)
+    watcher.join(5)
+    assert code == 130, out
+    assert "stopping every run with a checkpoint" in out and "run the same command again to resume" in out
+    stopped_at = {}
+    for path in sessions:
+        session = Session(path)
+        status = session.status()
+        assert status["status"] == "stopped", out
+        assert session.latest_checkpoint().name == "interrupt.pt"
+        assert not pid_alive(int(status["pid"]), status.get("pid_start"))  # no trainer left behind
+        stopped_at[path.name] = len(read_events(session.log_path))
+    code, out = sweep(SLOW, root, capsys, corpus)
+    assert code == 0, out
+    for path in sessions:
+        events = read_events(path / "events.log")
+        starts = [e for e in events if e.type == "session_start"]
+        assert [s.resumed_from for s in starts] == [None, "interrupt.pt"]
+        assert [e.seq for e in events] == list(range(len(events)))
+        assert Session(path).status()["status"] == "finished" and len(events) > stopped_at[path.name]
+    assert out.count(": resumed on") == 2
