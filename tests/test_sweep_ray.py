@@ -166,3 +166,16 @@ def test_ctrl_c_stops_every_run_with_a_checkpoint_and_the_same_command_resumes_t
         assert [e.seq for e in events] == list(range(len(events)))
         assert Session(path).status()["status"] == "finished" and len(events) > stopped_at[path.name]
     assert out.count(": resumed on") == 2
+
+
+@pytest.mark.timeout(60)
+def test_an_unreachable_cluster_is_one_line_in_seconds(tmp_path, capsys):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--seeds", "0", "--address", f"127.0.0.1:{port}", "--sessions-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and time.monotonic() - started < 30
+    assert err == f"enas-tui: error: cannot reach the Ray cluster at 127.0.0.1:{port}: Connection refused\n"

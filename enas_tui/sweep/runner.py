@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -243,9 +244,30 @@ def start_ray(address: str | None) -> bool:
     """Join the cluster at ``address`` (or $RAY_ADDRESS), else start Ray here; True when this call started it."""
     if ray.is_initialized():
         return False
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-             configure_logging=True)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 configure_logging=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SweepError(f"cannot {'join Ray at ' + address if address else 'start Ray'}: {first}") from None
     return True
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in one line when a ``host:port`` (or ``ray://host:port``) address does not answer.
+
+    ray.init keeps retrying an unreachable address for minutes, printing warnings; a plain TCP
+    connection answers in seconds. ``auto`` and other forms are left to Ray.
+    """
+    if not address:
+        return
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)", address.strip())
+    if not match:
+        return
+    try:
+        socket.create_connection((match[1], int(match[2])), timeout=timeout).close()
+    except OSError as exc:
+        raise SweepError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def run_sweep(spec: SweepSpec, root: Path, *, address: str | None = None, command: list[str] | None = None,
@@ -259,6 +281,7 @@ def run_sweep(spec: SweepSpec, root: Path, *, address: str | None = None, comman
     """
     root = Path(root).resolve()
     started = time.monotonic()
+    check_reachable(address or os.environ.get("RAY_ADDRESS"))
     with _exclusive(root, spec.name):
         record = _open_record(root, spec)
         wanted = merge(record, spec)
@@ -273,7 +296,12 @@ def run_sweep(spec: SweepSpec, root: Path, *, address: str | None = None, comman
                 todo.append(sid)
         stop, timings = _Stop(), {}
         if todo:
-            timings = _run_on_ray(spec, root, record, todo, stop, address, echo)
+            try:
+                timings = _run_on_ray(spec, root, record, todo, stop, address, echo)
+            except SweepError as exc:
+                record.invocations[-1]["outcome"] = f"error: {exc}"
+                save_record(root, record)
+                raise
         timings["total_s"] = time.monotonic() - started
         states = [s for s in run_states(root, record) if s.run.session in set(wanted)]
         outcome = SweepOutcome(record, states, stop.requested, timings)
