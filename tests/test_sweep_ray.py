@@ -29,8 +29,8 @@ EPOCHS = 3
 SMALL = ["--controllers", "random,supervised", "--seeds", "0-1", "--epochs", str(EPOCHS), "--name", "small", *SETS]
 # epochs long enough that a stop request lands in the middle of the run
 LONGER = [item for item in TINY if not item.startswith("train.shared_steps_per_epoch=")]
-SLOW = ["--controllers", "unsupervised", "--seeds", "0-1", "--epochs", "4", "--name", "slow",
-        *[arg for item in [*LONGER, "train.shared_steps_per_epoch=40"] for arg in ("--set", item)]]
+SLOW = ["--controllers", "unsupervised", "--seeds", "0-1", "--epochs", "3", "--name", "slow",
+        *[arg for item in [*LONGER, "train.shared_steps_per_epoch=30"] for arg in ("--set", item)]]
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,7 @@ def test_ctrl_c_stops_every_run_with_a_checkpoint_and_the_same_command_resumes_t
     watcher.join(5)
     assert code == 130, out
     assert "stopping every run with a checkpoint" in out and "run the same command again to resume" in out
+    assert not (root / "sweeps" / "slow" / "stop").exists()  # the next run is not stopped by a stale request
     stopped_at = {}
     for path in sessions:
         session = Session(path)

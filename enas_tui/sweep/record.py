@@ -91,6 +91,12 @@ def work_dir(root: Path, name: str) -> Path:
     return sweeps_dir(root) / name
 
 
+def stop_file(root: Path, name: str) -> Path:
+    """Created by the driver on Ctrl-C: trials see it within a poll and stop their trainers at once,
+    without waiting for Tune to get round to each of them (Tune remains the fallback)."""
+    return work_dir(root, name) / "stop"
+
+
 def new_record(spec: SweepSpec) -> SweepRecord:
     runs = [RunRecord(session=spec.session_id(p), controller=p.controller, seed=p.seed, settings=dict(p.settings))
             for p in spec.points()]

@@ -33,7 +33,7 @@ from ..sessions import Session, SessionError, pid_alive
 from .grid import Point, SweepSpec
 from .record import (
     RunState, SweepError, SweepRecord, invocation, load_record, merge, new_record, record_path, run_state,
-    run_states, save_record, this_host, work_dir,
+    run_states, save_record, stop_file, this_host, work_dir,
 )
 from .trial import TrainerRun, TrialFailed, log_in_use
 
@@ -62,6 +62,8 @@ class SweepTrial(tune.Trainable):
         self.reported = True
         if self.action == "finished already":
             result.update(done=True, outcome="finished")
+        elif self.action == "skipped":
+            result.update(done=True, outcome="skipped")
         elif progress.returncode is not None:
             result.update(done=True, outcome=self.run.outcome(progress))  # raises TrialFailed on a failure
         return result
@@ -98,8 +100,9 @@ class SweepOutcome:
 class _Stop(tune.Stopper):
     """Stops every trial once Ctrl-C (or SIGTERM) arrived; trials are never stopped by a result."""
 
-    def __init__(self) -> None:
+    def __init__(self, file: Path) -> None:
         self.requested = False  # a plain flag: Tune pickles its run config, and an Event cannot be pickled
+        self.file = file  # the sweep's stop file (record.stop_file)
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False
@@ -118,28 +121,33 @@ class _Progress(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         sid = result["session"]
-        run = self.record.run(sid)
+        if result["action"] == "skipped":  # set up after Ctrl-C: never started
+            return
         if result["first"]:
-            if self.first_setup_at is None or result["setup_at"] < self.first_setup_at:
-                self.first_setup_at = result["setup_at"]
-            if result["action"] != "finished already":
-                run.attempts += 1
-                run.error = None
-                if run.host != result["host"]:
-                    run.hosts.append(result["host"])
-                save_record(self.root, self.record)
-            self.echo(f"{sid}: {result['action']} on {result['host']}")
+            self._attempt_began(sid, result)
             if result["action"] == "finished already":
                 return
-        if result["epoch"] != self.epochs.get(sid) and result["epoch"] > 0 and result["action"] != "finished already":
+        best = "-" if result["best_ppl"] is None else f"{result['best_ppl']:.2f}"
+        if result["epoch"] > self.epochs.get(sid, 0):
             self.epochs[sid] = result["epoch"]
-            best = "-" if result["best_ppl"] is None else f"{result['best_ppl']:.2f}"
             self.echo(f"{sid}: epoch {result['epoch']}/{result['epochs']}, best ppl {best}")
-        if result.get("done") and result.get("outcome") == "stopped":
-            self.echo(f"{sid}: stopped with a checkpoint")
-        elif result.get("done"):
-            best = "-" if result["best_ppl"] is None else f"{result['best_ppl']:.2f}"
-            self.echo(f"{sid}: finished, best ppl {best}")
+        if result.get("done"):
+            self.echo(f"{sid}: " + ("stopped with a checkpoint" if result["outcome"] == "stopped"
+                                    else f"finished, best ppl {best}"))
+
+    def _attempt_began(self, sid: str, result: dict[str, Any]) -> None:
+        if self.first_setup_at is None or result["setup_at"] < self.first_setup_at:
+            self.first_setup_at = result["setup_at"]
+        self.echo(f"{sid}: {result['action']} on {result['host']}")
+        if result["action"] == "finished already":
+            return
+        run = self.record.run(sid)
+        run.attempts += 1
+        run.error = None
+        if run.host != result["host"]:
+            run.hosts.append(result["host"])
+        save_record(self.root, self.record)
+        self.epochs[sid] = result["epoch"]  # a resumed run's epoch is not news
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         sid, message = trial.config["point"]["session"], _error_of(trial)
@@ -206,6 +214,8 @@ def _graceful_interrupts(stop: _Stop, echo: Callable[[str], None]) -> Iterator[N
         if stop.requested:
             raise KeyboardInterrupt
         stop.requested = True
+        stop.file.parent.mkdir(parents=True, exist_ok=True)
+        stop.file.write_text(f"stopped by pid {os.getpid()} on {this_host()} at {time.time()}\n")
         echo("stopping every run with a checkpoint (Ctrl-C again to stop at once)")
 
     for sig in previous:
@@ -294,7 +304,8 @@ def run_sweep(spec: SweepSpec, root: Path, *, address: str | None = None, comman
                 echo(f"{sid}: finished already")
             else:
                 todo.append(sid)
-        stop, timings = _Stop(), {}
+        stop, timings = _Stop(stop_file(root, spec.name)), {}
+        stop.file.unlink(missing_ok=True)  # left by a driver that was killed mid-stop
         if todo:
             try:
                 timings = _run_on_ray(spec, root, record, todo, stop, address, echo)
@@ -303,6 +314,7 @@ def run_sweep(spec: SweepSpec, root: Path, *, address: str | None = None, comman
                 save_record(root, record)
                 raise
         timings["total_s"] = time.monotonic() - started
+        stop.file.unlink(missing_ok=True)
         states = [s for s in run_states(root, record) if s.run.session in set(wanted)]
         outcome = SweepOutcome(record, states, stop.requested, timings)
         record.invocations[-1].update(outcome="interrupted" if outcome.interrupted

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..sessions import Session, SessionError, pid_alive
 from .grid import Point, SweepSpec
-from .record import this_host, work_dir
+from .record import stop_file, this_host, work_dir
 
 STOPPED_CODE = 130  # train's exit code for a run stopped by Ctrl-C/SIGTERM with a checkpoint
 LOCK_WAIT_S = 120.0  # how long a retry waits for a lost trainer's log lock (an NFS lease) to lapse
@@ -53,12 +53,18 @@ class TrainerRun:
         self.session_id = spec.session_id(point)
         self.path = self.root / self.session_id
         self.output = work_dir(self.root, spec.name) / "logs" / f"{self.session_id}.txt"
+        self.stop_file = stop_file(self.root, spec.name)
         self.process: subprocess.Popen | None = None
         self.action = ""
+        self.stopping = False
 
     # -- starting ---------------------------------------------------------------------------
     def start(self) -> str:
-        """Start the trainer; returns what it does: ``started``, ``resumed`` or ``finished already``."""
+        """Start the trainer; returns what it does: ``started``, ``resumed``, ``finished already`` or
+        ``skipped`` (the sweep is stopping)."""
+        if self.stop_file.exists():
+            self.action = "skipped"
+            return self.action
         args = self._plan()
         if args is None:
             self.action = "finished already"
@@ -151,6 +157,9 @@ class TrainerRun:
             return before
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if not self.stopping and self.stop_file.exists():
+                self.stopping = True
+                self.stop(timeout=0)
             now = self.progress()
             if now.returncode is not None or (now.epoch, now.status) != (before.epoch, before.status):
                 return now
@@ -189,8 +198,9 @@ class TrainerRun:
             return
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout)
+        if timeout > 0:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
 
 
 def log_in_use(path: Path) -> bool:
