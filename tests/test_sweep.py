@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from enas_tui.cli import main
-from enas_tui.sessions import create_session
+from enas_tui.session_log import LogWriter
+from enas_tui.sessions import Session, create_session
 from enas_tui.sweep.grid import GridError, Point, build_spec, parse_seeds, parse_sets
 from enas_tui.sweep.record import (
     SweepError, load_record, merge, new_record, record_path, run_states, save_record, sweep_names,
@@ -190,3 +191,57 @@ def main_ok(args: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 0
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_set_aside_and_started_again(tmp_path):
+    spec = build_spec("random", "0", TINY, name="a", epochs=1)
+    root = tmp_path / "s"
+    lost = create_session(root, "random", "a-random-s0")  # meta and a partial log, no checkpoint
+    lost.write_meta({"controller": "random", "settings": {}, "started": 0})
+    lost.write_status(status="running", pid=2 ** 22 + 7, host=None)
+    (lost.path / "events.log").write_bytes(b"ENASLOG\x01partial")
+    run = TrainerRun(root, spec, spec.points()[0])
+    try:
+        assert run.start() == "started"
+        aside = list((root / "sweeps" / "a" / "set-aside").iterdir())
+        assert [p.name.startswith("a-random-s0-") for p in aside] == [True]
+        assert (aside[0] / "events.log").read_bytes() == b"ENASLOG\x01partial"  # kept, not deleted
+    finally:
+        run.stop(60)
+
+
+def _remote_session(root: Path, sid: str) -> Session:
+    """A session whose status says a trainer on another host is running it, with a checkpoint to resume."""
+    session = create_session(root, "random", sid)
+    session.write_meta({"controller": "random", "settings": {}, "started": 0})
+    session.write_status(status="running", pid=4242, host="node-elsewhere")
+    (session.checkpoint_dir / "epoch-0001.pt").write_bytes(b"not really")
+    (session.checkpoint_dir / "LATEST").write_text("epoch-0001.pt\n")
+    return session
+
+
+def test_a_run_whose_host_died_is_marked_crashed_and_resumed_elsewhere(tmp_path):
+    spec = build_spec("random", "0", TINY, name="h", epochs=1)
+    session = _remote_session(tmp_path, "h-random-s0")
+    LogWriter(session.log_path).close()  # a log nobody holds: the trainer on node-elsewhere is gone
+    run = TrainerRun(tmp_path, spec, spec.points()[0])
+    try:
+        assert run.start() == "resumed"
+        status = session.status()
+        assert status["status"] == "crashed" and "trainer on node-elsewhere lost" in status["message"]
+    finally:
+        run.stop(60)
+
+
+def test_a_run_still_written_by_a_trainer_on_another_host_is_not_taken_over(tmp_path):
+    spec = build_spec("random", "0", TINY, name="w", epochs=1)
+    session = _remote_session(tmp_path, "w-random-s0")
+    writer = LogWriter(session.log_path)  # holds the log's lock, as a live trainer does
+    run = TrainerRun(tmp_path, spec, spec.points()[0])
+    run.lock_wait_s = 0.3
+    try:
+        with pytest.raises(TrialFailed, match="still being written by a trainer on node-elsewhere"):
+            run.start()
+        assert run.process is None and session.status()["status"] == "running"
+    finally:
+        writer.close()

@@ -27,7 +27,6 @@ from .grid import Point, SweepSpec
 from .record import stop_file, this_host, work_dir
 
 STOPPED_CODE = 130  # train's exit code for a run stopped by Ctrl-C/SIGTERM with a checkpoint
-LOCK_WAIT_S = 120.0  # how long a retry waits for a lost trainer's log lock (an NFS lease) to lapse
 
 
 class TrialFailed(Exception):
@@ -47,6 +46,8 @@ class Progress:
 
 class TrainerRun:
     """Runs one point's trainer: fresh, resumed from its last checkpoint, or not at all when finished."""
+
+    lock_wait_s = 120.0  # how long a retry waits for a lost trainer's log lock (an NFS lease) to lapse
 
     def __init__(self, root: Path, spec: SweepSpec, point: Point):
         self.root, self.spec, self.point = Path(root).resolve(), spec, point
@@ -123,11 +124,11 @@ class TrainerRun:
             if pid_alive(pid, status.get("pid_start")):
                 _stop_pid(pid, timeout=120.0)
             return session.live_status()
-        deadline = time.monotonic() + LOCK_WAIT_S
+        deadline = time.monotonic() + self.lock_wait_s
         while log_in_use(session.log_path):
             if time.monotonic() > deadline:
                 raise TrialFailed(f"session {session.id} is still being written by a trainer on {host}")
-            time.sleep(2.0)
+            time.sleep(min(2.0, self.lock_wait_s / 10))
         session.write_status(status="crashed", message=f"trainer on {host} lost (pid {pid})")
         return "crashed"
 
