@@ -324,7 +324,12 @@ def sweep(
     from .sweep.runner import run_sweep
     from .sweep.status import counts, run_lines
 
-    outcome = run_sweep(spec, sessions_root(sessions_dir), address=address, command=sys.argv, echo=typer.echo)
+    try:
+        outcome = run_sweep(spec, sessions_root(sessions_dir), address=address, command=sys.argv, echo=typer.echo)
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainers were already asked to stop with a checkpoint
+        typer.echo(f"interrupted; the runs are writing their checkpoints (enas-tui sweep status {spec.name}); "
+                   f"run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
     for line in run_lines(outcome.states):
         typer.echo(line)
     if outcome.interrupted:
