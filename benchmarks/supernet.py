@@ -1,6 +1,6 @@
 """Shared-weight training throughput: SuperNet against a plain per-node loop of the same cell.
 
-    python benchmarks/supernet.py [--json] [--hidden H] [--seconds S] [--threads N]
+    python benchmarks/supernet.py [--json] [--hidden H] [--seconds S] [--threads N] [--baseline DIR]
 
 Both implementations train (forward, backward, clip, SGD step) on the same random architectures
 (fixed seed, same sequence) at the cpu preset's model settings with a PTB-sized vocabulary and random
@@ -8,12 +8,18 @@ tokens, in interleaved rounds so that load from other processes hits both alike 
 is printed: on a shared machine it is wide). Before timing, the weights are copied across and the two
 are checked to give the same loss and new state with dropouts off. The dense fp32 matmul peak is
 measured in the same run, for MFU = model FLOP/s / peak.
+
+``--baseline DIR`` also times the SuperNet of another checkout (say ``git archive main`` unpacked in
+DIR) in the same rounds, from the same weights: a before/after ratio that a busy machine's load,
+which moves absolute figures by 2x between runs, cannot fake.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import importlib.util
 import json
 import random
 import statistics
@@ -39,7 +45,8 @@ _ACTS = (torch.tanh, torch.relu, lambda z: z, torch.sigmoid)
 
 class PerNodeNet(nn.Module):
     """The cell written the straightforward way: per time step, per node, one Linear for c and one
-    for the pre-activation; same dropouts as SuperNet; tied decoder with a bias."""
+    for the pre-activation; the same per-step clip of the state and dropouts as SuperNet; tied
+    decoder with a bias."""
 
     def __init__(self, vocab_size: int, cfg: config.ModelConfig):
         super().__init__()
@@ -87,7 +94,7 @@ class PerNodeNet(nn.Module):
                 w_c, w_h = edges[j]
                 c = torch.sigmoid(F.linear(parent, w_c))
                 values.append(c * _ACTS[arch.activations[j]](F.linear(parent, w_h)) + (1 - c) * parent)
-            hidden = torch.stack([values[leaf] for leaf in arch.leaves]).mean(0)
+            hidden = _clip_rows(torch.stack([values[leaf] for leaf in arch.leaves]).mean(0), cfg.max_hidden_norm)
             outputs.append(hidden)
         out = torch.stack(outputs)
         if training and cfg.dropout_out > 0:
@@ -98,6 +105,14 @@ class PerNodeNet(nn.Module):
              arch: Architecture) -> tuple[Tensor, Tensor]:
         logits, hidden = self(tokens, hidden, arch)
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1)), hidden
+
+
+def _clip_rows(h: Tensor, max_norm: float) -> Tensor:
+    """Rows of h with an L2 norm above max_norm rescaled to it (0: off)."""
+    if max_norm <= 0:
+        return h
+    norms = h.norm(dim=-1, keepdim=True)
+    return torch.where(norms > max_norm, h * (max_norm / norms), h)
 
 
 def _mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
@@ -123,6 +138,7 @@ class Runner:
     data: Tensor
     cfg: config.ModelConfig
     seed: int
+    arch_fn: Callable[..., Architecture] = random_architecture
     times: list[float] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -139,7 +155,7 @@ class Runner:
     def run(self, steps: int, record: bool = True) -> None:
         start = time.perf_counter()
         for _ in range(steps):
-            arch = random_architecture(self.cfg.num_nodes, self.rng)
+            arch = self.arch_fn(self.cfg.num_nodes, self.rng)
             tokens, targets = get_batch(self.data, self.cursor, self.cfg.bptt)
             self.cursor = (self.cursor + self.cfg.bptt) % (self.data.shape[0] - self.cfg.bptt - 1)
             _, self.hidden, _ = self.step_fn(self.model, self.optimizer, tokens, targets, self.hidden,
@@ -149,6 +165,24 @@ class Runner:
             self.times.append(elapsed / steps)
         else:
             self.warmup_step_s = elapsed / steps
+
+
+def baseline_runner(path: Path, net: SuperNet, data: Tensor, cfg: config.ModelConfig, seed: int) -> Runner:
+    """The SuperNet and train_step of the checkout at ``path``, imported as ``baseline_enas_tui``,
+    starting from ``net``'s weights."""
+    init = path / "enas_tui" / "__init__.py"
+    if not init.is_file():
+        raise SystemExit(f"error: --baseline {path}: no enas_tui package there")
+    spec = importlib.util.spec_from_file_location("baseline_enas_tui", init,
+                                                  submodule_search_locations=[str(init.parent)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = package
+    spec.loader.exec_module(package)
+    supernet = importlib.import_module("baseline_enas_tui.supernet")
+    space = importlib.import_module("baseline_enas_tui.search_space")
+    model = supernet.SuperNet(VOCAB, cfg)
+    model.load_state_dict(net.state_dict())
+    return Runner("baseline", model, supernet.train_step, data, cfg, seed, arch_fn=space.random_architecture)
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 4) -> float:
@@ -188,6 +222,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="timing budget, both implementations")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout whose SuperNet is timed in the same rounds")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -203,19 +239,21 @@ def main() -> int:
               f"state {state_diff:.1e})", file=sys.stderr)
         return 1
 
+    baseline = args.baseline and baseline_runner(args.baseline.resolve(), net, data, cfg, args.seed)
     ours = Runner("supernet", net, train_step, data, cfg, args.seed)
     theirs = Runner("per-node loop", ref, reference_step, data, cfg, args.seed)
-    ours.run(2, record=False)  # warm-up: allocator, plan cache, first-call paths
-    theirs.run(1, record=False)
+    runners = [ours, theirs] + ([baseline] if baseline else [])
+    for runner in runners:  # warm-up: allocator, plan cache, first-call paths
+        runner.run(1 if runner is theirs else 2, record=False)
     peak = matmul_peak_gflops()
     budget_end = time.perf_counter() + args.seconds
     rounds = per_round = 0
     while rounds < 2 or time.perf_counter() < budget_end:
-        slowest = max(ours.last_step_s, theirs.last_step_s)
+        slowest = max(runner.last_step_s for runner in runners)
         per_round = max(1, round(ROUND_SECONDS / slowest))  # re-sized as the machine's load changes
-        first, second = (ours, theirs) if rounds % 2 == 0 else (theirs, ours)
-        first.run(per_round)
-        second.run(per_round)
+        shift = rounds % len(runners)  # each implementation goes first in turn
+        for runner in runners[shift:] + runners[:shift]:
+            runner.run(per_round)
         rounds += 1
 
     tokens_per_step = cfg.bptt * cfg.batch_size
@@ -245,6 +283,13 @@ def main() -> int:
         "vocab": VOCAB,
         "torch_threads": torch.get_num_threads(),
     }
+    if baseline:
+        per_round = [b / a for a, b in zip(ours.times, baseline.times)]
+        result.update(baseline=str(args.baseline),
+                      baseline_tokens_per_s=tokens_per_step / statistics.fmean(baseline.times),
+                      speedup_vs_baseline=statistics.fmean(baseline.times) / statistics.fmean(ours.times),
+                      speedup_vs_baseline_median_round=statistics.median(per_round),
+                      speedup_vs_baseline_range=[min(per_round), max(per_round)])
     if args.json:
         print(json.dumps(result))
     else:
@@ -265,6 +310,11 @@ def _print(r: dict) -> None:
           f"MFU {100 * r['reference_mfu']:.1f}%")
     print(f"  speedup {r['speedup']:.2f}x  (per round median {r['speedup_median_round']:.2f}, "
           f"range {min(spread):.2f}..{max(spread):.2f}, {r['rounds']} rounds)")
+    if "baseline" in r:
+        low, high = r["speedup_vs_baseline_range"]
+        print(f"  baseline      {r['baseline_tokens_per_s']:9,.0f} tokens/s  ({r['baseline']}): SuperNet is "
+              f"{r['speedup_vs_baseline']:.3f}x (per round median {r['speedup_vs_baseline_median_round']:.3f}, "
+              f"range {low:.2f}..{high:.2f})")
     print(f"  matmul peak {r['peak_gflops']:.0f} GFLOP/s; "
           f"model {r['model_gflops_per_token'] * 1e3:.2f} MFLOP/token")
 

@@ -24,22 +24,46 @@ class CheckpointError(Exception):
 
 
 def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 0) -> Path:
-    """Write ``checkpoints/<name>`` atomically, point LATEST at it, prune old epoch files."""
+    """Write ``checkpoints/<name>`` atomically, point LATEST at it, prune old epoch files.
+
+    A failure (a full disk, say) removes the temporary files and leaves LATEST on the previous
+    checkpoint, which stays intact; it raises CheckpointError with the OS's reason.
+    """
     folder = session.checkpoint_dir
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     tmp = folder / f".{name}.tmp"
-    torch.save({"format": FORMAT, **state}, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     latest_tmp = folder / ".LATEST.tmp"
-    latest_tmp.write_text(name + "\n")
-    os.replace(latest_tmp, folder / "LATEST")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save({"format": FORMAT, **state}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        latest_tmp.write_text(name + "\n")
+        os.replace(latest_tmp, folder / "LATEST")
+    except Exception as exc:  # torch wraps the OS error of a failed write in a RuntimeError
+        for leftover in (tmp, latest_tmp):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise CheckpointError(f"cannot save checkpoint {name}: {_reason(exc)}") from None
     if keep_epochs > 0:
         for old in sorted(folder.glob("epoch-*.pt"))[:-keep_epochs]:
             old.unlink(missing_ok=True)
     return path
+
+
+def _reason(exc: BaseException) -> str:
+    """The OS's words for a failed write (e.g. "No space left on device"), wherever torch put them."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

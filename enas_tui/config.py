@@ -8,11 +8,16 @@ command line with ``--set section.field=value``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 CONTROLLERS = ("random", "unsupervised", "supervised")
 PRESETS = ("cpu", "paper")
+PROBE_MODES = ("derive", "train")  # train.probe_mode
+PROBE_STATES = ("emit_last", "after_last")  # train.probe_state
+SUPERVISED_REDUCTIONS = ("mean", "sum")  # buffer.supervised_reduction
+LIVE_GED_READINGS = ("paper", "exact")  # train.live_ged: the costly GED readings
 
 
 class SettingsError(ValueError):
@@ -30,7 +35,9 @@ class ModelConfig:
     eval_batch_size: int = 10
     lr: float = 20.0
     grad_clip: float = 0.25
-    max_hidden_norm: float = 25.0  # bound on the state carried between minibatches; 0: off
+    # every time step's state (the cell's output and its next input) has each row rescaled to at
+    # most this L2 norm inside the recurrence, as in the PyTorch ENAS port; 0: off
+    max_hidden_norm: float = 25.0
     dropout_emb: float = 0.1
     dropout_in: float = 0.65
     dropout_out: float = 0.4
@@ -62,7 +69,11 @@ class BufferConfig:
     replace_per_epoch: int = 100
     supervised_start_epoch: int = 10
     supervised_batch: int = 100
-    supervised_weight: float = 1.0
+    supervised_weight: float = 1.0  # L = L_PG + weight * L_sup
+    # How L_sup reduces the teacher-forced cross-entropy over the 2N-1 decisions of each buffer
+    # architecture: "mean" over decisions and architectures (the authors' code; about 1.5 nats at
+    # the start), or "sum" over decisions, mean over architectures (about 23x larger).
+    supervised_reduction: str = "mean"
 
 
 @dataclass
@@ -77,10 +88,21 @@ class TrainConfig:
     derive_batches: int = 2  # validation minibatches each candidate is scored on
     probe_every: int = 100  # controller steps between probes (and rolling diagnostics)
     probe_size: int = 100
+    # How probes read the controller (Fig. 1/3/4, Table 1): "derive" = logits / temperature, as the
+    # authors analysed it; "train" = with the training-time tanh constant.
+    probe_mode: str = "derive"
+    # Which LSTM state is the final hidden state: "emit_last" = the output that emits the last
+    # decision (the authors' and ENAS's; the last decision never reaches it); "after_last" = the
+    # state after feeding the last decision back in.
+    probe_state: str = "emit_last"
     perf_every: int = 5  # probes between the (costly) absolute-performance column
     perf_batches: int = 1
+    # Costly GED readings computed on the probes that also compute the performance column:
+    # comma-separated from "paper", "exact"; "none" for neither (the cheap measures run every probe).
+    live_ged: str = "paper"
     max_nonfinite: int = 5  # non-finite losses in a row before the run stops
     keep_checkpoints: int = 0  # epoch checkpoints kept; 0 keeps all
+    checkpoint_every_s: float = 300.0  # a mid-epoch checkpoint this often (seconds); 0: epoch ends only
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
 
 
@@ -152,6 +174,10 @@ def cpu_preset() -> dict[str, dict[str, Any]]:
             "derive_samples": 100,
             "probe_every": 20,
             "perf_every": 4,  # the performance column costs 100 forward passes: keeps probes under 10%
+            # ged_paper searches each of 4,950 pairs (~2 ms each): one such probe every other epoch
+            # added 82% to training time in benchmarks/diagnostics_overhead.py, so the live Table 1
+            # keeps to the closed-form measures here; analyze, report and paper compute every GED
+            "live_ged": "none",
             # one thread: at hidden 64 the cost is per-op overhead, and a second thread that has
             # to wait for a busy core made steps 3-5x slower in benchmarks/supernet.py
             "threads": 1,
@@ -211,6 +237,17 @@ def apply_override(settings: Settings, item: str) -> None:
 
 def validate(settings: Settings) -> None:
     """Reject settings that cannot run, with a message naming the setting."""
+    for name in _SECTIONS:  # NaN passes every comparison below as False, so it is caught here first
+        section = getattr(settings, name)
+        for f in dataclasses.fields(section):
+            value, default = getattr(section, f.name), f.default
+            kind = type(default) if isinstance(default, (bool, int, float)) else None
+            wrong = kind is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(
+                value, (int, float) if kind is float else kind))
+            if wrong:  # e.g. a settings dict from a damaged meta.json
+                raise SettingsError(f"{name}.{f.name} must be a {kind.__name__}, not {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{name}.{f.name} must be a finite number, not {value}")
     checks = [
         (settings.model.num_nodes >= 2, "model.num_nodes must be at least 2"),
         (settings.model.hidden >= 1, "model.hidden must be positive"),
@@ -219,6 +256,7 @@ def validate(settings: Settings) -> None:
         (settings.model.eval_batch_size >= 1, "model.eval_batch_size must be positive"),
         (settings.model.lr > 0, "model.lr must be positive"),
         (settings.model.grad_clip > 0, "model.grad_clip must be positive"),
+        (settings.model.max_hidden_norm >= 0, "model.max_hidden_norm must not be negative (0 turns it off)"),
         (all(0 <= p < 1 for p in (settings.model.dropout_emb, settings.model.dropout_in,
                                   settings.model.dropout_out, settings.model.dropconnect)),
          "dropout rates must be in [0, 1)"),
@@ -238,11 +276,35 @@ def validate(settings: Settings) -> None:
         (settings.train.derive_samples >= 1, "train.derive_samples must be positive"),
         (settings.train.max_nonfinite >= 1, "train.max_nonfinite must be positive"),
         (settings.train.threads >= 0, "train.threads must not be negative"),
+        (settings.train.perf_every >= 1, "train.perf_every must be positive"),
+        (settings.train.perf_batches >= 1, "train.perf_batches must be positive"),
+        (settings.train.probe_mode in PROBE_MODES,
+         f"train.probe_mode must be one of {', '.join(PROBE_MODES)}, got {settings.train.probe_mode!r}"),
+        (settings.train.probe_state in PROBE_STATES,
+         f"train.probe_state must be one of {', '.join(PROBE_STATES)}, got {settings.train.probe_state!r}"),
+        (settings.buffer.supervised_reduction in SUPERVISED_REDUCTIONS,
+         f"buffer.supervised_reduction must be one of {', '.join(SUPERVISED_REDUCTIONS)}, "
+         f"got {settings.buffer.supervised_reduction!r}"),
+        (settings.buffer.supervised_weight >= 0, "buffer.supervised_weight must not be negative"),
+        (settings.train.checkpoint_every_s >= 0, "train.checkpoint_every_s must not be negative"),
         (settings.seed >= 0, "seed must not be negative"),
     ]
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)
+    live_ged_readings(settings.train.live_ged)
+
+
+def live_ged_readings(value: str) -> tuple[str, ...]:
+    """The GED readings named by ``train.live_ged`` ("paper", "exact", "paper,exact" or "none")."""
+    names = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if names == ("none",):
+        return ()
+    bad = [name for name in names if name not in LIVE_GED_READINGS]
+    if bad or not names:
+        raise SettingsError(f"train.live_ged must be 'none' or a comma-separated list of "
+                            f"{', '.join(LIVE_GED_READINGS)}, got {value!r}")
+    return names
 
 
 def describe(settings: Settings, width: int = 0) -> list[str]:

@@ -8,10 +8,18 @@ and the controller's final hidden state for each (events.Probe). From it we comp
   are known. A controller whose embedding reflects architectures has negative correlations with
   the "common" counts and positive ones with GED;
 - Fig. 1/4: the probability of the most likely action at each decision step;
-- a collapse index: how much the rows (architectures) differ. The paper's failure mode is an
-  unsupervised controller whose final state is the same whatever it sampled (Fig. 3), which shows
-  as an index near zero;
+- a collapse index: how much the rows (architectures) differ relative to their size. The paper's
+  failure mode is an unsupervised controller whose final state is the same whatever it sampled
+  (Fig. 3), which shows as an index near zero;
 - Fig. 2: a summary of the sampled architectures' perplexities.
+
+Columns, measures and readings. The paper's Table 1 has four columns; where the paper is ambiguous
+a column has several *readings*, each a differently named measure: ``common_activations`` is read
+as ``common_activations_paper`` (the authors' count: same parent and activation, plus common
+leaves; the default) or ``common_activations_aligned`` (same activation at the same index);
+``ged`` as ``ged_paper`` (the authors' structure-only approximate GED; the default),
+``ged_aligned`` (closed form under node i <-> node i) or ``ged_exact`` (exact GED of the labelled
+graphs). Results are keyed by measure, never by column, so a number always says what it measured.
 
 No torch here: the dashboard and ``analyze`` recompute these from the session log.
 """
@@ -25,10 +33,38 @@ from typing import Any
 
 import numpy as np
 
+from enas_tui import similarity
 from enas_tui.search_space import Architecture
-from enas_tui.similarity import MEASURES, pairwise_measures
 
-TABLE1_COLUMNS: tuple[str, ...] = (*MEASURES, "abs_perf_diff")
+# The paper's four columns, in its order; PAPER_TABLE1 is keyed by these.
+TABLE1_COLUMNS: tuple[str, ...] = ("common_activations", "common_connections", "ged", "abs_perf_diff")
+READINGS: dict[str, tuple[str, ...]] = {"common_activations": ("paper", "aligned"),
+                                        "ged": ("paper", "aligned", "exact")}
+# The authors' definitions: the only readings whose numbers can sit beside the paper's column.
+DEFAULT_READINGS: dict[str, str] = {"common_activations": "paper", "ged": "paper"}
+
+# similarity's measures: the closed forms (every live probe), the searches (a GED search per pair:
+# only the live probes that also score performance), all six in display order.
+CHEAP_MEASURES: tuple[str, ...] = similarity.CHEAP_MEASURES
+COSTLY_MEASURES: tuple[str, ...] = similarity.COSTLY_MEASURES
+STRUCTURAL_MEASURES: tuple[str, ...] = similarity.MEASURES
+ALL_MEASURES: tuple[str, ...] = (*STRUCTURAL_MEASURES, "abs_perf_diff")
+
+COLUMN_LABELS: dict[str, str] = {
+    "common_activations": "# common activations",
+    "common_connections": "# common connections",
+    "ged": "GED",
+    "abs_perf_diff": "abs. perf. diff",
+}
+MEASURE_LABELS: dict[str, str] = {
+    "common_activations_paper": "# common activations (paper)",
+    "common_activations_aligned": "# common activations (aligned)",
+    "common_connections": "# common connections",
+    "ged_paper": "GED (paper)",
+    "ged_aligned": "GED (aligned)",
+    "ged_exact": "GED (exact)",
+    "abs_perf_diff": "abs. perf. diff",
+}
 
 PAPER_TABLE1: dict[str, dict[str, float]] = {
     "random": {
@@ -56,7 +92,54 @@ class DiagnosticsError(ValueError):
     """Probe data of the wrong shape or size; the message says which array and why."""
 
 
+# -- columns and readings --------------------------------------------------------------------
+def column_measure(column: str, reading: str | None = None) -> str:
+    """The measure a Table 1 column shows under a reading (None: the default reading)."""
+    if column not in TABLE1_COLUMNS:
+        raise DiagnosticsError(f"unknown Table 1 column {column!r} (columns: {', '.join(TABLE1_COLUMNS)})")
+    choices = READINGS.get(column)
+    if choices is None:
+        if reading is not None:
+            raise DiagnosticsError(f"column {column} has a single reading")
+        return column
+    reading = reading or DEFAULT_READINGS[column]
+    if reading not in choices:
+        raise DiagnosticsError(f"unknown reading {reading!r} for {column} (choose from {', '.join(choices)})")
+    return f"{column}_{reading}"
+
+
+def choose_readings(readings: dict[str, str | None] | None = None) -> dict[str, str]:
+    """{column: reading} for the columns that have readings: the defaults, overridden by ``readings``."""
+    readings = {k: v for k, v in (readings or {}).items() if v is not None}
+    unknown = set(readings) - set(READINGS)
+    if unknown:
+        raise DiagnosticsError(f"only {', '.join(READINGS)} have readings, not {', '.join(sorted(unknown))}")
+    for column, reading in readings.items():
+        column_measure(column, reading)  # validates
+    return {column: readings.get(column, DEFAULT_READINGS[column]) for column in READINGS}
+
+
+def resolve_readings(readings: dict[str, str | None] | None = None) -> dict[str, str]:
+    """Every Table 1 column mapped to the measure it shows under ``readings`` (``choose_readings``)."""
+    chosen = choose_readings(readings)
+    return {column: column_measure(column, chosen.get(column)) for column in TABLE1_COLUMNS}
+
+
+def other_measures(shown: dict[str, str]) -> list[str]:
+    """The measures that are not in the main table (``resolve_readings``): shown apart."""
+    return [m for m in ALL_MEASURES if m not in shown.values()]
+
+
 # -- pairwise quantities ---------------------------------------------------------------------
+def structural_measures(archs: Sequence[Architecture], measures: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named structural measures for every pair i < j (pdist order), in STRUCTURAL_MEASURES order."""
+    unknown = [m for m in measures if m not in STRUCTURAL_MEASURES]
+    if unknown:
+        raise DiagnosticsError(f"unknown measure(s) {', '.join(unknown)} (known: {', '.join(STRUCTURAL_MEASURES)})")
+    ordered = tuple(m for m in STRUCTURAL_MEASURES if m in measures)
+    return dict(similarity.pairwise_measures(archs, measures=ordered)) if ordered else {}
+
+
 def hidden_distances(hidden: np.ndarray) -> np.ndarray:
     """Condensed L2 distances between the rows of an (n, H) matrix of final hidden states."""
     hidden = _matrix(hidden, "hidden")
@@ -94,19 +177,20 @@ def table1(
     hidden: np.ndarray,
     archs: Sequence[Architecture | str],
     ppl: np.ndarray | None = None,
+    measures: Sequence[str] = STRUCTURAL_MEASURES,
 ) -> dict[str, dict[str, float | None]]:
-    """The paper's Table 1 for one probe set: Spearman(hidden distance, measure) per column."""
+    """Spearman(hidden distance, measure) for each structural measure asked for, keyed by measure,
+    plus ``abs_perf_diff`` when perplexities are given. A measure not computed has no key; one
+    computed but undefined (a constant column) is ``{"rho": None, "p": None}``."""
     archs = _architectures(archs)
     distances = hidden_distances(hidden)
     _check_rows(np.asarray(hidden).shape[0], "hidden", len(archs))
-    columns: dict[str, np.ndarray | None] = dict(pairwise_measures(archs))
     if ppl is not None:
         _check_rows(len(np.asarray(ppl)), "ppl", len(archs))
-    columns["abs_perf_diff"] = None if ppl is None else abs_perf_diff(ppl)
-    return {
-        name: {"rho": None, "p": None} if column is None else spearman(distances, column)
-        for name, column in columns.items()
-    }
+    columns = structural_measures(archs, measures)
+    if ppl is not None:
+        columns["abs_perf_diff"] = abs_perf_diff(ppl)
+    return {name: spearman(distances, column) for name, column in columns.items()}
 
 
 # -- per-architecture quantities -------------------------------------------------------------
@@ -132,16 +216,25 @@ def max_action_probs(probs: np.ndarray, decision_sizes: Sequence[int]) -> np.nda
 
 
 def collapse_index(matrix: np.ndarray) -> float:
-    """Mean over columns of the across-rows standard deviation of an (n, d) matrix.
+    """How much the rows of an (n, d) matrix differ, relative to their size, in [0, 1].
 
-    Zero when every architecture gives the same row (the paper's collapsed controller).
+    ``sqrt(mean_i ||h_i - mean h||^2) / sqrt(mean_i ||h_i||^2)``: the RMS distance of the rows
+    (architectures) to their mean over the RMS row norm. 0 when every architecture gives the same
+    row (the paper's collapsed controller), 1 when the rows average to zero; multiplying the
+    matrix by any non-zero number leaves it unchanged, so a controller with a small |h| is not
+    called collapsed for being small. All-zero rows are identical: 0.
     """
     matrix = _matrix(matrix, "matrix")
     if matrix.shape[0] == 0 or matrix.shape[1] == 0:
         raise DiagnosticsError(f"collapse index needs a non-empty matrix, got shape {matrix.shape}")
-    # Shifting by the first row leaves the std unchanged and makes identical rows exactly 0.
     matrix = matrix.astype(np.float64)
-    return float((matrix - matrix[0]).std(axis=0).mean())
+    # Shifting by the first row leaves the spread unchanged and makes identical rows exactly 0.
+    shifted = matrix - matrix[0]
+    spread = float(np.mean(np.sum((shifted - shifted.mean(axis=0)) ** 2, axis=1)))
+    size = float(np.mean(np.sum(matrix**2, axis=1)))
+    if spread == 0.0 or size == 0.0:
+        return 0.0
+    return min(1.0, math.sqrt(spread / size))
 
 
 def ppl_summary(ppl: np.ndarray) -> dict[str, float | int | None]:
@@ -187,14 +280,15 @@ def analyze_probe(
     hidden: np.ndarray,
     decision_sizes: Sequence[int],
     ppl: np.ndarray | None = None,
+    measures: Sequence[str] = STRUCTURAL_MEASURES,
 ) -> ProbeAnalysis:
-    """Table 1, collapse indices and per-step max probabilities of one probe set."""
+    """Table 1 (the ``measures`` asked for), collapse indices and per-step max probabilities."""
     archs = _architectures(archs)
     max_probs = max_action_probs(probs, decision_sizes)
     _check_rows(max_probs.shape[0], "probs", len(archs))
     return ProbeAnalysis(
         n=len(archs),
-        spearman=table1(hidden, archs, ppl),
+        spearman=table1(hidden, archs, ppl, measures),
         collapse_index={"hidden": collapse_index(hidden), "max_prob": collapse_index(max_probs)},
         max_probs=max_probs,
     )

@@ -7,6 +7,21 @@ Arrays (probe probabilities, hidden states) travel as ``{"dtype", "shape", "b64"
 little-endian raw bytes in base64, compact and exact. The schema is versioned by SCHEMA_VERSION;
 readers skip event types they do not know (``UnknownEvent``) instead of failing.
 
+Schema history. Version 2 changed what probes and diagnostics mean, and readers translate version
+1 records as they decode them, so every consumer sees one vocabulary:
+
+- ``Probe.mode`` / ``Probe.state`` say how the controller was read (see controller.py); version 1
+  probes had neither and were taken in "train" mode (tanh constant) from the "emit_last" state,
+  which is what decoding fills in (``LEGACY``).
+- ``Diagnostics.spearman`` is keyed by measure name (``common_activations_paper``, ``ged_aligned``,
+  ...; see diagnostics.py). Version 1 keyed the aligned measures by their column names
+  (``common_activations``, ``ged``); decoding renames them (``SCHEMA1_MEASURES``) in records
+  without a ``collapse`` field, which only version 1 wrote.
+- ``Diagnostics.collapse_index`` is scale-free (diagnostics.collapse_index) and
+  ``Diagnostics.collapse`` says so ("scale_free"). Version 1 values were absolute (mean
+  across-architecture standard deviation); decoding marks them ``collapse="absolute"`` so that
+  readers recompute the index from the probe's hidden states instead of showing them as is.
+
 This module must not import torch: the dashboard reads events on machines without it.
 """
 
@@ -16,13 +31,21 @@ import base64
 import dataclasses
 import functools
 import json
+import math
+import re
 import time
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Version 1 spearman keys -> the measure they held (diagnostics.py names every measure).
+SCHEMA1_MEASURES: dict[str, str] = {"common_activations": "common_activations_aligned", "ged": "ged_aligned"}
 
 _REGISTRY: dict[str, type["Event"]] = {}
 
@@ -37,6 +60,8 @@ class Event:
     """Base of all events. ``seq`` and ``t`` are filled in by the session writer."""
 
     type: ClassVar[str] = "event"
+    # Values a payload written before a field existed implies for it (filled in on decode).
+    LEGACY: ClassVar[dict[str, Any]] = {}
     seq: int = -1
     t: float = field(default_factory=time.time)
 
@@ -105,6 +130,8 @@ class EpochStart(Event):
 @_register
 @dataclass(kw_only=True)
 class EpochEnd(Event):
+    """An epoch's summary; ``train_ppl`` is exp(mean loss) over its finite shared steps only."""
+
     type: ClassVar[str] = "epoch_end"
     epoch: int
     train_ppl: float
@@ -112,6 +139,7 @@ class EpochEnd(Event):
     reward: float | None
     entropy: float | None
     elapsed_s: float
+    skipped_shared_steps: int = 0  # shared steps skipped for a non-finite loss (absent in older logs)
 
 
 # -- steps ----------------------------------------------------------------------------------
@@ -152,15 +180,19 @@ class Probe(Event):
     """A fresh probe set: n sampled architectures, per-step probabilities, final hidden states.
 
     ``probs`` is (n, decisions, max_options), zero-padded where a decision has fewer options;
-    ``hidden`` is (n, controller_hidden).
+    ``hidden`` is (n, controller_hidden). ``mode`` ("derive": logits / temperature; "train": with
+    the tanh constant) and ``state`` ("emit_last" or "after_last") say how the controller was read.
     """
 
     type: ClassVar[str] = "probe"
+    LEGACY: ClassVar[dict[str, Any]] = {"mode": "train", "state": "emit_last"}
     epoch: int
     step: int
     archs: list[str]
     probs: np.ndarray
     hidden: np.ndarray
+    mode: str = "derive"
+    state: str = "emit_last"
 
 
 @_register
@@ -206,14 +238,24 @@ class Derived(Event):
 @_register
 @dataclass(kw_only=True)
 class Diagnostics(Event):
-    """Rolling Table 1 and collapse indices over a fresh probe set (see diagnostics.py)."""
+    """Rolling Table 1 and collapse indices over a fresh probe set (see diagnostics.py).
+
+    ``spearman`` has one entry per measure computed on this probe (the costly GEDs and
+    ``abs_perf_diff`` only on some); ``collapse_index`` has ``hidden`` and ``max_prob``, scale-free
+    when ``collapse`` is "scale_free" (absolute in version 1 logs: ``collapse`` "absolute").
+    """
 
     type: ClassVar[str] = "diagnostics"
+    LEGACY: ClassVar[dict[str, Any]] = {"collapse": "absolute"}
     epoch: int
     step: int
     n: int
     spearman: dict[str, dict[str, float | None]]
     collapse_index: dict[str, float]
+    collapse: str = "scale_free"
+    # Per probe architecture, the validation perplexity behind |perf diff| (probes where it was
+    # measured, every train.perf_every; None otherwise and in older logs).
+    ppl: np.ndarray | None = None
 
 
 @_register
@@ -243,7 +285,25 @@ class Error(Event):
 
 
 # -- encoding -------------------------------------------------------------------------------
+# JSON has no literal for NaN or the infinities; every float, at any depth (a NaN collapse index
+# inside Diagnostics, a NaN loss), is written as one of these strings and read back as a float
+# wherever the field's type says a float belongs there.
+_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+# Array dtypes a payload may name: plain numbers only (an "O" dtype would ask numpy for objects).
+_ARRAY_KINDS = frozenset("biuf")
+# events.encode_event writes "type", "seq" and "t" first: enough to index a record undecoded.
+_PREFIX = re.compile(rb'\{"type":"([a-z_]+)","seq":(-?\d+),"t":(-?[0-9.eE+-]+)[,}]')
+
+
+class EventError(ValueError):
+    """A payload that is not a valid event (not JSON, a missing field, a field of the wrong type).
+
+    The message is one line naming the event type and field, fit for a damage report.
+    """
+
+
 def _encode(value: Any) -> Any:
+    """A JSON-able copy of value: arrays as base64 objects, non-finite floats as strings, at any depth."""
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value)
         dtype = arr.dtype.newbyteorder("<")
@@ -252,48 +312,245 @@ def _encode(value: Any) -> Any:
             "shape": list(arr.shape),
             "b64": base64.b64encode(arr.astype(dtype, copy=False).tobytes()).decode("ascii"),
         }
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)  # "nan" / "inf": JSON has no literal for them
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
     return value
 
 
-def _decode_array(obj: dict[str, Any]) -> np.ndarray:
-    data = base64.b64decode(obj["b64"])
-    return np.frombuffer(data, dtype=np.dtype(obj["dtype"])).reshape(obj["shape"]).copy()
+class _Bad(Exception):
+    """A value of the wrong type deep in a payload; ``path`` grows (inner first) as it unwinds."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
 
 
-def _is_array(obj: Any) -> bool:
-    return isinstance(obj, dict) and set(obj) == {"dtype", "shape", "b64"}
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
 
 
-_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+def _array(obj: Any, arrays: bool) -> Any:
+    """An ndarray from its ``{"dtype", "shape", "b64"}`` object, checked before numpy sees it."""
+    if not (type(obj) is dict and len(obj) == 3 and "dtype" in obj and "shape" in obj and "b64" in obj):
+        raise _Bad(f"expected an array object, got {_kind(obj)}")
+    shape, b64, name = obj["shape"], obj["b64"], obj["dtype"]
+    if type(name) is not str or type(b64) is not str:
+        raise _Bad("array dtype and data must be strings")
+    if type(shape) is not list or not all(type(n) is int and n >= 0 for n in shape):
+        raise _Bad("array shape must be a list of non-negative integers")
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError):
+        raise _Bad(f"unknown array dtype {name[:20]!r}") from None
+    if dtype.kind not in _ARRAY_KINDS:
+        raise _Bad(f"array dtype {name[:20]!r} is not numeric")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if len(b64) != 4 * ((nbytes + 2) // 3):
+        raise _Bad(f"array data does not match shape {shape} of {name}")
+    if not arrays:  # checked without decoding: the base64 itself is read only when it is used
+        return obj
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except ValueError:
+        raise _Bad("array data is not base64") from None
+    if len(data) != nbytes:
+        raise _Bad(f"array data does not match shape {shape} of {name}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+
+
+def _float(value: Any, arrays: bool, nested: bool) -> Any:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        try:
+            return float(value)
+        except OverflowError:
+            raise _Bad("integer too large for a number") from None
+    if kind is str and value in _NONFINITE:
+        return _NONFINITE[value]
+    if value is None and nested:
+        return None
+    raise _Bad(f"expected a number, got {_kind(value)}")
+
+
+def _exact(tp: type, label: str) -> Callable[[Any, bool, bool], Any]:
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if type(value) is tp:
+            return value
+        raise _Bad(f"expected {label}, got {_kind(value)}")
+
+    return check
 
 
 @functools.cache
-def _field_kinds(cls: type[Event]) -> tuple[frozenset[str], frozenset[str]]:
-    """(all field names, names of float fields) per event class, computed once."""
+def _converter(tp: Any) -> Callable[[Any, bool, bool], Any]:
+    """A function checking a value against tp and converting it ("nan" -> nan, arrays -> ndarray).
+
+    Readers fold these values into views and sums, so a field of the wrong type is damage to report
+    when decoding, not a TypeError in a panel later. Inside containers a float may be null (a
+    statistic that could not be computed); at the top level only where the type says so. Built
+    once per type: decoding is on the dashboard's path for every event.
+    """
+    if tp is Any:
+        return lambda value, arrays, nested: value
+    if tp is float:
+        return _float
+    if tp is int:
+        return _exact(int, "an integer")
+    if tp is str or tp is bool:
+        return _exact(tp, tp.__name__)
+    if tp is np.ndarray:
+        return lambda value, arrays, nested: _array(value, arrays)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return _union([a for a in args if a is not type(None)], type(None) in args)
+    if origin is list:
+        return _list(_converter(args[0] if args else Any))
+    if origin is dict:
+        return _dict(_converter(args[1] if len(args) == 2 else Any))
+    return lambda value, arrays, nested: value  # a type this decoder cannot check: taken as written
+
+
+def _union(options: list[Any], optional: bool) -> Callable[[Any, bool, bool], Any]:
+    converters = [_converter(option) for option in options]
+
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if value is None and optional:
+            return None
+        for convert in converters[:-1]:
+            try:
+                return convert(value, arrays, nested)
+            except _Bad:
+                continue
+        return converters[-1](value, arrays, nested)
+
+    return check
+
+
+def _list(item: Callable[[Any, bool, bool], Any]) -> Callable[[Any, bool, bool], Any]:
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if type(value) is not list:
+            raise _Bad(f"expected a list, got {_kind(value)}")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item(v, arrays, True))
+            except _Bad as bad:
+                bad.path.append(f"[{i}]")
+                raise
+        return out
+
+    return check
+
+
+def _dict(item: Callable[[Any, bool, bool], Any]) -> Callable[[Any, bool, bool], Any]:
+    def check(value: Any, arrays: bool, nested: bool) -> Any:
+        if type(value) is not dict:
+            raise _Bad(f"expected an object, got {_kind(value)}")
+        out = {}
+        for k, v in value.items():
+            try:
+                out[k] = item(v, arrays, True)
+            except _Bad as bad:
+                bad.path.append(f".{k}")
+                raise
+        return out
+
+    return check
+
+
+@functools.cache
+def _field_types(cls: type[Event]) -> tuple[dict[str, Any], frozenset[str]]:
+    """(field name -> resolved type, names of fields without a default) per event class."""
+    hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
-    floats = frozenset(f.name for f in fields if str(f.type).startswith("float"))
-    return frozenset(f.name for f in fields), floats
+    required = frozenset(f.name for f in fields if f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING)
+    return {f.name: hints[f.name] for f in fields}, required
 
 
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event; unknown types or fields become UnknownEvent rather than errors."""
-    cls = _REGISTRY.get(data.get("type", ""))
-    if cls is None:
-        return UnknownEvent(raw=data, seq=int(data.get("seq", -1)), t=float(data.get("t", 0.0)))
-    kwargs = {}
-    names, floats = _field_kinds(cls)
-    for key, value in data.items():
-        if key == "type" or key not in names:
-            continue
-        if isinstance(value, str) and key in floats:
-            value = _NONFINITE.get(value, value)
-        kwargs[key] = _decode_array(value) if _is_array(value) else value
+@functools.cache
+def _field_converters(cls: type[Event]) -> tuple[tuple[str, Callable[[Any, bool, bool], Any]], ...]:
+    types_, _ = _field_types(cls)
+    return tuple((name, _converter(tp)) for name, tp in types_.items() if name not in ("seq", "t"))
+
+
+def _check_probe(event: Any) -> None:
+    """A probe's arrays must agree with each other, or every panel drawing them would fail."""
+    probs, hidden = _shape(event.probs), _shape(event.hidden)
+    if len(probs) != 3 or len(hidden) != 2:
+        raise EventError(f"probe: probs must be 3-D and hidden 2-D, got {probs} and {hidden}")
+    if not probs[0] == hidden[0] == len(event.archs):
+        raise EventError(f"probe: {len(event.archs)} architectures but arrays of {probs[0]} "
+                         f"and {hidden[0]} rows")
+
+
+def _shape(array: Any) -> tuple[int, ...]:
+    """An array's shape, decoded or still its checked JSON object (event_from_dict(arrays=False))."""
+    return tuple(array.shape) if isinstance(array, np.ndarray) else tuple(array["shape"])
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {"probe": _check_probe}
+
+
+def _field(kind: str, name: str, convert: Callable[[Any, bool, bool], Any], value: Any, arrays: bool) -> Any:
     try:
-        return cls(**kwargs)
-    except TypeError:
-        return UnknownEvent(raw=data, seq=int(data.get("seq", -1)), t=float(data.get("t", 0.0)))
+        return convert(value, arrays, False)
+    except _Bad as bad:
+        raise EventError(f"{kind}: {name}{''.join(reversed(bad.path))}: {bad.message}") from None
+
+
+_INT, _FLOAT = _converter(int), _converter(float)
+
+
+def event_from_dict(data: Any, arrays: bool = True) -> Event:
+    """Rebuild an event, checking every field against its type; raises EventError if it is not one.
+
+    Unknown event types become UnknownEvent (a newer writer's events are kept, not failed on);
+    unknown fields of known types are ignored. ``arrays=False`` checks array fields without
+    decoding them (the result then holds their JSON objects: use it only to validate).
+    """
+    if type(data) is not dict:
+        raise EventError(f"payload is a JSON {_kind(data)}, not an object")
+    kind = data.get("type")
+    if type(kind) is not str:
+        raise EventError(f"event type is {_kind(kind)}, not a string")
+    seq = _field(kind, "seq", _INT, data.get("seq"), arrays)
+    t = _field(kind, "t", _FLOAT, data.get("t"), arrays)
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        return UnknownEvent(raw=data, seq=seq, t=t)
+    _, required = _field_types(cls)
+    if not required <= data.keys():
+        missing = sorted(required - data.keys())
+        raise EventError(f"{kind}: missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    kwargs = {key: value for key, value in cls.LEGACY.items() if key not in data}
+    for name, convert in _field_converters(cls):
+        if name in data:
+            kwargs[name] = _field(kind, name, convert, data[name], arrays)
+    if cls is Diagnostics and "collapse" not in data:  # a version 1 record: it named measures by column
+        kwargs["spearman"] = translate_spearman(kwargs["spearman"])
+    event = cls(seq=seq, t=t, **kwargs)
+    check = _CHECKS.get(kind)
+    if check is not None:
+        check(event)
+    return event
+
+
+def translate_spearman(spearman: dict[str, Any]) -> dict[str, Any]:
+    """Spearman results with version 1 keys renamed to the measures they held (others unchanged)."""
+    return {SCHEMA1_MEASURES.get(name, name): values for name, values in spearman.items()}
 
 
 def encode_event(event: Event) -> bytes:
@@ -301,8 +558,48 @@ def encode_event(event: Event) -> bytes:
     return json.dumps(event.to_dict(), separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
+def _loads(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except RecursionError:
+        raise EventError("payload nests too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise EventError(f"payload is not JSON ({str(err).splitlines()[0][:80]})") from None
+
+
 def decode_event(payload: bytes) -> Event:
-    return event_from_dict(json.loads(payload))
+    """The event in a payload; raises EventError when the payload is not a valid event."""
+    return event_from_dict(_loads(payload))
+
+
+def check_event(payload: bytes) -> None:
+    """Raise EventError unless payload is a valid event, without decoding its arrays (cheap: the
+    arrays' dtype, shape and data length are checked, not their base64 characters)."""
+    event_from_dict(_loads(payload), arrays=False)
+
+
+def peek(payload: bytes) -> tuple[str, int, float] | None:
+    """(type, seq, t) read from the start of a payload without decoding it (None: unusual layout)."""
+    match = _PREFIX.match(payload, 0, 200)
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode("ascii"), int(match.group(2)), float(match.group(3))
+    except ValueError:
+        return None
+
+
+def payload_seq(payload: bytes) -> tuple[str | None, int]:
+    """(type, seq) of a payload: from its prefix when laid out as usual, else by parsing it."""
+    found = peek(payload)
+    if found is not None:
+        return found[0], found[1]
+    data = _loads(payload)
+    seq = data.get("seq") if isinstance(data, dict) else None
+    if type(seq) is not int:
+        raise EventError(f"payload has no integer seq (got {_kind(seq)})")
+    kind = data.get("type")
+    return (kind if type(kind) is str else None), seq
 
 
 def event_types() -> dict[str, type[Event]]:

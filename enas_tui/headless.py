@@ -73,9 +73,11 @@ class HeadlessView:
         self.progress.update(self.epoch_task, completed=e.epoch)
         buf = self.last_buffer
         buffer = f" buffer {buf.size}/{buf.capacity}{' sup' if buf.supervised else ''}" if buf else ""
+        skipped = f" | {e.skipped_shared_steps} skipped" if e.skipped_shared_steps else ""
         self.console.print(
-            f"epoch {e.epoch:3d} | train ppl {_fmt(e.train_ppl, '8.2f')} | valid ppl {_fmt(e.valid_ppl, '8.2f')} "
-            f"| reward {_fmt(e.reward, '.3f')} | entropy {_fmt(e.entropy, '.2f')}{buffer} | {e.elapsed_s:.1f}s")
+            f"epoch {e.epoch:3d} | train ppl {_fmt(e.train_ppl, '8.2f')}{skipped} | valid ppl "
+            f"{_fmt(e.valid_ppl, '8.2f')} | reward {_fmt(e.reward, '.3f')} | entropy {_fmt(e.entropy, '.2f')}"
+            f"{buffer} | {e.elapsed_s:.1f}s")
 
     def _on_derived(self, e: Derived) -> None:
         self.console.print(f"derived (best of {e.candidates}): {e.arch}  valid ppl {e.ppl:.2f}")

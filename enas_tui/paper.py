@@ -3,7 +3,10 @@
 Trains ``random``, ``unsupervised`` and ``supervised`` one after the other in this process, with
 the same data, seed, preset, overrides and epochs (so the same shared-model initialisation and
 budget), analyses each final checkpoint (analysis.py) and writes one report comparing them
-(report.py). The only difference between the three runs is the controller setting.
+(report.py). The only difference between the three runs is the controller setting. With
+``seeds`` K > 1 it does that for seeds S..S+K-1 and reduces Table 1 to a mean and a 95% interval
+per cell, with the paper's claims checked against them (replication.py). Fig. 2 pairs each
+trained run with the random run of its seed, each on its own shared weights.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config
-from .analysis import PAPER_ORDER, Analysis, analyze_session, format_tables
+from . import config, diagnostics
+from .analysis import PAPER_ORDER, Analysis, Progress, analyze_session, format_tables, pair_fig2
 from .data import Corpus, load_corpus
+from .replication import Claim, Table1Summary, aggregate, claims, format_claims, format_summary
 from .report import write_report
 from .sessions import create_session
 from .trainer import Listener, Trainer, TrainingFailed, new_run
@@ -30,15 +35,20 @@ class PaperInterrupted(Exception):
 
 @dataclass
 class PaperResult:
-    """The three analyses (in RUN_ORDER), their sessions, the report, and where the time went."""
+    """The analyses (RUN_ORDER within each seed), their sessions, the summary over seeds with the
+    paper's claims, the report, and where the time went."""
 
     analyses: list[Analysis]
     sessions: list[str]
     report: Path  # report.md; its folder holds the figures
     preset: str
-    seed: int
+    seed: int  # the first seed
     epochs: int
     data: str | None
+    summary: Table1Summary
+    claims: list[Claim]
+    seeds: int = 1
+    readings: dict[str, str] = field(default_factory=dict)  # {column: reading} (diagnostics.choose_readings)
     seconds: dict[str, float] = field(default_factory=dict)  # "train <controller>", "analyze", "report"
 
 
@@ -46,35 +56,51 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
               epochs: int | None = None, out: Path | None = None, overrides: Sequence[str] = (),
               listeners_factory: Callable[[str], list[Listener]] | None = None, *,
               device: str = "auto", corpus: Corpus | None = None, n: int = 100, valid_batches: int = 5,
-              on_trainer: Callable[[Trainer], None] | None = None) -> PaperResult:
-    """Train, analyse and report the three settings; returns the result (report path included).
+              on_trainer: Callable[[Trainer], None] | None = None, seeds: int = 1,
+              readings: dict[str, str | None] | None = None,
+              progress: Callable[[], AbstractContextManager[Progress | None]] | None = None) -> PaperResult:
+    """Train, analyse and report the three settings for each seed; returns the result (report path included).
 
     ``listeners_factory(controller)`` gives each run's listeners (a headless view, say); listeners
     that are context managers are entered for the duration of their run. ``on_trainer`` sees each
     trainer before it runs (e.g. to route Ctrl-C to ``request_stop``). ``corpus`` skips loading
-    ``data`` (tests pass a slice held in memory).
+    ``data`` (tests pass a slice held in memory). Each run is analysed with its own seed;
+    ``progress()``, when given, opens a progress callback around each analysis (cli.progress_bars).
     """
+    if seeds < 1:
+        raise ValueError("seeds must be at least 1")
     root = Path(root)
     data = str(Path(data).expanduser().resolve()) if data else None
-    settings = {c: config.resolve(c, preset, seed=seed, device=device, data=data, overrides=list(overrides),
-                                  epochs=epochs) for c in RUN_ORDER}  # all three validated before any training
+    chosen = diagnostics.choose_readings(readings)  # a bad reading fails before any training
+    runs = [config.resolve(c, preset, seed=s, device=device, data=data, overrides=list(overrides), epochs=epochs)
+            for s in range(seed, seed + seeds) for c in RUN_ORDER]  # all validated before any training
     corpus = corpus if corpus is not None else load_corpus(data)
-    seconds: dict[str, float] = {}
-    sessions = []
-    for controller in RUN_ORDER:
+    seconds: dict[str, float] = {**{f"train {c}": 0.0 for c in RUN_ORDER}, "analyze": 0.0}
+    sessions, analyses = [], []
+    for settings in runs:
         started = time.perf_counter()
-        sessions.append(_train(root, settings[controller], corpus, listeners_factory, on_trainer))
-        seconds[f"train {controller}"] = time.perf_counter() - started
-    started = time.perf_counter()
-    analyses = [analyze_session(s, n=n, seed=seed, valid_batches=valid_batches, corpus=corpus, device=device)
-                for s in sessions]
-    seconds["analyze"] = time.perf_counter() - started
+        session = _train(root, settings, corpus, listeners_factory, on_trainer)
+        sessions.append(session)
+        _add(seconds, f"train {settings.controller}", started)
+        started = time.perf_counter()
+        with (progress() if progress is not None else contextlib.nullcontext()) as bars:
+            analyses.append(analyze_session(session, n=n, seed=settings.seed, valid_batches=valid_batches,
+                                            corpus=corpus, device=device, progress=bars))
+        _add(seconds, "analyze", started)
+    analyses = pair_fig2(analyses)
+    summary = aggregate(analyses, readings=chosen)
+    found = claims(summary)
     started = time.perf_counter()
     out = Path(out) if out is not None else root / f"paper-{time.strftime('%Y%m%d-%H%M%S')}"
-    report = write_report(analyses, out)
+    report = write_report(analyses, out, readings=chosen)
     seconds["report"] = time.perf_counter() - started
     return PaperResult(analyses=analyses, sessions=[s.id for s in sessions], report=report, preset=preset,
-                       seed=seed, epochs=settings[RUN_ORDER[0]].train.epochs, data=data, seconds=seconds)
+                       seed=seed, epochs=runs[0].train.epochs, data=data, summary=summary, claims=found,
+                       seeds=seeds, readings=chosen, seconds=seconds)
+
+
+def _add(seconds: dict[str, float], key: str, started: float) -> None:
+    seconds[key] += time.perf_counter() - started
 
 
 def _train(root: Path, settings: config.Settings, corpus: Corpus,
@@ -101,11 +127,18 @@ def _train(root: Path, settings: config.Settings, corpus: Corpus,
 
 
 def format_paper_table(result: PaperResult) -> str:
-    """The paper's Table 1 layout for the three runs beside the paper's numbers, with the collapse
-    indices and the Fig. 2 summary (median and interquartile range, trained vs random controller)."""
-    order = {c: i for i, c in enumerate(PAPER_ORDER)}
-    analyses = sorted(result.analyses, key=lambda a: order.get(a.controller, len(order)))
-    head = (f"paper comparison: preset {result.preset}, seed {result.seed}, {result.epochs} epochs, "
+    """One seed: the paper's Table 1 layout for the three runs beside the paper's numbers, with the
+    other readings, collapse indices and the Fig. 2 summary. Several: Table 1 as mean ± 95% interval
+    per cell beside the paper's value. Then the paper's claims, the time and the report's path."""
+    seeds = (f"seed {result.seed}" if result.seeds == 1
+             else f"seeds {result.seed}..{result.seed + result.seeds - 1} ({result.seeds} runs per controller)")
+    head = (f"paper comparison: preset {result.preset}, {seeds}, {result.epochs} epochs, "
             f"data {result.data or '(generated corpus)'}\n")
+    if result.seeds == 1:
+        order = {c: i for i, c in enumerate(PAPER_ORDER)}
+        analyses = sorted(result.analyses, key=lambda a: order.get(a.controller, len(order)))
+        body = format_tables(analyses, result.readings) + format_claims(result.claims)
+    else:
+        body = format_summary(result.summary, result.claims)
     timing = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
-    return head + format_tables(analyses) + (f"time: {timing}\n" if timing else "") + f"report: {result.report}\n"
+    return head + body + (f"time: {timing}\n" if timing else "") + f"report: {result.report}\n"

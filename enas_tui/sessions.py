@@ -7,25 +7,38 @@
 - events.log: the append-only record (session_log.py); the source of truth for everything else.
 - checkpoints/: torch state files (checkpoints.py) and LATEST, the name of the newest one.
 
-A session whose status says ``running`` but whose trainer process is gone is reported ``crashed``.
+A session folder appears whole (created under a hidden name and renamed, with meta.json and a
+``running`` status.json already in it), so a trainer killed at any moment leaves a session that
+can be listed and resumed. What a session's status is (``Session.state``) is decided from the
+log's last records first (read cheaply from the end), then status.json, then whether the trainer
+process is alive; a damaged or missing file never hides a session, it is named in ``problems``.
 This module must not import torch: listing and attaching run without it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import re
 import secrets
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .events import Event, EpochEnd, SessionEnd, SessionStart
+from .session_log import LogError, LogTail, read_first, read_tail
 
 ENV_SESSIONS_DIR = "ENAS_TUI_SESSIONS"
 DEFAULT_SESSIONS_DIR = "sessions"
 STATUSES = ("running", "finished", "stopped", "crashed", "failed")
+TERMINAL = ("finished", "stopped", "failed")  # what a trainer records when it ends on its own
+STATUS_RESERVE = 4096  # status.json's size on disk: one block, room to be rewritten in place on a full disk
+# Times a meta.json may hold: after 2001 and before 2286 (a bad clock or a damaged file otherwise).
+_TIME_RANGE = (1e9, 1e10)
 
 
 class SessionError(Exception):
@@ -37,11 +50,51 @@ def sessions_root(arg: str | os.PathLike | None = None) -> Path:
     return Path(arg or os.environ.get(ENV_SESSIONS_DIR) or DEFAULT_SESSIONS_DIR)
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so a reader (or a crash) never sees a half-written file."""
+def write_json_atomic(path: Path, data: dict[str, Any], reserve: int = 0) -> None:
+    """Write JSON so a reader (or a crash) never sees a half-written file.
+
+    On a full disk the temporary file is removed and the file is rewritten in place instead, where
+    the new text fits in the old file: ``reserve`` pads the file with spaces (valid JSON) to that
+    many bytes, so a status file always has room to say "failed".
+    """
+    try:
+        text = (json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+    except ValueError as err:  # a NaN that came from a damaged file
+        raise SessionError(f"cannot write {path}: {err}") from None
+    text += b" " * max(0, reserve - len(text))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        _unlink_quietly(tmp)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) and _rewrite_in_place(path, text):
+            return
+        raise SessionError(f"cannot write {path}: {err.strerror}") from None
+
+
+def _rewrite_in_place(path: Path, text: bytes) -> bool:
+    """Overwrite an existing file's bytes (no new blocks needed when text is no longer); padding
+    with spaces keeps it valid JSON."""
+    try:
+        old_size = path.stat().st_size
+        if len(text) > old_size:
+            return False
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, text + b" " * (old_size - len(text)), 0)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        return False
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def process_start_time(pid: int) -> int | None:
@@ -69,6 +122,23 @@ def pid_alive(pid: int, start_time: int | None = None) -> bool:
         if state == "Z":
             return False
     return True
+
+
+@dataclass
+class SessionState:
+    """What a session is, as ``enas-tui sessions``, replay and attach all show it.
+
+    ``status`` is one of STATUSES, or ``damaged`` when neither the log nor status.json can say;
+    ``reason`` says why when it is not plain (e.g. the log has no end record); ``problems`` names
+    every damaged or missing file, one line each.
+    """
+
+    status: str
+    reason: str = ""
+    epoch: int = 0
+    best_ppl: float | None = None
+    problems: list[str] = field(default_factory=list)
+    tail: LogTail | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -109,32 +179,195 @@ class Session:
         write_json_atomic(self.meta_path, meta)
 
     def write_status(self, **fields: Any) -> None:
-        status = self.status()
+        try:
+            status = self.status()
+        except SessionError:  # a damaged status file is replaced, not a reason to stop training
+            status = {}
         status.update(fields, updated=time.time())
-        write_json_atomic(self.status_path, status)
+        write_json_atomic(self.status_path, status, reserve=STATUS_RESERVE)
+
+    def state(self) -> SessionState:
+        """The session's status, epoch and best ppl, from its log's end, status.json and its pid."""
+        problems: list[str] = []
+        status = _checked_status(self, problems)
+        tail = None
+        if self.log_path.exists():
+            try:
+                tail = read_tail(self.log_path)
+            except (LogError, OSError) as err:
+                problems.append(f"events.log: {_one_line(err)}")
+        else:
+            problems.append("events.log is missing")
+        if tail is not None:
+            problems += [f"events.log: damaged {d.describe()}" for d in tail.damage]
+        word, reason = _resolve(status, tail, problems)
+        if tail is not None and tail.torn_tail is not None and word != "running":  # not a write in progress
+            at, size = tail.torn_tail
+            problems.append(f"events.log ends in an incomplete record ({size:,} bytes at byte {at})")
+        end = tail.last if tail is not None and isinstance(tail.last, SessionEnd) else None
+        return SessionState(word, reason, _epoch(end, status, tail), _best(end, status), problems, tail)
 
     def live_status(self) -> str:
         """The status a user should see: ``running`` only while the trainer process is alive."""
-        status = self.status()
-        state = status.get("status", "crashed")
-        if state == "running":
-            same_host = status.get("host") in (None, socket.gethostname())
-            if same_host and not pid_alive(int(status.get("pid", -1)), status.get("pid_start")):
-                return "crashed"
-        return state
+        return self.state().status
 
     def latest_checkpoint(self) -> Path | None:
         latest = self.checkpoint_dir / "LATEST"
-        if not latest.exists():
+        try:
+            name = latest.read_text().strip()
+        except (OSError, UnicodeDecodeError):
             return None
-        path = self.checkpoint_dir / latest.read_text().strip()
-        return path if path.exists() else None
+        if not name or "/" in name or name.startswith("."):
+            return None
+        path = self.checkpoint_dir / name
+        return path if path.is_file() else None
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"epoch-{epoch:04d}.pt"
 
     def checkpoint_epochs(self) -> list[int]:
-        return sorted(int(p.stem.split("-")[1]) for p in self.checkpoint_dir.glob("epoch-*.pt"))
+        epochs = []
+        for p in self.checkpoint_dir.glob("epoch-*.pt"):
+            try:
+                epochs.append(int(p.stem.split("-")[1]))
+            except ValueError:
+                continue
+        return sorted(epochs)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _checked_status(session: Session, problems: list[str]) -> dict[str, Any] | None:
+    """status.json with its fields checked (a bad field is dropped and named), or None if unusable."""
+    if not session.status_path.exists():
+        problems.append("status.json is missing")
+        return None
+    try:
+        data = session.status()
+    except SessionError as err:
+        problems.append(str(err).removeprefix(f"session {session.id}: "))
+        return None
+    checks = {"status": lambda v: v in STATUSES, "epoch": _is_count, "pid": _is_count,
+              "pid_start": lambda v: v is None or _is_count(v), "host": lambda v: v is None or isinstance(v, str),
+              "best_ppl": lambda v: v is None or _is_number(v), "updated": is_time}
+    for key, ok in checks.items():
+        if key in data and not ok(data[key]):
+            problems.append(f"status.json: {key} is {_show(data[key])}")
+            del data[key]
+    if "status" not in data:
+        if not any(p.startswith("status.json: status") for p in problems):
+            problems.append("status.json has no status")
+        return None
+    return data
+
+
+def _checked_meta(session: Session, problems: list[str]) -> dict[str, Any]:
+    """meta.json with the fields the listing shows checked; bad or missing ones are named and dropped."""
+    if not session.meta_path.exists():
+        problems.append("meta.json is missing")
+        return {}
+    try:
+        data = session.meta()
+    except SessionError as err:
+        problems.append(str(err).removeprefix(f"session {session.id}: "))
+        return {}
+    out: dict[str, Any] = {}
+    missing = [key for key in ("controller", "started", "settings") if key not in data]
+    if missing:
+        problems.append(f"meta.json has no {', '.join(missing)}")
+    if isinstance(data.get("controller"), str):
+        out["controller"] = data["controller"]
+    elif "controller" in data:
+        problems.append(f"meta.json: controller is {_show(data['controller'])}")
+    started = data.get("started")
+    if is_time(started):
+        out["started"] = float(started)
+    elif "started" in data:
+        problems.append(f"meta.json: started is {_show(started)}, not a time")
+    epochs = _settings_epochs(data.get("settings"))
+    if epochs is not None:
+        out["epochs"] = epochs
+    elif "settings" in data:
+        problems.append("meta.json: settings.train.epochs is not a positive integer")
+    return out
+
+
+def _settings_epochs(settings: Any) -> int | None:
+    train = settings.get("train") if isinstance(settings, dict) else None
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    return epochs if _is_count(epochs) and epochs >= 1 else None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_time(value: Any) -> bool:
+    """A plausible Unix time (a number between 2001 and 2286): not NaN, not a string, not 1e300."""
+    return _is_number(value) and _TIME_RANGE[0] <= value <= _TIME_RANGE[1]
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def _trainer_alive(status: dict[str, Any]) -> bool:
+    """A ``running`` status whose trainer is alive (or on another host, where it cannot be checked)."""
+    if status.get("status") != "running":
+        return False
+    if status.get("host") not in (None, socket.gethostname()):
+        return True
+    return "pid" in status and pid_alive(status["pid"], status.get("pid_start"))
+
+
+def _resolve(status: dict[str, Any] | None, tail: LogTail | None, problems: list[str]) -> tuple[str, str]:
+    """(status word, reason): a live trainer first, then the log's end record, then status.json.
+
+    The log is the record: where it ends with an end record, that is the status, whatever
+    status.json says. Where it has none, status.json's own ending (written after the log's last
+    append, e.g. "failed" when the disk filled up) is taken; otherwise the trainer died without
+    ending (crashed), unless the log's end is damaged and nothing says how the run ended.
+    """
+    if status is not None and _trainer_alive(status):
+        return "running", ""
+    last = tail.last if tail is not None else None
+    if isinstance(last, SessionEnd) and last.status in TERMINAL:
+        return last.status, ""
+    said = status.get("status") if status is not None else None
+    if said in TERMINAL:
+        return said, "the log has no end record; status from status.json"
+    if tail is None and status is None:
+        return "damaged", "; ".join(problems) or "no readable log or status"
+    if tail is not None and not tail.clean and status is None:
+        return "damaged", "the log ends in damage and status.json is unusable: how the run ended is unknown"
+    if tail is not None and not tail.events and not tail.damage and tail.torn_tail is None:
+        return "crashed", "the trainer stopped before recording anything"
+    return "crashed", "the trainer process is gone and the log has no end record"
+
+
+def _epoch(end: SessionEnd | None, status: dict[str, Any] | None, tail: LogTail | None) -> int:
+    """Epochs completed: the end record's, else status.json's, else the log's last epoch_end."""
+    if end is not None and end.epoch >= 0:
+        return end.epoch
+    if status is not None and "epoch" in status:
+        return status["epoch"]
+    ends = [e.epoch for e in (tail.events if tail is not None else []) if isinstance(e, EpochEnd)]
+    return max(ends, default=0)
+
+
+def _best(end: SessionEnd | None, status: dict[str, Any] | None) -> float | None:
+    if end is not None and end.best_ppl is not None and math.isfinite(end.best_ppl):
+        return end.best_ppl
+    value = status.get("best_ppl") if status is not None else None
+    return float(value) if _is_number(value) else None
 
 
 def _read_json(path: Path, what: str, session_id: str) -> dict[str, Any]:
@@ -143,7 +376,9 @@ def _read_json(path: Path, what: str, session_id: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise SessionError(f"session {session_id}: {what} is missing") from None
     except (OSError, ValueError) as exc:
-        raise SessionError(f"session {session_id}: {what} is unreadable ({exc})") from None
+        raise SessionError(f"session {session_id}: {what} is unreadable ({_one_line(exc)})") from None
+    except RecursionError:
+        raise SessionError(f"session {session_id}: {what} is unreadable (nested too deeply)") from None
     if not isinstance(data, dict):
         raise SessionError(f"session {session_id}: {what} is not a JSON object")
     return data
@@ -156,39 +391,124 @@ def new_session_id(controller: str) -> str:
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-def create_session(root: Path, controller: str, session_id: str | None = None) -> Session:
-    """A new, empty session folder: named ``session_id`` (which must not exist yet), else a fresh time-stamped id."""
-    root.mkdir(parents=True, exist_ok=True)
+def _check_root(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise SessionError(f"sessions folder {root} is not a folder")
+
+
+def create_session(root: Path, controller: str, meta: dict[str, Any] | None = None, *,
+                   session_id: str | None = None) -> Session:
+    """A new session folder, made whole under a hidden name and renamed into place.
+
+    With ``meta`` (its ``id`` is filled in) the folder appears with meta.json and a ``running``
+    status.json naming this process, so a kill at any later moment leaves a resumable session.
+    ``session_id`` names the folder (a sweep's runs have ids derived from the sweep, so a re-run
+    finds them); it must not exist yet. Without it the id is time-stamped and fresh.
+    """
+    _check_root(root)
     if session_id is not None:
-        if not SESSION_ID_PATTERN.fullmatch(session_id):
-            raise SessionError(f"bad session id {session_id!r}: use letters, digits, '.', '_' and '-'")
-        path = root / session_id
-        try:
-            path.mkdir()
-        except FileExistsError:
-            raise SessionError(f"session {session_id} already exists in {root}; "
-                               f"continue it with: enas-tui train --resume {session_id}") from None
-        (path / "checkpoints").mkdir()
-        return Session(path)
+        check_new_session_id(root, session_id)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SessionError(f"cannot create the sessions folder {root}: {err.strerror}") from None
+    if session_id is not None:
+        return _create_named(root, session_id, meta)
     for _ in range(10):
-        path = root / new_session_id(controller)
+        session_id = new_session_id(controller)
+        final = root / session_id
+        if final.exists():
+            continue
         try:
-            path.mkdir()
+            return _stage(root, session_id, meta)
         except FileExistsError:
             continue
-        (path / "checkpoints").mkdir()
-        return Session(path)
     raise SessionError(f"could not create a new session folder in {root}")
+
+
+def check_new_session_id(root: Path, session_id: str) -> None:
+    """A session id a user chose: well formed and not taken yet (SessionError otherwise)."""
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise SessionError(f"bad session id {session_id!r}: use letters, digits, '.', '_' and '-'")
+    if (root / session_id).exists():
+        raise _taken(root, session_id)
+
+
+def _taken(root: Path, session_id: str) -> SessionError:
+    return SessionError(f"session {session_id} already exists in {root}; "
+                        f"continue it with: enas-tui train --resume {session_id}")
+
+
+def _create_named(root: Path, session_id: str, meta: dict[str, Any] | None) -> Session:
+    try:
+        return _stage(root, session_id, meta)
+    except FileExistsError:
+        raise _taken(root, session_id) from None
+
+
+def _stage(root: Path, session_id: str, meta: dict[str, Any] | None) -> Session:
+    """Build ``root/.new-<id>`` and rename it to ``root/<id>``; FileExistsError when either is taken."""
+    final, temp = root / session_id, root / f".new-{session_id}"
+    temp.mkdir()  # FileExistsError: another process is making this very id
+    try:
+        (temp / "checkpoints").mkdir()
+        staged = Session(temp)
+        if meta is not None:
+            staged.write_meta({**meta, "id": session_id})
+            staged.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                                host=socket.gethostname(), epoch=0, best_ppl=None, best_arch=None)
+        if final.exists():  # rename would replace an empty folder of that name: never take one over
+            raise FileExistsError(errno.EEXIST, "exists", str(final))
+        os.rename(temp, final)
+    except FileExistsError:
+        _remove_tree(temp)
+        raise
+    except OSError as err:
+        _remove_tree(temp)
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FileExistsError(err.errno, err.strerror, str(final)) from None
+        raise SessionError(f"cannot create a session in {root}: {err.strerror}") from None
+    except SessionError as err:
+        _remove_tree(temp)
+        raise SessionError(f"cannot create a session in {root}: {err}") from None
+    return Session(final)
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a half-made session folder (only ever our own hidden one)."""
+    if not path.exists():
+        return
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        try:
+            child.rmdir() if child.is_dir() else child.unlink()
+        except OSError:
+            pass
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+_SESSION_FILES = ("meta.json", "events.log", "status.json")
+
+
+def _is_session_dir(path: Path) -> bool:
+    return (not path.name.startswith(".") and path.is_dir()
+            and any((path / name).exists() for name in _SESSION_FILES))
 
 
 def open_session(root: Path, session_id: str) -> Session:
     """A session by id, or by a unique prefix of its id."""
+    _check_root(root)
     if not root.is_dir():
         raise SessionError(f"no sessions folder at {root}")
     path = root / session_id
-    if session_id and "/" not in session_id and path.is_dir() and (path / "meta.json").exists():
+    if session_id and "/" not in session_id and _is_session_dir(path):
         return Session(path)
-    matches = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(session_id) and (p / "meta.json").exists()]
+    try:
+        matches = [p for p in root.iterdir() if p.name.startswith(session_id) and _is_session_dir(p)]
+    except OSError as err:
+        raise SessionError(f"cannot read the sessions folder {root}: {err.strerror}") from None
     if len(matches) == 1 and session_id:
         return Session(matches[0])
     if len(matches) > 1:
@@ -197,37 +517,83 @@ def open_session(root: Path, session_id: str) -> Session:
 
 
 def all_sessions(root: Path) -> list[Session]:
-    """Every session in root, oldest first."""
+    """Every session in root (a folder with any of its files), oldest first."""
+    _check_root(root)
     if not root.is_dir():
         return []
-    found = [Session(p) for p in root.iterdir() if p.is_dir() and (p / "meta.json").exists()]
-    return sorted(found, key=lambda s: (s.meta().get("started", 0), s.id))
+    try:
+        found = [Session(p) for p in root.iterdir() if _is_session_dir(p)]
+    except OSError as err:
+        raise SessionError(f"cannot read the sessions folder {root}: {err.strerror}") from None
+    return sorted(found, key=lambda s: (started_at(s), s.id))
+
+
+def started_at(session: Session) -> float:
+    """When the session started: meta.json's time, else its first event's, else the folder's."""
+    try:
+        started = session.meta().get("started")
+        if is_time(started):
+            return float(started)
+    except SessionError:
+        pass
+    first = _first_event(session)
+    if first is not None and is_time(first.t):
+        return first.t
+    try:
+        return session.path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _first_event(session: Session) -> Event | None:
+    try:
+        return read_first(session.log_path) if session.log_path.exists() else None
+    except (LogError, OSError):
+        return None
 
 
 @dataclass
 class SessionSummary:
+    """One row of ``enas-tui sessions``; ``damaged`` names damaged or missing files (None: none)."""
+
     id: str
     controller: str
     status: str
     epoch: int
     epochs: int
     best_ppl: float | None
-    started: float
+    started: float | None
+    reason: str = ""
+    damaged: str | None = None
 
 
 def summarize(session: Session) -> SessionSummary:
-    meta, status = session.meta(), session.status()
+    """A session's row, read on its own: whatever is damaged is named, never raised."""
+    try:
+        return _summarize(session)
+    except Exception as err:  # noqa: BLE001 - one bad session must never hide the others
+        return SessionSummary(session.id, "?", "damaged", 0, 0, None, None, _one_line(err), _one_line(err))
+
+
+def _summarize(session: Session) -> SessionSummary:
+    state = session.state()
+    problems: list[str] = []
+    meta = _checked_meta(session, problems)
+    problems += state.problems
+    first = None
+    if "controller" not in meta or "epochs" not in meta or "started" not in meta:
+        first = _first_event(session)  # a damaged meta.json: the log's session_start says it too
+    start = first if isinstance(first, SessionStart) else None
+    controller = meta.get("controller") or (start.controller if start else "?")
+    epochs = meta.get("epochs") or (_settings_epochs(start.settings) if start else None) or 0
+    started = meta.get("started") or (start.t if start and is_time(start.t) else None)
     return SessionSummary(
-        id=session.id,
-        controller=str(meta.get("controller", "?")),
-        status=session.live_status(),
-        epoch=int(status.get("epoch", 0)),
-        epochs=int(meta.get("settings", {}).get("train", {}).get("epochs", 0)),
-        best_ppl=status.get("best_ppl"),
-        started=float(meta.get("started", 0.0)),
+        id=session.id, controller=controller, status=state.status, epoch=state.epoch, epochs=epochs,
+        best_ppl=state.best_ppl, started=started, reason=state.reason,
+        damaged="; ".join(problems) or None,
     )
 
 
 def newest_running(root: Path) -> Session | None:
-    running = [s for s in all_sessions(root) if s.live_status() == "running"]
+    running = [s for s in all_sessions(root) if summarize(s).status == "running"]
     return running[-1] if running else None

@@ -9,7 +9,13 @@
   gaps (seen as jumps in ``seq``) are filled from the session log, which has everything.
 
 Probe events are big (a probe set's probabilities and hidden states); a batch of records decodes
-only the last probe in it, since a later probe replaces an earlier one in every view.
+only the last probe in it, since a later probe replaces an earlier one in every view. The earlier
+ones are still checked (without decoding their arrays, so a damaged one is reported) and become
+``ProbeArchs`` (their architectures only), so views that follow every probe set (the cell shape
+over the search) see each one whichever way the log was read.
+
+Both sources expose ``damage``: every damaged span of the log they skipped (session_log.Damage),
+for the dashboard to show where and how much.
 
 No torch, no Textual and no dashboard state here: the sources are tested and benchmarked on their
 own (the replay index, which stores folded dashboard states, is the dashboard's: tui/replay_index.py).
@@ -17,23 +23,41 @@ own (the replay index, which stores folded dashboard states, is the dashboard's:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from enas_tui.events import Event, SessionEnd, SessionStart
-from enas_tui.session_log import CorruptLogError, LogError, LogReader, Record
+from enas_tui import events
+from enas_tui.events import Event, EventError, SessionEnd, SessionStart
+from enas_tui.session_log import Damage, LogError, LogReader, Record, payload_damage
 from enas_tui.sessions import Session, sessions_root
 
 CHUNK_RECORDS = 2000
 CHUNK_SECONDS = 0.05
 STALE_AFTER_S = 600.0  # W&B calls a run crashed after 10 minutes without writes
 
-# events.encode_event writes "type", "seq" and "t" first: enough to index a record undecoded.
-_PREFIX = re.compile(rb'\{"type":"([a-z_]+)","seq":(-?\d+),"t":(-?[0-9.eE+-]+)[,}]')
+# A probe's epoch, step and architectures come before its arrays (events.encode_event's layout).
+_PROBE_HEAD = re.compile(rb'"epoch":(-?\d+),"step":(-?\d+),"archs":\[')
+
+
+@dataclass(kw_only=True)
+class ProbeArchs(Event):
+    """A probe set superseded within a batch of records: where it was taken and its architectures.
+
+    Not a log event: readers make it instead of decoding a probe's arrays that a later probe
+    replaces anyway.
+    """
+
+    type: ClassVar[str] = "probe_archs"
+    epoch: int
+    step: int
+    archs: list[str] = field(default_factory=list)
 
 
 class SourceError(Exception):
@@ -42,44 +66,106 @@ class SourceError(Exception):
 
 def peek(record: Record) -> tuple[str, int, float] | None:
     """(type, seq, t) of a record without decoding it, or None if its payload is not laid out as usual."""
-    match = _PREFIX.match(record.payload, 0, 200)
-    if match is None:
-        return None
-    try:
-        return match.group(1).decode("ascii"), int(match.group(2)), float(match.group(3))
-    except ValueError:
-        return None
+    return events.peek(record.payload)
 
 
 def _kind(record: Record) -> str | None:
+    return record.kind if record.kind is not None else (peek(record) or (None,))[0]
+
+
+def probe_archs(record: Record) -> ProbeArchs | None:
+    """A probe record's epoch, step and architectures without decoding its arrays (None if the
+    payload is not laid out as events.encode_event writes it)."""
     found = peek(record)
-    return found[0] if found else None
+    match = _PROBE_HEAD.search(record.payload, 0, 4096)
+    if found is None or match is None:
+        return None
+    start = match.end() - 1
+    end = record.payload.find(b"]", start)
+    try:
+        archs = json.loads(record.payload[start: end + 1])
+    except ValueError:
+        return None
+    if not isinstance(archs, list):
+        return None
+    return ProbeArchs(epoch=int(match.group(1)), step=int(match.group(2)), archs=archs, seq=found[1], t=found[2])
 
 
-def decode_records(records: Sequence[Record], path: str | os.PathLike | None = None) -> list[Event]:
-    """The records' events, leaving out probes that a later probe in the same batch supersedes."""
+def decode_indexed(records: Sequence[Record], damage: list[Damage] | None = None) -> list[tuple[int, Event | None]]:
+    """(index in records, event) for every record that is a valid event, in order.
+
+    A probe that a later probe in the same batch supersedes is checked (its arrays are not
+    decoded) and given as ``ProbeArchs`` (None if its layout is unusual). A record whose payload is
+    not a valid event is left out and reported in ``damage``.
+    """
     kinds = [_kind(r) for r in records]
     last_probe = max((i for i, k in enumerate(kinds) if k == "probe"), default=-1)
-    out = []
+    out: list[tuple[int, Event | None]] = []
     for i, record in enumerate(records):
-        if kinds[i] == "probe" and i != last_probe:
-            continue
         try:
-            out.append(record.event())
-        except CorruptLogError as err:
-            raise CorruptLogError(err.offset, err.reason, path) from None
+            if kinds[i] == "probe" and i != last_probe:
+                events.check_event(record.payload)
+                out.append((i, probe_archs(record)))
+            else:
+                out.append((i, events.decode_event(record.payload)))
+        except EventError as err:
+            if damage is not None:
+                damage.append(payload_damage(record, err))
     return out
 
 
-def _tail_line(path: Path, limit: int = 4096) -> str:
-    """The last non-empty line of a text file (e.g. trainer.log), or ''."""
+def decode_records(records: Sequence[Record], damage: list[Damage] | None = None) -> list[Event]:
+    """The records' events, leaving out probes that a later probe in the same batch supersedes
+    and records that are not valid events (reported in ``damage``)."""
+    return [event for _, event in decode_indexed(records, damage) if event is not None]
+
+
+def describe_damage(damage: Sequence[Damage], torn_tail: tuple[int, int] | None = None) -> str:
+    """One line for a header: how many damaged spans and records skipped ("" when the log is whole)."""
+    parts = []
+    if damage:
+        known = [d.skipped for d in damage if d.skipped is not None]
+        unknown = len(known) < len(damage)
+        count = sum(known)
+        lost = f"{count}{'+' if unknown else ''} record{'s' if count != 1 or unknown else ''} skipped"
+        parts.append(f"log damaged: {len(damage)} span{'s' if len(damage) != 1 else ''}, {lost} "
+                     f"(first at byte {damage[0].start})")
+    if torn_tail is not None:
+        parts.append(f"log ends in an incomplete record ({torn_tail[1]:,} bytes at byte {torn_tail[0]})")
+    return "; ".join(parts)
+
+
+def damage_line(damage: Damage) -> str:
+    """The events panel's line for one damaged span: where, why and how much was skipped."""
+    return f"log damaged: {damage.describe()}"
+
+
+def merged(*lists: Sequence[Damage]) -> list[Damage]:
+    """Damage reports from several places in file order, each span once."""
+    seen = {(d.start, d.end, d.reason): d for found in lists for d in found}
+    return sorted(seen.values(), key=lambda d: (d.start, d.end))
+
+
+# Lines the CLI itself prints on a normal stop: advice for the user, never a crash's cause.
+_HINTS = ("stopped; continue with:", "training continues in the background")
+
+
+def _tail_line(path: Path, since: float | None = None, limit: int = 4096) -> str:
+    """The last non-empty line of a text file (e.g. trainer.log), or ''.
+
+    A file last written before ``since`` (the latest trainer start) belongs to an earlier run and
+    says nothing about this one; the CLI's own stop hints are skipped.
+    """
     try:
+        if since is not None and os.path.getmtime(path) < since:
+            return ""
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - limit))
             lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     except OSError:
         return ""
+    lines = [ln for ln in lines if not ln.startswith(_HINTS)]
     return lines[-1] if lines else ""
 
 
@@ -88,6 +174,7 @@ def _note_lifecycle(source: "LogFollower | TrainerSource", event: Event) -> None
     """Track whether the run has ended and its last error: what a source needs to call it dead."""
     if isinstance(event, SessionStart):
         source.ended = False
+        source.started_t = event.t
     elif isinstance(event, SessionEnd):
         source.ended = True
     elif event.type == "error":
@@ -107,8 +194,10 @@ class LogFollower:
         self.caught_up = False
         self.ended = False  # an end record follows the latest start record
         self.records = 0
-        self.error: str | None = None
+        self.error: str | None = None  # a log that cannot be read at all (not a session log)
+        self._decode_damage: list[Damage] = []
         self.last_error: str | None = None
+        self.started_t: float | None = None  # time of the latest session_start (a trainer's start)
         self._last_growth = clock()
         self._checked_at: float | None = None
         self._status: tuple[str, str] | None = None
@@ -130,23 +219,25 @@ class LogFollower:
         reader = self._open()
         if reader is None:
             return []
-        try:
-            records = reader.read_records(self.max_records, self.max_seconds)
-            events = decode_records(records, self.session.log_path)
-        except CorruptLogError as err:
-            self.error = str(err)
-            return []
+        records = reader.read_records(self.max_records, self.max_seconds)
+        events = decode_records(records, self._decode_damage)
         if records:
             self.records += len(records)
             self._last_growth = self.clock()
-        try:
-            size = os.path.getsize(self.session.log_path)
-        except OSError:
-            size = reader.offset
-        self.caught_up = reader.offset >= size or reader.at_torn_tail()
+        self.caught_up = reader.at_end()
         for event in events:
             _note_lifecycle(self, event)
         return events
+
+    @property
+    def damage(self) -> list[Damage]:
+        """Every damaged span skipped so far, in file order (a damaged tail last, ``at_end``)."""
+        return merged(self._reader.damage if self._reader is not None else [], self._decode_damage)
+
+    @property
+    def torn_tail(self) -> tuple[int, int] | None:
+        """(offset, bytes) of an incomplete last record: a write in progress, or one a dead trainer cut."""
+        return self._reader.torn_tail if self._reader is not None else None
 
     def trainer_status(self) -> tuple[str, str] | None:
         """What the log cannot say: ``crashed`` / ``stopped`` / ``stale`` / ``error``, or None if fine."""
@@ -162,21 +253,18 @@ class LogFollower:
         return self._status
 
     def _check(self, now: float) -> tuple[str, str] | None:
-        if not self.session.status_path.exists():
-            return None  # a trainer is still setting the session up
+        """The session's status as ``enas-tui sessions`` decides it (sessions.Session.state)."""
         try:
-            live = self.session.live_status()
-        except Exception as err:  # an unreadable status file: say so, keep showing the log
+            state = self.session.state()
+        except Exception as err:  # noqa: BLE001 - an unreadable session: say so, keep showing the log
             return "error", str(err).splitlines()[0]
-        if live == "running":
+        if state.status == "running":
             idle = now - self._last_growth
             if idle >= self.stale_after:
                 return "stale", f"no new events for {idle / 60:.0f} min (trainer on another host?)"
             return None
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log")
-        if live == "crashed":
-            return "crashed", reason or "the trainer process is gone and the log has no end record"
-        return "stopped", reason or f"status says {live} but the log has no end record"
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t) or state.reason
+        return state.status, reason
 
     def close(self) -> None:
         if self._reader is not None:
@@ -197,7 +285,9 @@ class TrainerSource:
         self.next_seq = 0
         self.ended = False
         self.last_error: str | None = None
+        self.started_t: float | None = None  # time of the latest session_start (a trainer's start)
         self.filled = 0  # events taken from the log because the pipe dropped them
+        self._decode_damage: list[Damage] = []
         self._log: LogReader | None = None
         self._pending: deque[Record] = deque()
         self._finished = False
@@ -278,8 +368,7 @@ class TrainerSource:
                     done = True  # nothing more in the log: accept the gap
                     break
             record = self._pending[0]
-            meta = peek(record)
-            seq = meta[1] if meta else record.event().seq
+            seq = record.seq  # the reader has checked it (records out of order are damage)
             if hi is not None and seq >= hi:
                 done = True
                 break
@@ -287,11 +376,16 @@ class TrainerSource:
             looked += 1
             if seq >= lo:
                 found.append(record)
-        events = decode_records(found)
+        events = decode_records(found, self._decode_damage)
         self.filled += len(events)
         if events:
             self.next_seq = max(self.next_seq, events[-1].seq + 1)
         return events, done, max(1, looked)
+
+    @property
+    def damage(self) -> list[Damage]:
+        """Damaged spans of the session log met while filling the pipe's gaps (in file order)."""
+        return merged(self._log.damage if self._log is not None else [], self._decode_damage)
 
     def _log_reader(self) -> LogReader | None:
         if self._log is None and self.session is not None:
@@ -310,7 +404,7 @@ class TrainerSource:
             return None
         if self.session is None:
             return "failed", self.start_error() or f"the trainer exited with code {self.process.returncode}"
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log")
+        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t)
         return "crashed", reason or f"the trainer exited with code {self.process.returncode}"
 
     def start_error(self) -> str:
@@ -334,5 +428,6 @@ class TrainerSource:
 
 
 __all__ = [
-    "CHUNK_RECORDS", "CHUNK_SECONDS", "LogFollower", "SourceError", "TrainerSource", "decode_records", "peek",
+    "CHUNK_RECORDS", "CHUNK_SECONDS", "LogFollower", "ProbeArchs", "SourceError", "TrainerSource",
+    "damage_line", "decode_indexed", "decode_records", "describe_damage", "merged", "peek", "probe_archs",
 ]

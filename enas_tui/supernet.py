@@ -5,7 +5,9 @@ Node 0 reads the token embedding x and the previous state h; node j >= 1 reads i
     c0 = sigmoid(x W_xc + h W_hc);  v0 = c0 * f0(x W_xh + h W_hh) + (1 - c0) * h
     cj = sigmoid(v_i W^c_ij);       vj = cj * fj(v_i W^h_ij)    + (1 - cj) * v_i
 
-The output (and the next state) is the mean of the leaf nodes. Every (i, j) edge owns one weight pair,
+The output (and the next state) is the mean of the leaf nodes, each row of it rescaled at every step
+to norm at most ``model.max_hidden_norm`` (h <- h c / max(|h|, c)): without that an identity/ReLU
+chain grows its state by orders of magnitude per step. Every (i, j) edge owns one weight pair,
 shared by all architectures that use it, stored fused as ``edges[j(j-1)/2 + i]`` of shape (H, 2H):
 columns :H give c, H: give the pre-activation.
 
@@ -20,11 +22,28 @@ and the edge matmuls. So:
   forward builds no graph and writes into preallocated buffers, the backward takes four ops per
   level and step, and the weight gradients leave the time loop entirely (one batched matmul over all
   T*B rows per edge at the end, which is what makes large hidden sizes efficient);
+* the per-step clip is four small ops in the forward loop (a norm, the ratio |h| / c floored at 1,
+  a divide); the backward reads the norms the forward recorded and spends extra ops only on the
+  steps where a row was clipped (``_clip_backward_terms``), which a cell in training rarely is;
 * the time loops run their small elementwise ops on one CPU thread (``_loop_threads``);
 * the decoder and the loss are fused (``linear_cross_entropy``): chunked, the softmax gradient is
   formed in place while the chunk is in cache, and the (T*B, V) logits are never kept.
 
-``benchmarks/supernet.py`` measures all this against a plain per-node implementation of the same cell.
+Memory. A search meets a new architecture at nearly every step, so nothing the model keeps may
+grow with the architectures it has seen, nor the shapes it allocates vary with them:
+
+* the cell's large buffers (node values, gates, activations, their gradients) and the loops'
+  scratch live in the model's ``Workspace``: flat allocations viewed in each call's shapes, so every
+  architecture, and the evaluation batches, run in the same memory and the time loops allocate
+  nothing;
+* plans are cached only for the calls in a row that reuse one (``PLAN_CACHE``). A cache of 4096
+  (a dozen small, long-lived tensors per plan) doubled a random run's peak resident memory in 10
+  epochs (402-415 MiB to 645-887), far more than the plans hold (about 6 MiB per epoch, seen with
+  glibc's mmap threshold pinned): scattered among the per-step allocations, they fragment the heap.
+  With 64 plans the peak stays within 5%.
+
+``benchmarks/supernet.py`` measures the speed against a plain per-node implementation of the same
+cell, ``benchmarks/memory.py`` the peak memory of each epoch of a search.
 """
 
 from __future__ import annotations
@@ -47,6 +66,9 @@ from .search_space import ACTIVATIONS, Architecture, ArchitectureError
 INIT_RANGE = 0.04
 LOSS_CHUNK = 256  # rows of the fused decoder + loss: 256 x 10k logits (10 MB) stay in the L3 cache
 PARALLEL_MIN_MACS = 1 << 23  # a time loop's matmuls use all CPU threads from B*H*H = 8M multiply-adds
+# Cell plans cached. A search rarely meets an architecture twice except in a row (a validation pass,
+# a derivation candidate's few batches), and every plan holds a dozen small tensors (see "Memory").
+PLAN_CACHE = 64
 
 
 def edge_index(parent: int, node: int) -> int:
@@ -138,7 +160,7 @@ class CellPlan:
         return len(self.order)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=PLAN_CACHE)
 def make_plan(arch: Architecture, device: torch.device, dtype: torch.dtype) -> CellPlan:
     """Lay out ``arch`` level by level, by activation inside a level (cached per architecture)."""
     by_depth: dict[int, list[int]] = {}
@@ -191,6 +213,70 @@ def _groups(acts: list[int]) -> tuple[tuple[int, int, int], ...]:
     return tuple(runs)
 
 
+# -- scratch memory reused across calls -----------------------------------------------------------
+
+class Workspace:
+    """The cell's large buffers, allocated once and reused by every call, whatever the architecture.
+
+    Each buffer is one flat allocation viewed in the shape a call needs (the first numel elements,
+    so every view is contiguous), reallocated only when a call needs more than it holds. The
+    buffers come in two groups: ``forward`` (node values, gates, activations; a training forward
+    keeps them for its backward) and ``backward`` (scratch of the backward pass). A group is leased
+    to one call at a time; a call that finds its group leased (say, a second forward before the
+    first one's backward) gets fresh allocations instead, so results never depend on reuse.
+    Leases are not locked: one thread at a time uses a model, as in training.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+        self._leased: set[str] = set()
+
+    def lease(self, group: str) -> Lease | None:
+        if group in self._leased:
+            return None
+        self._leased.add(group)
+        return Lease(self, group)
+
+    def _take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        numel = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buffers[name] = like.new_empty(numel)
+        return buf[:numel].view(shape)
+
+    def storage_pointers(self) -> dict[str, int]:
+        """Where each buffer lives (for tests: a buffer reused is a pointer unchanged)."""
+        return {name: buf.data_ptr() for name, buf in self._buffers.items()}
+
+
+class Lease:
+    """One group of a workspace, held until ``release`` or until the lease is garbage-collected:
+    a training forward stores its lease on the autograd node, so a graph freed without a backward
+    (a skipped non-finite step) gives the buffers back too."""
+
+    def __init__(self, workspace: Workspace, group: str):
+        self.workspace, self.group, self.held = workspace, group, True
+
+    def take(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        return self.workspace._take(f"{self.group}.{name}", shape, like)
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.workspace._leased.discard(self.group)
+
+    __del__ = release
+
+
+def _allocator(workspace: Workspace | None, group: str):
+    """(lease or None, take(name, shape, like)): buffers from the workspace when its group is free,
+    else fresh ones."""
+    lease = workspace.lease(group) if workspace is not None else None
+    if lease is None:
+        return None, lambda name, shape, like: like.new_empty(shape)
+    return lease, lease.take
+
+
 # -- the recurrence, forward and hand-written backward through time --------------------------------
 
 def _call(fn, *args, **kwargs):
@@ -225,18 +311,23 @@ def _loop_threads(x: Tensor, batch: int, hidden: int):
         torch.set_num_threads(threads)
 
 
-def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, keep: bool):
-    """Run the cell over all T steps. Node values, gates and activations are kept (node-major,
-    (N, T, B, H), so that each edge's rows over all steps form one matrix) when ``keep``.
+def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, max_norm: float,
+                  keep: bool, workspace: Workspace | None = None):
+    """Run the cell over all T steps: (states, norms, values, gates, acts, lease). Node values, gates
+    and activations are kept (node-major, (N, T, B, H), so that each edge's rows over all steps form
+    one matrix) when ``keep``, and so are the norms (T, B, 1) of the states before the clip when
+    ``max_norm`` > 0. Buffers come from ``workspace`` when it is free; the lease that holds them is
+    returned when ``keep`` (the caller releases it), else released here. ``states`` is always fresh.
 
     Every view the loop touches is made before it (``unbind`` makes all T of them in one call):
     at hidden 64 a step's arithmetic is a few microseconds per op, so Python-side slicing matters.
     """
     T, B, H2 = xz.shape
-    H, N = H2 // 2, plan.num_nodes
-    values, gates, acts = (xz.new_empty(N, T if keep else 1, B, H) for _ in range(3))
-    states = xz.new_empty(T, B, H)
-    z0, z = xz.new_empty(B, H2), xz.new_empty(N, B, H2)
+    H, N, steps_kept = H2 // 2, plan.num_nodes, T if keep else 1
+    lease, take = _allocator(workspace, "forward")
+    values, gates, acts = (take(name, (N, steps_kept, B, H), xz) for name in ("values", "gates", "acts"))
+    states, norms = xz.new_empty(T, B, H), take("norms", (steps_kept, B, 1), xz)
+    z0, z, gathered = take("z0", (B, H2), xz), take("z", (N, B, H2), xz), take("gathered", (N, B, H), xz)
 
     def steps(x: Tensor, dim: int = 1) -> tuple[Tensor, ...]:  # the T per-step views along ``dim``
         return x.unbind(dim) if keep else x.unbind(dim) * T
@@ -247,20 +338,22 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
         parents = lv.parent_views(values)
         groups = tuple((zl[ga:gb, :, H:], _ACT_FORWARD[act], steps(acts[a + ga:a + gb]))
                        for ga, gb, act in lv.groups)
-        levels.append((None if parents is None else steps(parents), lv.parent_index, we[a - 1:b - 1],
-                       zl, zl[..., :H], groups, steps(gates[a:b]), steps(acts[a:b]), steps(values[a:b])))
+        levels.append((None if parents is None else steps(parents), lv.parent_index, gathered[:b - a],
+                       we[a - 1:b - 1], zl, zl[..., :H], groups, steps(gates[a:b]), steps(acts[a:b]),
+                       steps(values[a:b])))
     act0, all_v, flat_v = _ACT_FORWARD[plan.act0], steps(values), steps(values.view(N, -1, B * H))
     v0, c0, f0 = (steps(buf[0], dim=0) for buf in (values, gates, acts))
     z0c, z0h, x_steps, leaf = z0[:, :H], z0[:, H:], xz.unbind(0), plan.leaf_weight
     h_steps, flat_states = states.unbind(0), states.view(T, 1, B * H).unbind(0)
+    norm_steps, ratio = steps(norms, dim=0), take("ratio", (B, 1), xz)
     with _loop_threads(xz, B, H) as matmul:
         for t in range(T):
             matmul(torch.addmm, x_steps[t], h, w0, out=z0)
             torch.sigmoid(z0c, out=c0[t])
             act0(z0h, out=f0[t])
             torch.lerp(h, f0[t], c0[t], out=v0[t])
-            for parents, index, w, zl, zc, groups, c, f, v in levels:  # one matmul per level
-                p = parents[t] if parents is not None else all_v[t].index_select(0, index)
+            for parents, index, gather, w, zl, zc, groups, c, f, v in levels:  # one matmul per level
+                p = parents[t] if parents is not None else torch.index_select(all_v[t], 0, index, out=gather)
                 matmul(torch.bmm, p, w, out=zl)
                 torch.sigmoid(zc, out=c[t])
                 for zh, fn, fg in groups:
@@ -268,64 +361,106 @@ def _cell_forward(xz: Tensor, h: Tensor, w0: Tensor, we: Tensor, plan: CellPlan,
                 torch.lerp(p, f[t], c[t], out=v[t])
             torch.mm(leaf, flat_v[t], out=flat_states[t])
             h = h_steps[t]
-    return states, values, gates, acts
+            if max_norm > 0:  # h <- h / max(|h| / c, 1) row-wise; unclipped rows are divided by 1.0
+                torch.linalg.vector_norm(h, dim=1, keepdim=True, out=norm_steps[t])
+                torch.div(norm_steps[t], max_norm, out=ratio).clamp_min_(1.0)
+                h.div_(ratio)
+    if lease is not None and not keep:
+        lease.release()
+    return states, norms, values, gates, acts, lease if keep else None
 
 
 class _Cell(torch.autograd.Function):
     """The whole recurrence as one autograd node (see the module docstring for why)."""
 
     @staticmethod
-    def forward(ctx, xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan) -> Tensor:
-        states, values, gates, acts = _cell_forward(xz, h0, w0, we, plan, keep=True)
-        ctx.plan = plan
-        ctx.save_for_backward(h0, w0, we, states, values, gates, acts)
+    def forward(ctx, xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, max_norm: float,
+                workspace: Workspace | None) -> Tensor:
+        states, norms, values, gates, acts, lease = _cell_forward(xz, h0, w0, we, plan, max_norm,
+                                                                  keep=True, workspace=workspace)
+        ctx.plan, ctx.max_norm, ctx.workspace = plan, max_norm, workspace
+        ctx.lease = lease  # the saved buffers stay leased while this node lives (see Lease)
+        ctx.save_for_backward(h0, w0, we, states, norms, values, gates, acts)
         return states
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_states: Tensor):
         plan: CellPlan = ctx.plan
-        h0, w0, we, states, values, gates, acts = ctx.saved_tensors
+        h0, w0, we, states, norms, values, gates, acts = ctx.saved_tensors
         N, T, B, H = values.shape
-        h_prev = torch.cat([h0.unsqueeze(0), states[:-1]])  # node 0's input
-        parents = values.index_select(0, plan.parent_index)  # (N-1, T, B, H): the other nodes' inputs
+        lease, take = _allocator(ctx.workspace, "backward")
+        h_prev = torch.cat([h0.unsqueeze(0), states[:-1]], out=take("h_prev", (T, B, H), h0))  # node 0's input
+        parents = torch.index_select(values, 0, plan.parent_index,  # the other nodes' inputs
+                                     out=take("parents", (N - 1, T, B, H), values))
         # dz = dv * [(f - p) c (1 - c) | c f'(z)]: the bracket is formed for all steps at once, and
         # the time loop scales it in place, so ``dz`` ends up holding the pre-activation gradients.
-        dz = _local_derivatives(plan, h_prev, parents, gates, acts)
-        dv = values.new_empty(N, B, H)  # one step's gradient w.r.t. every node's value
-        levels = [_backward_views(lv, dv, dz, gates, we) for lv in reversed(plan.levels)]
+        dz = _local_derivatives(plan, h_prev, parents, gates, acts, take("dz", (N, T, B, 2 * H), acts))
+        dv = take("dv", (N, B, H), h0)  # one step's gradient w.r.t. every node's value
+        gate_scratch = take("through_gate", (N, B, H), h0)
+        levels = [_backward_views(lv, dv, dz, gates, we, gate_scratch) for lv in reversed(plan.levels)]
         w0_t, leaf, d0, d0_split = w0.t(), plan.leaf_weight.view(N, 1, 1), dv[0], dv[0].unsqueeze(1)
         dz0, dz0_split, c0 = dz[0].unbind(0), dz[0].view(T, B, 2, H).unbind(0), gates[0].unbind(0)
-        carry, grads = torch.zeros_like(h0), grad_states.unbind(0)
+        carry, g, grads = take("carry", (B, H), h0).zero_(), take("g", (B, H), h0), grad_states.unbind(0)
+        clipped, leaf_clip, along = _clip_backward_terms(states, norms, leaf, ctx.max_norm)
         with _loop_threads(h0, B, H) as matmul:
             for t in range(T - 1, -1, -1):
-                torch.mul(leaf, grads[t] + carry, out=dv)
-                for d, d_split, d_prev, scatter, w_t, dzl, dzl_split, c in levels:  # deepest first
+                torch.add(grads[t], carry, out=g)  # the gradient of this step's (clipped) state
+                if clipped[t]:  # through the clip: a (g - q h' (h'.g)), see _clip_backward_terms
+                    g.addcmul_(along[t], torch.linalg.vecdot(states[t], g).unsqueeze(1), value=-1)
+                    torch.mul(leaf_clip[t], g, out=dv)
+                else:
+                    torch.mul(leaf, g, out=dv)
+                for d, d_split, d_prev, scatter, w_t, dzl, dzl_split, c, through_gate in levels:  # deepest first
                     dzl_split[t].mul_(d_split)
-                    through_gate = torch.addcmul(d, d, c[t], value=-1)  # d * (1 - c)
-                    d_parent = matmul(torch.baddbmm, through_gate, dzl[t], w_t)
-                    d_prev.addmm_(scatter, d_parent.view(d_parent.shape[0], -1))  # add into the parents
+                    torch.addcmul(d, d, c[t], value=-1, out=through_gate)  # d * (1 - c)
+                    matmul(through_gate.baddbmm_, dzl[t], w_t)  # ... plus what reaches the parents via z
+                    d_prev.addmm_(scatter, through_gate.view(through_gate.shape[0], -1))  # add into them
                 dz0_split[t].mul_(d0_split)
-                carry = matmul(torch.addmm, torch.addcmul(d0, d0, c0[t], value=-1), dz0[t], w0_t)
+                torch.addcmul(d0, d0, c0[t], value=-1, out=carry)
+                matmul(carry.addmm_, dz0[t], w0_t)
         # Weight gradients: one matmul per edge over all T*B rows (no copies in this layout).
         grad_w0 = h_prev.view(T * B, H).t() @ dz[0].view(T * B, 2 * H)
         grad_we = torch.bmm(parents.view(N - 1, T * B, H).transpose(1, 2), dz[1:].view(N - 1, T * B, 2 * H))
-        return dz[0], carry, grad_w0, grad_we, None
+        grad_xz, grad_h0 = dz[0].clone(), carry.clone()  # the workspace must not escape
+        if lease is not None:
+            lease.release()
+        return grad_xz, grad_h0, grad_w0, grad_we, None, None, None
 
 
-def _backward_views(lv: Level, dv: Tensor, dz: Tensor, gates: Tensor, we: Tensor) -> tuple:
+def _clip_backward_terms(states: Tensor, norms: Tensor, leaf: Tensor,
+                         max_norm: float) -> tuple[list[bool], Tensor | None, Tensor | None]:
+    """What the backward needs to pass a state gradient g through the per-step clip, for all steps.
+
+    A clipped row h' = h c / n (n = |h| > c) has the symmetric Jacobian (c / n)(I - h' h'^T / c^2),
+    so dh = a (g - q h' (h'.g)) with a = c / n and q = 1 / c^2; an unclipped row has a = 1, q = 0.
+    Returns which steps clipped any row (the others skip the extra ops), ``leaf`` scaled by a for
+    every step (T, N, B, 1), and q h' (T, B, H).
+    """
+    if max_norm <= 0:
+        return [False] * states.shape[0], None, None
+    over = norms > max_norm
+    clipped = over.flatten(1).any(1).tolist()  # one host sync per backward, not one per step
+    if not any(clipped):
+        return clipped, None, None
+    scale = max_norm / norms.clamp_min(max_norm)  # a: c / n where clipped, else 1
+    leaf_clip = leaf.unsqueeze(0) * scale.unsqueeze(1)
+    along = states * over.to(states.dtype).div_(max_norm * max_norm)
+    return clipped, leaf_clip, along
+
+
+def _backward_views(lv: Level, dv: Tensor, dz: Tensor, gates: Tensor, we: Tensor, scratch: Tensor) -> tuple:
     """Everything one level's backward step touches, as views made once (see _cell_forward)."""
     a, b = lv.start, lv.stop
     k, T, B, H2 = dz[a:b].shape
     return (dv[a:b], dv[a:b].unsqueeze(2), dv[lv.prev[0]:lv.prev[1]].view(-1, B * H2 // 2), lv.scatter,
             we[a - 1:b - 1].transpose(1, 2), dz[a:b].unbind(1), dz[a:b].view(k, T, B, 2, H2 // 2).unbind(1),
-            gates[a:b].unbind(1))
+            gates[a:b].unbind(1), scratch[:k])
 
 
 def _local_derivatives(plan: CellPlan, h_prev: Tensor, parents: Tensor, gates: Tensor,
-                       acts: Tensor) -> Tensor:
-    """d v / d z for every node and step, (N, T, B, 2H): [(f - p) c (1 - c) | c f'(z)], in place."""
-    dz = acts.new_empty(*acts.shape[:-1], 2 * acts.shape[-1])
+                       acts: Tensor, dz: Tensor) -> Tensor:
+    """d v / d z for every node and step, (N, T, B, 2H): [(f - p) c (1 - c) | c f'(z)], into ``dz``."""
     dzc = dz[..., :acts.shape[-1]]
     torch.sub(acts[0], h_prev, out=dzc[0])
     torch.sub(acts[1:], parents, out=dzc[1:])
@@ -335,11 +470,14 @@ def _local_derivatives(plan: CellPlan, h_prev: Tensor, parents: Tensor, gates: T
     return dz
 
 
-def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan) -> Tensor:
-    """States (T, B, H) of the cell; ``xz`` is x W_x for all steps, ``we`` the used edges by position."""
+def run_cell(xz: Tensor, h0: Tensor, w0: Tensor, we: Tensor, plan: CellPlan, max_norm: float = 0.0,
+             workspace: Workspace | None = None) -> Tensor:
+    """States (T, B, H) of the cell; ``xz`` is x W_x for all steps, ``we`` the used edges by position.
+    Every step's state (output and next input) has its rows clipped to norm ``max_norm`` (0: off).
+    Large buffers come from ``workspace`` (None: fresh allocations)."""
     if torch.is_grad_enabled() and any(t.requires_grad for t in (xz, h0, w0, we)):
-        return _Cell.apply(xz, h0, w0, we, plan)
-    return _cell_forward(xz, h0, w0, we, plan, keep=False)[0]
+        return _Cell.apply(xz, h0, w0, we, plan, max_norm, workspace)
+    return _cell_forward(xz, h0, w0, we, plan, max_norm, keep=False, workspace=workspace)[0]
 
 
 # -- fused decoder + cross-entropy -----------------------------------------------------------------
@@ -431,6 +569,7 @@ class SuperNet(nn.Module):
         self.edges = nn.Parameter(torch.empty(num_edges(n), h, 2 * h))
         for p in (self.encoder.weight, self.w_x, self.w_h, self.edges):
             nn.init.uniform_(p, -INIT_RANGE, INIT_RANGE)
+        self.workspace = Workspace()  # the cell's buffers, reused across calls and architectures
 
     def init_hidden(self, batch_size: int) -> Tensor:
         return self.w_h.new_zeros(batch_size, self.cfg.hidden)
@@ -450,8 +589,10 @@ class SuperNet(nn.Module):
         x = _locked_dropout(x, cfg.dropout_in, training)
         w0 = _dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
         we = _dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
-        states = run_cell(x @ self.w_x, hidden, w0, we, plan)
-        return _locked_dropout(states, cfg.dropout_out, training), states[-1]
+        states = run_cell(x @ self.w_x, hidden, w0, we, plan, cfg.max_hidden_norm, self.workspace)
+        # the new state in its own storage: a view would keep all T states alive, and a checkpoint
+        # of it would save them all
+        return _locked_dropout(states, cfg.dropout_out, training), states[-1].clone()
 
     def forward(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
         """Logits (T, B, V) and the new state (B, H), not detached."""
@@ -506,19 +647,6 @@ def train_step(model: SuperNet, optimizer: torch.optim.Optimizer, tokens: Tensor
         return value, hidden.detach(), False
     optimizer.step()
     return value, hidden.detach(), True
-
-
-def clip_state_norm(hidden: Tensor, max_norm: float) -> Tensor:
-    """Rescale rows of the carried state whose L2 norm exceeds ``max_norm`` (0: off).
-
-    A cell whose node 0 is identity (or a chain of ReLU/identity nodes) is a nearly linear recurrence:
-    carried across minibatches, its state can grow without bound until the loss overflows. Bounding
-    the state handed to the next minibatch (as the PyTorch ENAS port does, at 25) keeps such cells
-    trainable without touching the cell itself."""
-    if max_norm <= 0:
-        return hidden
-    norms = hidden.norm(dim=-1, keepdim=True)
-    return hidden * (max_norm / norms.clamp_min(max_norm))
 
 
 def get_batch(data: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:

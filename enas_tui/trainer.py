@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from . import checkpoints, diagnostics
-from .config import Settings
+from .checkpoints import CheckpointError
+from .config import Settings, live_ged_readings
 from .controller import Controller
 from .data import Corpus, batchify
 from .events import (
@@ -31,9 +32,9 @@ from .events import (
 )
 from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
-from .session_log import LogWriter
-from .sessions import Session, process_start_time
-from .supernet import SuperNet, clip_state_norm, get_batch, train_step
+from .session_log import LogError, LogWriter, read_first
+from .sessions import Session, SessionError, is_time, process_start_time
+from .supernet import SuperNet, get_batch, train_step
 
 Listener = Callable[[Event], None]
 
@@ -42,13 +43,25 @@ class TrainingFailed(Exception):
     """The run cannot go on (e.g. repeated non-finite losses); the last checkpoint is intact."""
 
 
+class DeviceError(Exception):
+    """A device that does not exist here (e.g. ``cuda`` without CUDA); one line for the user."""
+
+
+# Writing the record failed (a full disk, a read-only folder): the run fails cleanly, not with a traceback.
+RESOURCE_ERRORS = (OSError, LogError, CheckpointError, SessionError)
+TIMED_CHECKPOINT = "timed.pt"
+MAX_DAMAGE_WARNINGS = 5  # damaged spans of a resumed log listed one by one; the rest are counted
+
+
 @dataclass
 class Position:
-    """Where the run is: the current epoch (from 1) and the steps already done in it."""
+    """Where the run is: the current epoch (from 1), the steps already done in it, and whether
+    its start (epoch_start record, buffer update) is done, so a resume never repeats it."""
 
     epoch: int = 1
     shared_done: int = 0
     ctrl_done: int = 0
+    begun: bool = False
 
 
 class Recorder:
@@ -66,10 +79,25 @@ class Recorder:
 
 
 def pick_device(requested: str | None) -> torch.device:
-    """``auto`` (or None) means CUDA when available."""
+    """``auto`` (or None) means CUDA when available; a device this machine lacks is a DeviceError."""
     if requested in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {requested!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {requested!r}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        try:
+            torch.empty(1, device=device)
+        except Exception as exc:  # noqa: BLE001 - each backend fails in its own way
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DeviceError(f"device {requested!r} is not usable here: {first}") from None
+    return device
 
 
 class Trainer:
@@ -100,6 +128,8 @@ class Trainer:
         self.nonfinite = {"shared": 0, "controller": 0}  # non-finite losses in a row, per kind of step
         self.stop_requested = False
         self.resumed_from: str | None = None
+        self._last_checkpoint = time.monotonic()
+        self._start_warnings: list[tuple[str, str]] = []  # (kind, message) recorded after session_start
 
     # -- schedule -------------------------------------------------------------------------
     @property
@@ -117,21 +147,27 @@ class Trainer:
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> str:
-        """Train to the last epoch; returns the final status (finished / stopped / failed)."""
-        self._start()
+        """Train to the last epoch; returns the final status (finished / stopped / failed).
+
+        A run that cannot write its record (a full disk) fails cleanly: temporary files removed,
+        the last good checkpoint kept, status "failed", and TrainingFailed with the OS's reason.
+        """
         try:
+            self._start()
             while self.pos.epoch <= self.s.train.epochs:
                 if not self._run_epoch():
                     return self._finish("stopped", "stopped by request; resume with --resume", interrupt=True)
             return self._finish("finished", "search finished")
         except TrainingFailed as exc:
-            self.record(Error(message=str(exc), epoch=self.pos.epoch))
-            self._finish("failed", str(exc))
+            self._fail(str(exc))
             raise
+        except RESOURCE_ERRORS as exc:
+            message = f"{_one_line(exc)}; stopped with the last good checkpoint intact"
+            self._fail(message)
+            raise TrainingFailed(message) from None
         except Exception as exc:  # a bug or a dead device: leave a clear record, then fail loudly
             message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self.record(Error(message=message, epoch=self.pos.epoch))
-            self._finish("failed", message)
+            self._fail(message)
             raise
         finally:
             self.record.writer.close()
@@ -139,28 +175,35 @@ class Trainer:
     def _start(self) -> None:
         self.session.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
                                   host=socket.gethostname(), epoch=self.pos.epoch - 1,
-                                  best_ppl=self.best_ppl, best_arch=self.best_arch)
+                                  best_ppl=self.best_ppl, best_arch=self.best_arch, message="")
         self.record(SessionStart(
             session_id=self.session.id, controller=self.s.controller, seed=self.s.seed,
             settings=self.s.to_dict(), num_nodes=self.s.model.num_nodes,
             decision_sizes=list(self.ctrl.sizes), device=str(self.device), pid=os.getpid(),
             host=socket.gethostname(), versions=versions(), resumed_from=self.resumed_from,
         ))
+        for kind, message in self._start_warnings + _log_warnings(self.record.writer):
+            self.record(Warning(message=message, kind=kind, epoch=self.pos.epoch - 1))
+        self._last_checkpoint = time.monotonic()
 
     def _run_epoch(self) -> bool:
         """One epoch from the current position; False when a stop was requested mid-way."""
         epoch, started = self.pos.epoch, time.perf_counter()
-        if self.pos.shared_done == 0 and self.pos.ctrl_done == 0:
+        if self.stop_requested:
+            return False
+        if not self.pos.begun and self.pos.shared_done == 0 and self.pos.ctrl_done == 0:
             self.record(EpochStart(epoch=epoch, epochs=self.s.train.epochs,
                                    shared_steps=self.shared_steps_per_epoch,
                                    controller_steps=self.ctrl_steps_per_epoch))
             self._update_buffer(epoch)
+        self.pos.begun = True
         losses: list[float] = []
         while self.pos.shared_done < self.shared_steps_per_epoch:
             if self.stop_requested:
                 return False
             losses.append(self._shared_step(epoch))
             self.pos.shared_done += 1
+            self._maybe_checkpoint(epoch)
         rewards, entropies = [], []
         while self.pos.ctrl_done < self.ctrl_steps_per_epoch:
             if self.stop_requested:
@@ -169,29 +212,47 @@ class Trainer:
             rewards.append(reward)
             entropies.append(entropy)
             self.pos.ctrl_done += 1
+            self._maybe_checkpoint(epoch)
         valid_ppl = self._validate(epoch)
         if epoch % self.s.train.derive_every == 0 or epoch == self.s.train.epochs:
             self._derive(epoch)
-        finite = [x for x in losses if math.isfinite(x)]
+        finite = [x for x in losses if math.isfinite(x)]  # skipped (non-finite) steps count apart
         self.record(EpochEnd(
             epoch=epoch, train_ppl=_safe_exp(float(np.mean(finite))) if finite else float("nan"),
             valid_ppl=valid_ppl, reward=_finite_mean(rewards), entropy=_finite_mean(entropies),
-            elapsed_s=time.perf_counter() - started))
+            elapsed_s=time.perf_counter() - started, skipped_shared_steps=len(losses) - len(finite)))
         self.pos = Position(epoch + 1, 0, 0)
         self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
+        (self.session.checkpoint_dir / TIMED_CHECKPOINT).unlink(missing_ok=True)  # superseded
         self.session.write_status(epoch=epoch, best_ppl=self.best_ppl, best_arch=self.best_arch)
         return True
 
     def _finish(self, status: str, message: str, interrupt: bool = False) -> str:
-        epoch = min(self.pos.epoch, self.s.train.epochs) if status != "finished" else self.s.train.epochs
+        """Record the end; ``epoch`` in the end record and status.json is the last epoch completed."""
         if interrupt:
             self._checkpoint("interrupt.pt", "interrupt", self.pos.epoch)
-        self.record(SessionEnd(status=status, message=message, epoch=epoch,
+        completed = self.pos.epoch - 1
+        self.record(SessionEnd(status=status, message=message, epoch=completed,
                                best_ppl=self.best_ppl, best_arch=self.best_arch))
         self.record.writer.sync()
-        self.session.write_status(status=status, best_ppl=self.best_ppl, best_arch=self.best_arch,
-                                  message=message)
+        self.session.write_status(status=status, epoch=completed, best_ppl=self.best_ppl,
+                                  best_arch=self.best_arch, message=message)
         return status
+
+    def _fail(self, message: str) -> None:
+        """Record a failure as far as the disk allows: each write is tried even if one before failed,
+        so status.json says "failed" even when the log can take no more."""
+        completed = self.pos.epoch - 1
+        end = SessionEnd(status="failed", message=message, epoch=completed,
+                         best_ppl=self.best_ppl, best_arch=self.best_arch)
+        for write in (lambda: self.record(Error(message=message, epoch=self.pos.epoch)),
+                      lambda: self.record(end), self.record.writer.sync,
+                      lambda: self.session.write_status(status="failed", epoch=completed, best_ppl=self.best_ppl,
+                                                        best_arch=self.best_arch, message=message)):
+            try:
+                write()
+            except RESOURCE_ERRORS:
+                continue
 
     # -- steps ----------------------------------------------------------------------------
     def _sample(self, n: int) -> list[Architecture]:
@@ -213,7 +274,7 @@ class Trainer:
         if not self._check_finite(finite, "shared", epoch, arch):
             self.hidden = self.net.init_hidden(self.s.model.batch_size)  # the state may be what overflowed
             return float("nan")
-        self.hidden = clip_state_norm(hidden, self.s.model.max_hidden_norm)
+        self.hidden = hidden  # bounded already: the cell clips every step's state (model.max_hidden_norm)
         self.train_cursor += tokens.shape[0]
         self.record(SharedStep(epoch=epoch, step=self.shared_step, loss=loss, ppl=_safe_exp(loss),
                                lr=self.shared_opt.param_groups[0]["lr"],
@@ -246,7 +307,8 @@ class Trainer:
         supervised = None
         loss = policy_loss - c.entropy_weight * entropy
         if train and self.s.controller == "supervised" and self.buffer.supervised_active(epoch):
-            sup = self.ctrl.supervised_loss(self.buffer.sample(self.s.buffer.supervised_batch).to(self.device))
+            sup = self.ctrl.supervised_loss(self.buffer.sample(self.s.buffer.supervised_batch).to(self.device),
+                                            reduction=self.s.buffer.supervised_reduction)
             supervised = float(sup.detach())
             loss = loss + self.s.buffer.supervised_weight * sup
         self.ctrl_step += 1
@@ -297,22 +359,29 @@ class Trainer:
 
     # -- probes, validation, derivation ---------------------------------------------------
     def _probe(self, epoch: int) -> None:
-        """A fresh probe set: the data behind the live Fig. 1/3/4 and the rolling Table 1."""
+        """A fresh probe set: the data behind the live Fig. 1/3/4 and the rolling Table 1.
+
+        The cheap measures run on every probe; every ``perf_every``-th probe also scores each
+        architecture (the performance column) and computes the costly GEDs of ``live_ged``.
+        """
+        t = self.s.train
         self.probes += 1
         with torch.no_grad():
-            out = self.ctrl.sample(self.s.train.probe_size, generator=self.probe_gen)
+            out = self.ctrl.sample(t.probe_size, generator=self.probe_gen, mode=t.probe_mode, state=t.probe_state)
         archs = out.architectures()
         probs = out.probs().cpu().numpy().astype(np.float32)
         hidden = out.hidden.cpu().numpy().astype(np.float32)
         self.record(Probe(epoch=epoch, step=self.ctrl_step, archs=[a.to_text() for a in archs],
-                          probs=probs, hidden=hidden))
-        ppl = None
-        if self.probes % self.s.train.perf_every == 0:
+                          probs=probs, hidden=hidden, mode=t.probe_mode, state=t.probe_state))
+        ppl, measures = None, diagnostics.CHEAP_MEASURES
+        if self.probes % t.perf_every == 0:
             ppl = np.array([self.net.perplexity(a, self.valid_data, self.s.model.bptt,
-                                                max_batches=self.s.train.perf_batches) for a in archs])
-        analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl)
+                                                max_batches=t.perf_batches) for a in archs])
+            measures += tuple(f"ged_{reading}" for reading in live_ged_readings(t.live_ged))
+        analysis = diagnostics.analyze_probe(archs, probs, hidden, self.ctrl.sizes, ppl=ppl, measures=measures)
         self.record(Diagnostics(epoch=epoch, step=self.ctrl_step, n=analysis.n,
-                                spearman=analysis.spearman, collapse_index=analysis.collapse_index))
+                                spearman=analysis.spearman, collapse_index=analysis.collapse_index,
+                                ppl=None if ppl is None else ppl.astype(np.float64)))
 
     def _validate(self, epoch: int) -> float:
         arch = self.ctrl.greedy()
@@ -387,6 +456,31 @@ class Trainer:
         path = checkpoints.save(self.session, self.state_dict(), name, keep_epochs=self.s.train.keep_checkpoints)
         self.record.writer.sync()
         self.record(Checkpoint(epoch=epoch, path=str(path.relative_to(self.session.path)), kind=kind))
+        self._last_checkpoint = time.monotonic()
+
+    def _maybe_checkpoint(self, epoch: int) -> None:
+        """A mid-epoch checkpoint every ``train.checkpoint_every_s`` seconds: a kill loses minutes, not an epoch."""
+        every = self.s.train.checkpoint_every_s
+        if every > 0 and time.monotonic() - self._last_checkpoint >= every:
+            self._checkpoint(TIMED_CHECKPOINT, "timed", epoch)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _log_warnings(writer: LogWriter) -> list[tuple[str, str]]:
+    """What a reopened log's writer found: the tail it set aside and the damage left in place."""
+    out = []
+    if writer.set_aside is not None:
+        out.append(f"events.log: {writer.set_aside.describe()}")
+    spans = writer.damage
+    for span in spans[:MAX_DAMAGE_WARNINGS]:
+        out.append(f"events.log: damaged {span.describe()}; left in place (readers skip it)")
+    if len(spans) > MAX_DAMAGE_WARNINGS:
+        out.append(f"events.log: {len(spans) - MAX_DAMAGE_WARNINGS} more damaged spans left in place")
+    return [("log_damaged", message) for message in out]
 
 
 def _finite_mean(values: list[float]) -> float | None:
@@ -408,39 +502,107 @@ def versions() -> dict[str, str]:
 
 
 # -- starting and resuming sessions ---------------------------------------------------------------
-def _meta(settings: Settings, session: Session, started: float, command: list[str]) -> dict[str, Any]:
-    return {"id": session.id, "controller": settings.controller, "preset": settings.preset,
+def session_meta(settings: Settings, command: list[str], started: float | None = None) -> dict[str, Any]:
+    """meta.json for a new session (create_session fills in its id)."""
+    return {"controller": settings.controller, "preset": settings.preset,
             "seed": settings.seed, "settings": settings.to_dict(), "versions": versions(),
-            "host": socket.gethostname(), "pid": os.getpid(), "started": started, "command": command}
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "started": time.time() if started is None else started, "command": command}
 
 
 def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: list[Listener],
             command: list[str] | None = None) -> Trainer:
     """A trainer for a fresh session folder, with its meta written and its log open."""
     device = pick_device(settings.device)
-    session.write_meta(_meta(settings, session, time.time(), command or []))
+    if not session.meta_path.exists():  # create_session(meta=...) has written it already
+        session.write_meta({**session_meta(settings, command or []), "id": session.id})
     trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), device)
     return trainer
+
+
+def recorded_settings(session: Session) -> tuple[dict[str, Any], Settings]:
+    """(meta, settings) of a session: meta.json's, else the settings its log's session_start recorded."""
+    try:
+        meta = session.meta()
+        settings = _checked_settings(meta.get("settings"), "meta.json")
+        if not is_time(meta.get("started")):  # e.g. NaN: the rewritten meta.json must be valid JSON
+            first = read_first(session.log_path) if session.log_path.exists() else None
+            meta["started"] = first.t if first is not None and is_time(first.t) else time.time()
+        return meta, settings
+    except SessionError as exc:
+        problem = str(exc).removeprefix(f"session {session.id}: ")
+    first = read_first(session.log_path) if session.log_path.exists() else None
+    if not isinstance(first, SessionStart):
+        raise SessionError(f"session {session.id}: {problem}, and its log has no session_start to "
+                           f"recover the settings from")
+    settings = _checked_settings(first.settings, "the log's session_start")
+    meta = {**session_meta(settings, [], started=first.t), "id": session.id}
+    return meta, settings
+
+
+def _checked_settings(data: Any, where: str) -> Settings:
+    from .config import SettingsError, validate
+
+    try:
+        settings = Settings.from_dict(data)
+        validate(settings)
+    except (SettingsError, TypeError, AttributeError, ValueError) as exc:
+        raise SessionError(f"the settings in {where} are unusable ({_one_line(exc)})") from None
+    return settings
 
 
 def resume_run(session: Session, corpus_loader: Callable[[Settings], Corpus], listeners: list[Listener],
                epochs: int | None = None, device: str | None = None,
                command: list[str] | None = None) -> Trainer:
-    """A trainer restored from the session's latest checkpoint; the log continues where it ends."""
-    meta = session.meta()
-    settings = Settings.from_dict(meta["settings"])
+    """A trainer restored from the session's latest checkpoint; the log continues where it ends.
+
+    A session with no checkpoint (killed before its first) starts again from the beginning with
+    the same settings and seed, appending to the same log (``resumed_from="start"``, a warning).
+    """
+    meta, settings = recorded_settings(session)
     if epochs is not None:
         settings.train.epochs = epochs
     if device is not None:
         settings.device = device
-    path, state = checkpoints.load_latest(session, map_location="cpu")
-    corpus = corpus_loader(settings)
     torch_device = pick_device(settings.device)
+    path, state, problems = _latest_state(session)
+    corpus = corpus_loader(settings)
+    resumed_from = path.name if path is not None else "start"
     meta.update(pid=os.getpid(), host=socket.gethostname(), settings=settings.to_dict(),
-                resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": path.name,
+                resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": resumed_from,
                                                      "command": command or []}])
-    session.write_meta(meta)
-    trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), torch_device)
-    trainer.load_state_dict(state)
-    trainer.resumed_from = path.name
+    writer = LogWriter(session.log_path)  # a log that cannot be continued fails before meta.json changes
+    try:
+        session.write_meta(meta)
+        trainer = Trainer(settings, corpus, session, Recorder(writer, listeners), torch_device)
+    except BaseException:
+        writer.close()
+        raise
+    warnings = [("checkpoint_unreadable", problem) for problem in problems]
+    if state is not None:
+        trainer.load_state_dict(state)
+    else:
+        warnings.append(("restarted", "no checkpoint to resume from: started again from the beginning "
+                                      "with the same settings and seed"))
+    trainer.resumed_from = resumed_from
+    trainer._start_warnings = warnings
     return trainer
+
+
+def _latest_state(session: Session) -> tuple[Any, dict[str, Any] | None, list[str]]:
+    """(path, state, problems) of the newest checkpoint that loads: LATEST, else the newest epoch one."""
+    problems: list[str] = []
+    candidates = [session.latest_checkpoint()]
+    candidates += [session.epoch_checkpoint(e) for e in reversed(session.checkpoint_epochs())]
+    seen = set()
+    for path in candidates:
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        try:
+            return path, checkpoints.load(path, map_location="cpu"), problems
+        except CheckpointError as exc:
+            problems.append(f"{exc}; trying an older one")
+    if seen:
+        raise CheckpointError(f"session {session.id}: no checkpoint loads ({problems[-1].removesuffix('; trying an older one')})")
+    return None, None, problems

@@ -11,6 +11,7 @@ import pytest
 # One intra-op thread for torch in tests and in the trainer subprocesses they start: several
 # processes share CI's 2 cores, and oversubscribed OpenMP threads spin (one test measured 80x slower).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS too, as the dashboard runs it
 
 
 @pytest.fixture(scope="session")

@@ -55,3 +55,26 @@ class FakeProcess:
 
     def detach(self) -> None:
         self.detached = True
+
+
+def screen_lines(app) -> list[str]:
+    """What the app's screen shows, as plain text lines (from its SVG screenshot, a public API)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    width, height = app.size
+    rows = [[" "] * width for _ in range(height)]
+    char_w = line_h = None
+    texts = re.findall(r'<text class="[^"]+" x="([0-9.]+)" y="([0-9.]+)"[^>]*>([^<]*)</text>', svg)
+    ys = sorted({float(y) for _, y, _ in texts})
+    line_h = (ys[-1] - ys[0]) / max(1, len(ys) - 1) if len(ys) > 1 else 24.4
+    char_w = 12.2  # Rich's SVG export: 0.61 of the 20 px font size per cell
+    line_h = 24.4
+    for x, y, text in texts:
+        col, row = round(float(x) / char_w), round((float(y) - ys[0]) / line_h) if ys else 0
+        row += round(ys[0] / line_h) - 1 if ys and ys[0] > line_h else 0
+        for i, ch in enumerate(html.unescape(text).replace("\xa0", " ")):
+            if 0 <= row < height and 0 <= col + i < width:
+                rows[row][col + i] = ch
+    return ["".join(r).rstrip() for r in rows]

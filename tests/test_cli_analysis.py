@@ -7,6 +7,7 @@ import json
 import pytest
 
 from enas_tui.cli import main
+from enas_tui.diagnostics import ALL_MEASURES
 from enas_tui.sessions import all_sessions
 
 from helpers import TINY
@@ -36,17 +37,32 @@ def test_analyze_json_has_the_documented_keys(trained, capsys):
     assert code == 0
     result = json.loads(out)
     assert result["controller"] == "supervised" and result["n"] == 20
-    assert set(result["spearman"]) == {"common_activations", "common_connections", "ged", "abs_perf_diff"}
+    assert set(result["spearman"]) == set(ALL_MEASURES)  # every reading, keyed by measure
     assert all(set(v) == {"rho", "p"} for v in result["spearman"].values())
-    assert set(result["collapse_index"]) >= {"hidden", "max_prob"}
+    assert set(result["collapse_index"]) == {"hidden", "max_prob"}
+    assert all(0 <= v <= 1 for v in result["collapse_index"].values())  # scale-free
+    assert result["probe"] == {"mode": "derive", "state": "emit_last"}
+    assert result["loss"] == {"supervised_reduction": "mean", "supervised_weight": 1.0}
+    code, out, _ = run_cli(capsys, "analyze", session.id, "--n", "20", "--format", "json", "--probe-mode", "train",
+                           "--probe-state", "after_last", "--sessions-dir", str(root))
+    assert code == 0 and json.loads(out)["probe"] == {"mode": "train", "state": "after_last"}
 
 
 def test_analyze_table_and_csv(trained, capsys):
     root, session = trained
     code, out, _ = run_cli(capsys, "analyze", session.id, "--n", "20", "--checkpoint", "1", "--sessions-dir", str(root))
     assert code == 0 and "-0.404" in out  # the paper's supervised value beside ours
-    code, out, _ = run_cli(capsys, "analyze", session.id, "--n", "20", "--format", "csv", "--sessions-dir", str(root))
-    assert code == 0 and out.splitlines()[0].startswith("measure,rho,p")
+    table, apart = out.split("Other readings", 1)
+    assert "GED (paper)" in table and "# common activations (paper)" in table
+    assert "GED (exact)" in apart and "GED (aligned)" in apart and "# common activations (aligned)" in apart
+    code, out, _ = run_cli(capsys, "analyze", session.id, "--n", "20", "--checkpoint", "1", "--ged", "exact",
+                           "--activations", "aligned", "--sessions-dir", str(root))
+    table, apart = out.split("Other readings", 1)
+    assert code == 0 and "GED (exact)" in table and "GED (paper)" in apart and "(aligned)" in table
+    code, out, _ = run_cli(capsys, "analyze", session.id, "--n", "20", "--format", "csv", "--ged", "aligned",
+                           "--sessions-dir", str(root))
+    assert code == 0 and out.splitlines()[0] == "measure,column,shown,rho,p,paper_rho"
+    assert any(line.startswith("ged_aligned,ged,1,") for line in out.splitlines())
 
 
 def test_report_writes_the_folder(trained, capsys, tmp_path):
@@ -66,6 +82,11 @@ def test_report_writes_the_folder(trained, capsys, tmp_path):
     (["report", "SESSION", "missing"], 1, "no session 'missing'"),
     (["paper", "--epochs", "0"], 2, "--epochs must be at least 1"),
     (["paper", "--set", "model.x=1"], 2, "model has no setting 'x'"),
+    (["paper", "--seeds", "0"], 2, "--seeds must be at least 1"),
+    (["paper", "--ged", "fast"], 2, "--ged: unknown reading 'fast' for ged (choose from paper, aligned, exact)"),
+    (["analyze", "SESSION", "--activations", "exact"], 2, "--activations: unknown reading 'exact'"),
+    (["report", "SESSION", "--ged", "approx"], 2, "--ged: unknown reading 'approx'"),
+    (["analyze", "SESSION", "--probe-mode", "greedy"], 2, "probe mode must be one of derive, train"),
 ])
 def test_bad_analysis_input_is_one_line(trained, capsys, args, code, fragment):
     root, session = trained
@@ -75,11 +96,54 @@ def test_bad_analysis_input_is_one_line(trained, capsys, args, code, fragment):
 
 
 def test_paper_trains_three_controllers_and_reports(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "paper", "--epochs", "1", "--sessions-dir", str(tmp_path),
+    code, out, err = run_cli(capsys, "paper", "--epochs", "1", "--n", "10", "--sessions-dir", str(tmp_path),
                              "--out", str(tmp_path / "report"), *SETS)
     assert code == 0, err
     assert sorted(s.meta()["controller"] for s in all_sessions(tmp_path)) == ["random", "supervised", "unsupervised"]
     for controller in ("random", "supervised", "unsupervised"):
         assert controller in out
     assert "-0.315" in out and "report: " in out  # the paper's unsupervised value is shown
+    assert "seed 0," in out and "Other readings" in out
+    verdicts = [line.split()[0] for line in out.splitlines()
+                if line.split()[:1] in (["PASS"], ["FAIL"], ["UNDECIDED"])]
+    assert verdicts == ["UNDECIDED"] * 5  # one seed: no intervals
+    assert "no interval from 1 value(s)" in out
     assert (tmp_path / "report" / "report.md").exists()
+
+
+def test_paper_seeds_prints_intervals_and_claim_lines(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "paper", "--epochs", "1", "--seeds", "2", "--seed", "5", "--n", "8",
+                             "--sessions-dir", str(tmp_path), "--out", str(tmp_path / "report"), *SETS)
+    assert code == 0, err
+    seeds = sorted((s.meta()["controller"], s.meta()["seed"]) for s in all_sessions(tmp_path))
+    assert seeds == sorted((c, s) for c in ("random", "supervised", "unsupervised") for s in (5, 6))
+    assert "seeds 5..6 (2 runs per controller)" in out
+    table = out.split("Table 1 over seeds", 1)[1].split("Other readings", 1)[0]
+    assert table.count("±") >= 9  # three controllers x (three correlations at least)
+    assert "+0.163" in table  # the paper's supervised |perf diff| beside ours
+    lines = [line.strip() for line in out.splitlines()]
+    for key in "abcde":
+        claim = [line for line in lines if f"({key}) " in line and line.split()[0] in ("PASS", "FAIL", "UNDECIDED")]
+        assert len(claim) == 1, key
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert [c["outcome"] for c in summary["claims"]] == [
+        next(line.split()[0] for line in lines if f"({key}) " in line) for key in "abcde"]
+    assert (tmp_path / "report" / "table1_seeds.png").exists()
+
+
+def test_progress_bars_draw_on_a_terminal_and_stay_off_pipes():
+    import io
+
+    from rich.console import Console
+
+    from enas_tui.cli import progress_bars
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with progress_bars(terminal) as progress:
+        progress("scoring 3 probe architectures", 1, 3)
+        progress("scoring 3 probe architectures", 3, 3)
+    assert "scoring 3 probe architectures" in terminal.file.getvalue()
+    pipe = Console(file=io.StringIO(), force_terminal=False)
+    with progress_bars(pipe) as progress:
+        assert progress is None
+    assert pipe.file.getvalue() == ""

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "enas_tui"
 
 # Modules a watching-only laptop runs (attach, replay, compare, sessions): no torch anywhere in them.
 TORCH_FREE = ("events.py", "session_log.py", "sessions.py", "sources.py", "search_space.py",
-              "similarity.py", "diagnostics.py", "launcher.py", "tui/", "sweep/")
+              "similarity/", "diagnostics.py", "launcher.py", "tui/", "sweep/")
 
 
 def imported_modules(path: Path, source: str | None = None) -> set[str]:

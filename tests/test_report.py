@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from PIL import Image
+
 from enas_tui import config
-from enas_tui.analysis import Analysis, analyze_session
+from enas_tui.analysis import UNTRAINED_REFERENCE, Analysis, analyze_session, pair_fig2
 from enas_tui.data import Corpus, load_corpus
-from enas_tui.diagnostics import PAPER_TABLE1, TABLE1_COLUMNS
+from enas_tui.diagnostics import MEASURE_LABELS, PAPER_TABLE1, TABLE1_COLUMNS, other_measures, resolve_readings
 from enas_tui.paper import RUN_ORDER, PaperInterrupted, format_paper_table, run_paper
-from enas_tui.report import write_report
+from enas_tui.replication import interval
+from enas_tui.embedding import map_limit, project
+from enas_tui.report import cell_shape_figure, embedding_figure, fig2, fig3, table1_figure, write_report
 from enas_tui.session_log import read_events
 from enas_tui.sessions import all_sessions, create_session
 from enas_tui.trainer import new_run
@@ -23,7 +27,9 @@ from enas_tui.trainer import new_run
 from helpers import TINY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FILES = [f"{name}.{ext}" for name in ("fig1", "fig2", "fig3", "fig4", "table1") for ext in ("png", "svg")]
+FILES = [f"{name}.{ext}" for name in ("fig1", "fig2", "fig3", "fig4", "table1", "embedding", "cell_shape")
+         for ext in ("png", "svg")]
+SEED_FILES = ["table1_seeds.png", "table1_seeds.svg"]
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +43,13 @@ def corpus() -> Corpus:
 def analyses(tmp_path_factory, corpus) -> list[Analysis]:
     root = tmp_path_factory.mktemp("sessions")
     out = []
-    for controller in ("unsupervised", "supervised"):
+    for controller in ("random", "unsupervised", "supervised"):
         settings = config.resolve(controller, "cpu", device="cpu", overrides=TINY, epochs=2)
         session = create_session(root, controller)
         assert new_run(settings, session, corpus, listeners=[]).run() == "finished"
         out.append(analyze_session(session, n=10, valid_batches=1, corpus=corpus))
     # a third, damaged copy: a diverged architecture and an undefined correlation must still render
-    damaged = Analysis.from_dict(out[0].to_dict())
+    damaged = Analysis.from_dict(out[1].to_dict())
     damaged.session += "-damaged"
     damaged.trained.ppl[0] = np.inf
     damaged.spearman["abs_perf_diff"] = {"rho": None, "p": None}
@@ -61,57 +67,137 @@ def number(cell: str) -> float | None:
     return None if cell == "-" else float(cell)
 
 
-def check_folder(folder, analyses) -> None:
-    for name in FILES:
+def check_folder(folder, analyses, seeds: bool = False) -> None:
+    shown = resolve_readings()
+    for name in FILES + (SEED_FILES if seeds else []):
         path = folder / name
         assert path.is_file() and path.stat().st_size > 0, name
         if name.endswith(".png"):
             assert path.read_bytes()[:8] == PNG_SIGNATURE
             assert imread(path).shape[0] > 50
+            assert Image.open(path).info["dpi"] == pytest.approx((300, 300), abs=0.1)  # print resolution
         else:
             assert ET.parse(path).getroot().tag.endswith("svg")
+    assert (folder / "table1_seeds.png").exists() is seeds
     data = json.loads((folder / "table1.json").read_text())
     assert [d["session"] for d in data] == [a.session for a in analyses]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert set(summary["controllers"]) == {a.controller for a in analyses}
+    assert [c["key"] for c in summary["claims"]] == list("abcde")
     text = (folder / "report.md").read_text()
-    for name in FILES:
+    for name in FILES + (SEED_FILES if seeds else []):
         assert f"({name})" in text
     rows = md_table(text, "Table 1")
     assert len(rows) == 3 * len(analyses)
     for entry, ours, p, paper in zip(data, rows[0::3], rows[1::3], rows[2::3]):
         assert ours[:3] == [entry["session"], entry["controller"], "ours"]
-        for cell, measure in zip(ours[3:], TABLE1_COLUMNS):
+        for cell, column in zip(ours[3:], TABLE1_COLUMNS):
+            rho = entry["spearman"][shown[column]]["rho"]
+            assert number(cell) == (None if rho is None else round(rho, 3))
+        for cell, column in zip(p[3:], TABLE1_COLUMNS):
+            value = entry["spearman"][shown[column]]["p"]
+            assert number(cell) == (None if value is None else float(f"{value:.2g}"))
+        for cell, column in zip(paper[3:], TABLE1_COLUMNS):
+            assert number(cell) == entry["paper"][column] == PAPER_TABLE1[entry["controller"]][column]
+    header = text.split("## Table 1\n", 1)[1].split("\n## ", 1)[0]
+    assert all(MEASURE_LABELS[shown[c]] in header for c in TABLE1_COLUMNS)
+    apart = md_table(text, "Other readings")
+    for entry, ours in zip(data, apart[0::2]):
+        for cell, measure in zip(ours[3:], other_measures(shown)):
             rho = entry["spearman"][measure]["rho"]
             assert number(cell) == (None if rho is None else round(rho, 3))
-        for cell, measure in zip(p[3:], TABLE1_COLUMNS):
-            value = entry["spearman"][measure]["p"]
-            assert number(cell) == (None if value is None else float(f"{value:.2g}"))
-        for cell, measure in zip(paper[3:], TABLE1_COLUMNS):
-            assert number(cell) == entry["paper"][measure] == PAPER_TABLE1[entry["controller"]][measure]
     for entry, row in zip(data, md_table(text, "Collapse index")):
         expected = [entry["collapse_index"]["hidden"], entry["collapse_index"]["max_prob"],
                     entry["collapse_index_random"]["hidden"], entry["collapse_index_random"]["max_prob"]]
         assert [number(c) for c in row[2:]] == [round(v, 4) for v in expected]
-    fig2 = md_table(text, "Fig. 2 summary")
-    assert len(fig2) == 2 * len(data)
-    for row, (entry, which) in zip(fig2, [(e, w) for e in data for w in ("trained", "random")]):
-        summary = entry["fig2"][which]
-        assert row[2] == which
-        assert [number(c) for c in row[3:8]] == [round(summary[k], 2) for k in ("median", "q25", "q75", "min", "max")]
-        assert int(row[8]) == summary["nonfinite"]
+    fig2_rows = md_table(text, "Fig. 2 summary")
+    assert len(fig2_rows) == 2 * len(data)
+    for row, (entry, which) in zip(fig2_rows, [(e, w) for e in data for w in ("trained", "random")]):
+        ppl = entry["fig2"][which]
+        assert row[2] == ("this controller" if which == "trained" else entry["fig2_reference"]["label"])
+        assert [number(c) for c in row[3:8]] == [round(ppl[k], 2) for k in ("median", "q25", "q75", "min", "max")]
+        assert int(row[8]) == ppl["nonfinite"]
+    assert "probe mode" in text and "| derive | emit_last |" in text
 
 
 def test_report_files_open_and_report_md_matches_table1_json(analyses, tmp_path):
     path = write_report(analyses, tmp_path / "report")
     assert path == tmp_path / "report" / "report.md"
-    check_folder(tmp_path / "report", analyses)
+    check_folder(tmp_path / "report", analyses, seeds=True)  # two unsupervised runs: intervals are drawn
     data = json.loads((tmp_path / "report" / "table1.json").read_text())
     assert "figures" not in data[0]  # the numbers only; `analyze --format json` has the arrays
-    assert data[2]["fig2"]["trained"]["nonfinite"] == 1 and data[2]["spearman"]["abs_perf_diff"]["rho"] is None
+    assert data[3]["fig2"]["trained"]["nonfinite"] == 1 and data[3]["spearman"]["abs_perf_diff"]["rho"] is None
+    # a random session is in the report: every run's Fig. 2 reference is its samples on its own weights
+    rand = analyses[0]
+    for entry in data:
+        assert entry["fig2_reference"]["session"] == rand.session
+        assert entry["fig2"]["random"]["median"] == pytest.approx(float(np.median(rand.trained.ppl)))
+    text = path.read_text()
+    assert "## The paper's claims" in text and "(e) |perf diff| correlation" in text
+    assert "a different probe sample from the dashboard's" in text
 
 
-def test_report_for_one_session(analyses, tmp_path):
-    write_report(analyses[:1], tmp_path)
-    check_folder(tmp_path, analyses[:1])
+def test_report_for_one_session_names_its_reference(analyses, tmp_path):
+    write_report(analyses[1:2], tmp_path)
+    check_folder(tmp_path, analyses[1:2])
+    entry = json.loads((tmp_path / "table1.json").read_text())[0]
+    assert entry["fig2_reference"] == {"label": UNTRAINED_REFERENCE, "session": None}
+    assert UNTRAINED_REFERENCE in (tmp_path / "report.md").read_text()
+
+
+def test_fig2_draws_the_random_session_as_the_reference_or_names_the_untrained_one(analyses):
+    alone = fig2(analyses[1:2]).axes[0]
+    labels = [t.get_text() for t in alone.get_xticklabels()]
+    assert len(labels) == 2 and "untrained controller\non these weights" in labels[1]
+    paired = fig2(pair_fig2(analyses[:3])).axes[0]
+    labels = [t.get_text() for t in paired.get_xticklabels()]
+    assert len(labels) == 3 and not any("untrained" in label for label in labels)  # one box per session
+    assert labels[0].startswith("random")
+
+
+def test_fig3_gives_each_session_its_own_symmetric_colour_scale(analyses):
+    scaled = Analysis.from_dict(analyses[1].to_dict())
+    scaled.trained.hidden = scaled.trained.hidden * 0.01  # a low-magnitude controller
+    fig = fig3([analyses[2], scaled])
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    limits = [float(np.abs(a.trained.hidden).max()) for a in (analyses[2], scaled)]
+    assert [im.get_clim() for im in images] == [(-lim, lim) for lim in limits]
+    bars = [ax for ax in fig.axes if not ax.images and ax.get_ylabel().startswith("hidden value")]
+    assert [bar.get_ylabel() for bar in bars] == [f"hidden value (this panel: ±{lim:.3g})" for lim in limits]
+
+
+def test_table1_figure_shows_p_values_and_n(analyses):
+    fig = table1_figure(analyses[2:3])
+    cells = [cell.get_text().get_text() for cell in fig.axes[0].tables[0].get_celld().values()]
+    a = analyses[2]
+    assert f"ours (n {a.n}, {a.n * (a.n - 1) // 2:,} pairs)" in cells
+    assert f"{a.spearman['ged_paper']['p']:.2g}" in cells and "p" in cells
+
+
+def test_embedding_figure_shares_its_axes_and_colours_by_perplexity(analyses):
+    fig = embedding_figure(analyses[:3])
+    maps = [ax for ax in fig.axes if ax.collections and ax.get_label() != "<colorbar>"]
+    limit = map_limit([project(a.trained.hidden) for a in analyses[:3]])
+    assert len(maps) == 3 and all(ax.get_xlim() == (-limit, limit) for ax in maps)
+    for ax, a in zip(maps, analyses):
+        scatter = ax.collections[0]
+        assert scatter.get_offsets().shape == (a.n, 2)
+        ppl = np.asarray(a.trained.ppl, dtype=np.float64)
+        assert np.allclose(np.asarray(scatter.get_array()), np.log10(ppl), equal_nan=True)
+        assert a.controller in ax.get_title() and "PC1" in ax.get_xlabel()
+
+
+def test_cell_shape_figure_draws_each_search(analyses):
+    fig = cell_shape_figure(analyses[:3])
+    depth, width = fig.axes[:2]
+    medians = [line for line in depth.lines if line.get_label().endswith("(median)") and "uniform" not in
+               line.get_label()]
+    assert [line.get_label() for line in medians] == [f"{a.controller} (median)" for a in analyses[:3]]
+    for line, a in zip(medians, analyses):
+        assert list(line.get_xdata()) == a.search["history"]["steps"]
+        assert list(line.get_ydata()) == [row[1] for row in a.search["history"]["depth"]]
+    assert any("uniform" in line.get_label() for line in width.lines)
+    assert "leaves" in width.get_ylabel()
 
 
 def test_report_needs_an_analysis(tmp_path):
@@ -126,21 +212,38 @@ def test_paper_trains_analyses_and_reports_the_three_settings(tmp_path, corpus):
         return [lambda event: seen.append(controller)]
 
     result = run_paper(tmp_path, overrides=TINY, epochs=1, corpus=corpus, listeners_factory=listeners,
-                       n=8, valid_batches=1, device="cpu")
+                       n=8, valid_batches=1, device="cpu", seed=3, seeds=2)
     sessions = all_sessions(tmp_path)
-    assert sorted(s.id for s in sessions) == sorted(result.sessions) and len(sessions) == 3
-    assert [a.controller for a in result.analyses] == list(RUN_ORDER)
+    assert sorted(s.id for s in sessions) == sorted(result.sessions) and len(sessions) == 6
+    assert [a.controller for a in result.analyses] == list(RUN_ORDER) * 2
+    assert [a.run_seed for a in result.analyses] == [3, 3, 3, 4, 4, 4]
     assert sorted(set(seen)) == sorted(RUN_ORDER)
-    for session in sessions:  # same seed, data and budget for all three
+    for session in sessions:  # same data and budget for all, seeds 3 and 4
         start = read_events(session.log_path)[0]
-        assert start.seed == 0 and start.settings["train"]["epochs"] == 1
+        assert start.seed in (3, 4) and start.settings["train"]["epochs"] == 1
         assert start.settings["model"]["hidden"] == 16 and session.status()["status"] == "finished"
+    # Fig. 2: each run against the random run of its own seed, on that run's weights
+    for a in result.analyses:
+        rand = next(r for r in result.analyses if r.controller == "random" and r.run_seed == a.run_seed)
+        assert a.reference.session == rand.session
+        np.testing.assert_array_equal(a.reference.ppl, rand.trained.ppl)
+    # the summary is the mean and t-interval of the per-seed values
+    sup = [a for a in result.analyses if a.controller == "supervised"]
+    measure = "common_activations_paper"
+    assert result.summary.controllers["supervised"].spearman[measure] == interval(
+        [a.spearman[measure]["rho"] for a in sup])
+    assert [c.key for c in result.claims] == list("abcde")
     assert result.report.parent.parent == tmp_path and result.report.parent.name.startswith("paper-")
-    check_folder(result.report.parent, result.analyses)
+    check_folder(result.report.parent, result.analyses, seeds=True)
     text = format_paper_table(result)
+    assert "seeds 3..4 (2 runs per controller)" in text and "Table 1 over seeds" in text
+    cell = result.summary.controllers["supervised"].spearman[measure]
+    assert cell.text(signed=True) in text and "±" in text
     for controller in RUN_ORDER:
         for value in PAPER_TABLE1[controller].values():
-            assert f"{value:.3f}" in text
+            assert f"{value:+.3f}" in text
+    for claim in result.claims:
+        assert claim.line() in text
     assert str(result.report) in text
     order = [text.index(f"│ {c}") for c in ("random", "supervised", "unsupervised")]
     assert order == sorted(order)  # the paper's row order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -43,7 +44,7 @@ def sample_events() -> dict[str, ev.Event]:
                                      best_arch="tanh,0:relu"),
         "epoch_start": ev.EpochStart(epoch=1, epochs=10, shared_steps=100, controller_steps=50),
         "epoch_end": ev.EpochEnd(epoch=1, train_ppl=300.5, valid_ppl=None, reward=0.3,
-                                 entropy=20.1, elapsed_s=12.5),
+                                 entropy=20.1, elapsed_s=12.5, skipped_shared_steps=2),
         "shared_step": ev.SharedStep(epoch=1, step=9, loss=5.5, ppl=244.7, lr=20.0,
                                      tokens_per_s=4600.0),
         "controller_step": ev.ControllerStep(epoch=1, step=3, reward=0.4, baseline=0.35,
@@ -58,7 +59,7 @@ def sample_events() -> dict[str, ev.Event]:
         "derived": ev.Derived(epoch=2, arch="tanh,0:relu", ppl=140.0, candidates=100,
                               best_ppl=139.0, best_arch="relu,0:tanh"),
         "diagnostics": ev.Diagnostics(epoch=2, step=4, n=100,
-                                      spearman={"ged": {"rho": 0.1, "p": None}},
+                                      spearman={"ged_aligned": {"rho": 0.1, "p": None}},
                                       collapse_index={"hidden": 0.8}),
         "checkpoint": ev.Checkpoint(epoch=2, path="ckpt/e2.pt", kind="epoch"),
         "warning": ev.Warning(message="loss is nan", kind="nonfinite_loss", epoch=2),
@@ -128,19 +129,26 @@ def test_round_trip_every_event_type(log: Path) -> None:
         assert_same_event(a, b)
 
 
+def test_epoch_end_from_an_older_log_decodes_with_no_skipped_steps() -> None:
+    old = {"type": "epoch_end", "seq": 9, "t": 1.0, "epoch": 1, "train_ppl": 300.5, "valid_ppl": None,
+           "reward": 0.3, "entropy": 20.1, "elapsed_s": 12.5}  # written before skipped_shared_steps existed
+    event = ev.decode_event(json.dumps(old).encode())
+    assert isinstance(event, ev.EpochEnd) and event.skipped_shared_steps == 0 and event.train_ppl == 300.5
+
+
 def test_read_event_at_record_offsets(log: Path) -> None:
     records = write_steps(log, 5)
     for i, rec in enumerate(records):
         assert read_event_at(log, rec.offset).step == i
     assert records[0].offset == sl.HEADER_SIZE
     assert all(a.end == b.offset for a, b in zip(records, records[1:]))
-    with pytest.raises(LogError, match="no complete record"):
+    with pytest.raises(CorruptLogError, match=f"byte offset {records[-1].end}: no complete record"):
         read_event_at(log, records[-1].end)
 
 
 def test_large_record_read_with_tiny_chunks(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    big = ev.Probe(epoch=0, step=0, archs=["tanh"] * 50,
-                   probs=np.arange(30_000.0).reshape(100, 300),
+    big = ev.Probe(epoch=0, step=0, archs=["tanh"] * 100,
+                   probs=np.arange(33_000.0).reshape(100, 30, 11),
                    hidden=np.ones((100, 100), np.float32))
     with LogWriter(log) as writer:
         writer.append(step(0))
@@ -257,15 +265,24 @@ def test_tail_rewritten_by_a_new_writer_mid_read_is_not_corruption(
     assert [(type(e), e.seq) for e in got] == [(ev.Warning, 1)]
 
 
-# -- corruption -------------------------------------------------------------------------------
+# -- damage -----------------------------------------------------------------------------------
 def flip(path: Path, at: int) -> None:
     data = bytearray(path.read_bytes())
     data[at] ^= 0x40
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("where", ["payload", "length", "length_crc", "payload_crc"])
-def test_mid_file_corruption_names_the_offset(log: Path, where: str) -> None:
+def frame_head(length: int) -> bytes:
+    """A frame header claiming ``length`` bytes, with a valid length checksum."""
+    raw = length.to_bytes(8, "little")
+    return raw + sl.zlib.crc32(raw).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("where, reason", [("payload", "payload checksum mismatch"),
+                                           ("length", "length checksum mismatch"),
+                                           ("length_crc", "length checksum mismatch"),
+                                           ("payload_crc", "payload checksum mismatch")])
+def test_one_flipped_byte_loses_one_record_and_names_it(log: Path, where: str, reason: str) -> None:
     records = write_steps(log, 5)
     bad = records[1]
     at = {"payload": bad.offset + 20, "length": bad.offset + 1, "length_crc": bad.offset + 9,
@@ -273,43 +290,172 @@ def test_mid_file_corruption_names_the_offset(log: Path, where: str) -> None:
     flip(log, at)
     before = log.read_bytes()
     with LogReader(log) as reader:
-        assert [e.step for e in reader.read()] == [0]  # good records first
-        with pytest.raises(CorruptLogError) as info:
-            reader.read()
-        assert info.value.offset == bad.offset and reader.offset == bad.offset
-    assert f"byte offset {bad.offset}" in str(info.value)
-    assert "\n" not in str(info.value)
-    for call in (read_events, scan, LogWriter):
-        with pytest.raises(CorruptLogError):
-            call(log)
-    assert log.read_bytes() == before  # the writer truncated nothing
+        assert [e.step for e in reader.read()] == [0, 2, 3, 4]  # resynchronised: everything after kept
+        assert reader.damage == [sl.Damage(bad.offset, bad.end, 1, reason)]
+        assert reader.offset == records[-1].end and not reader.at_torn_tail()
+    assert reader.damage[0].describe() == f"bytes {bad.offset}-{bad.end} ({bad.end - bad.offset} bytes): {reason}; 1 record skipped"
+    assert scan(log) == (4, records[-1].end, 0)
+    with LogWriter(log) as writer:  # a resumed writer leaves damage in the middle where it is
+        assert writer.damage == [sl.Damage(bad.offset, bad.end, 1, reason)] and writer.set_aside is None
+        assert writer.next_seq == 5
+        writer.append(step(5))
+    assert log.read_bytes().startswith(before)
+    assert [e.seq for e in read_events(log)] == [0, 2, 3, 4, 5]
 
 
-def test_absurd_length_with_valid_crc_is_corruption(log: Path) -> None:
+def test_zeroed_span_across_records_counts_them_from_the_seqs(log: Path) -> None:
+    records = write_steps(log, 8)
+    data = bytearray(log.read_bytes())
+    start, end = records[2].offset + 5, records[5].offset + 3  # records 2, 3, 4 and 5 touched
+    data[start:end] = bytes(end - start)
+    log.write_bytes(bytes(data))
+    got = sl.read_log(log)
+    assert [e.step for e in got.events] == [0, 1, 6, 7]
+    assert got.damage == [sl.Damage(records[2].offset, records[6].offset, 4, "length checksum mismatch")]
+
+
+def test_damage_at_the_start_counts_from_seq_zero(log: Path) -> None:
+    records = write_steps(log, 4)
+    flip(log, records[0].offset + 30)
+    got = sl.read_log(log)
+    assert [e.step for e in got.events] == [1, 2, 3] and got.damage[0].skipped == 1
+
+
+def test_trailing_zeros_are_a_damaged_tail_set_aside_on_reopen(log: Path) -> None:
+    records = write_steps(log, 3)
+    good = log.read_bytes()
+    log.write_bytes(good + bytes(4096))  # what a power cut can leave
+    with LogReader(log) as reader:
+        assert [e.step for e in reader.read()] == [0, 1, 2]
+        tail = sl.Damage(records[-1].end, len(good) + 4096, None, "length checksum mismatch", at_end=True)
+        assert reader.damage == [tail] and not reader.at_torn_tail() and reader.at_end()
+        assert reader.read() == [] and reader.damage == [tail]  # polling again finds the same
+    assert tail.describe().endswith("at the end of the log: length checksum mismatch; records skipped: unknown")
+    with LogWriter(log) as writer:
+        side = log.with_name(f"events.log.damaged-{len(good)}")
+        assert writer.set_aside == sl.SetAside(len(good), 4096, side, "length checksum mismatch")
+        assert side.read_bytes() == bytes(4096)  # copied before the cut: nothing silently dropped
+        assert log.read_bytes() == good and writer.next_seq == 3
+        writer.append(step(3))
+    assert [e.step for e in read_events(log)] == [0, 1, 2, 3]
+
+
+def test_absurd_length_with_valid_crc_is_damage(log: Path) -> None:
     records = write_steps(log, 2)
-    length = (sl.MAX_PAYLOAD + 1).to_bytes(8, "little")
-    head = length + sl.zlib.crc32(length).to_bytes(4, "little")
     with log.open("ab") as f:
-        f.write(head + b"x" * 100)
+        f.write(frame_head(sl.MAX_PAYLOAD + 1) + b"x" * 100)
     with LogReader(log) as reader:
         assert len(reader.read()) == 2
         assert not reader.at_torn_tail()
-        with pytest.raises(CorruptLogError) as info:
-            reader.read()
-    assert info.value.offset == records[-1].end
+        assert [(d.start, d.at_end) for d in reader.damage] == [(records[-1].end, True)]
+        assert "exceeds" in reader.damage[0].reason
 
 
-def test_valid_frame_with_non_event_payload_is_corruption(log: Path) -> None:
+def test_large_length_field_followed_by_records_is_damage_not_a_torn_tail(log: Path) -> None:
+    """A length rewritten to 200 MB (valid checksum) must not make a writer cut the records after it."""
+    records = write_steps(log, 50)
+    data = bytearray(log.read_bytes())
+    bad = records[10]
+    data[bad.offset : bad.offset + 12] = frame_head(200 * 1024 * 1024)
+    log.write_bytes(bytes(data))
+    got = sl.read_log(log)
+    assert [e.step for e in got.events] == [i for i in range(50) if i != 10]
+    assert got.damage == [sl.Damage(bad.offset, bad.end, 1, f"record claims 209,715,200 bytes but a valid "
+                                                             f"record starts at byte {bad.end}")]
+    with LogWriter(log) as writer:
+        assert writer.set_aside is None and writer.next_seq == 50
+    assert log.read_bytes() == bytes(data)  # not one byte cut
+
+
+def test_large_length_field_on_the_last_record_is_a_torn_tail_set_aside(log: Path) -> None:
+    records = write_steps(log, 3)
+    data = bytearray(log.read_bytes())
+    data[records[2].offset : records[2].offset + 12] = frame_head(200 * 1024 * 1024)
+    log.write_bytes(bytes(data))
+    with LogReader(log) as reader:
+        assert [e.step for e in reader.read()] == [0, 1] and reader.at_torn_tail()
+        assert reader.torn_tail == (records[2].offset, records[2].end - records[2].offset)
+    with LogWriter(log) as writer:
+        side = log.with_name(f"events.log.torn-{records[2].offset}")
+        assert writer.set_aside is not None and writer.set_aside.path == side
+        assert side.read_bytes() == bytes(data[records[2].offset :])
+    assert log.stat().st_size == records[2].offset
+
+
+def test_valid_frame_with_non_event_payload_is_damage(log: Path) -> None:
     first = write_steps(log, 1)[0]
     with log.open("ab") as f:
         f.write(sl.encode_frame(b"\xffnot json"))
-        f.write(sl.encode_frame(ev.encode_event(step(2))))
+        bad_type = b'{"type":"shared_step","seq":2,"t":1.0,"epoch":"one","step":2,"loss":1.0,"ppl":2.0,' \
+                   b'"lr":1.0,"tokens_per_s":1.0}'
+        f.write(sl.encode_frame(bad_type))
+        f.write(sl.encode_frame(ev.encode_event(dataclasses.replace(step(3), seq=3))))
     with LogReader(log) as reader:
-        assert [e.step for e in reader.read()] == [0]
-        for _ in range(2):  # stays on the bad record
-            with pytest.raises(CorruptLogError, match=f"offset {first.end}"):
-                reader.read()
-            assert reader.offset == first.end
+        assert [(e.seq, e.step) for e in reader.read()] == [(0, 0), (3, 3)]
+        reasons = [(d.start, d.skipped, d.reason) for d in reader.damage]
+    second = first.end + 16 + 9
+    assert reasons[0][:2] == (first.end, 1) and reasons[0][2].startswith("record is not an event: payload is not JSON")
+    assert reasons[1] == (second, 1, "record is not an event: shared_step: epoch: expected an integer, got str")
+
+
+def test_repeated_or_backward_seqs_are_damage(log: Path) -> None:
+    records = write_steps(log, 5)
+    data = log.read_bytes()
+    copy = data[records[1].offset : records[1].end]
+    log.write_bytes(data + copy)  # a record duplicated at the end
+    got = sl.read_log(log)
+    assert [e.seq for e in got.events] == [0, 1, 2, 3, 4]
+    assert got.damage == [sl.Damage(records[-1].end, records[-1].end + len(copy), 1,
+                                    "seq 1 after seq 4: a repeated or out-of-order record")]
+    tail = sl.read_tail(log)  # the cheap end-of-log read agrees
+    assert tail.last.seq == 4 and tail.damage == got.damage
+
+
+def test_a_seq_gap_between_whole_records_is_reported(log: Path) -> None:
+    records = write_steps(log, 6)
+    data = log.read_bytes()
+    log.write_bytes(data[: records[2].offset] + data[records[4].offset :])  # two records cut out cleanly
+    got = sl.read_log(log)
+    assert [e.seq for e in got.events] == [0, 1, 4, 5]
+    assert got.damage == [sl.Damage(records[2].offset, records[2].offset, 2, "seq jumps from 1 to 4: records missing")]
+    assert got.damage[0].describe() == f"at byte {records[2].offset}: seq jumps from 1 to 4: records missing; 2 records skipped"
+
+
+def test_no_false_resync_in_a_megabyte_of_random_bytes(log: Path) -> None:
+    records = write_steps(log, 4)
+    data = log.read_bytes()
+    noise = np.random.default_rng(7).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
+    log.write_bytes(data[: records[2].offset] + noise + data[records[2].offset :])
+    got = sl.read_log(log)
+    assert [e.step for e in got.events] == [0, 1, 2, 3]
+    assert [(d.start, d.end) for d in got.damage] == [(records[2].offset, records[2].offset + len(noise))]
+    assert got.damage[0].skipped == 0
+
+
+def test_next_frame_skips_zero_runs_and_finds_a_frame_after_them(log: Path) -> None:
+    records = write_steps(log, 2)
+    data = log.read_bytes()
+    zeros = bytes(3 * (1 << 20) + 5)  # across several scan chunks
+    log.write_bytes(data[: records[1].offset] + zeros + data[records[1].offset :])
+    with open(log, "rb") as f:
+        found = sl.next_frame(f.fileno(), records[1].offset, log.stat().st_size)
+    assert found == records[1].offset + len(zeros)
+
+
+def test_read_tail_reads_only_the_end(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_steps(log, 20_000)
+    read = []
+    real = os.pread
+
+    def counting(fd: int, n: int, at: int) -> bytes:
+        got = real(fd, n, at)
+        read.append(len(got))
+        return got
+
+    monkeypatch.setattr(sl.os, "pread", counting)
+    tail = sl.read_tail(log, window=4096)
+    assert tail.last.seq == 19_999 and tail.clean and 3 <= tail.records < 100
+    assert sum(read) < 64 * 1024 < log.stat().st_size / 40  # the last few KB of a 3 MB log
 
 
 def test_corrupt_error_survives_pickling() -> None:
@@ -330,7 +476,7 @@ def test_corrupt_error_survives_pickling() -> None:
 )
 def test_bad_header_raises_format_error(log: Path, content: bytes, match: str) -> None:
     log.write_bytes(content)
-    for call in (LogReader, read_events, scan, LogWriter):
+    for call in (LogReader, read_events, scan, LogWriter, sl.read_tail):
         with pytest.raises(LogFormatError, match=match):
             call(log)
     assert log.read_bytes() == content
@@ -397,6 +543,7 @@ def spawn_writer(path: Path, n: int, hang: bool) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.timeout(60)
 def test_reader_follows_a_writer_in_another_process(log: Path) -> None:
     n = 400
     LogWriter(log).close()  # exists before the follower opens it
@@ -413,6 +560,7 @@ def test_reader_follows_a_writer_in_another_process(log: Path) -> None:
     assert [(e.seq, e.step) for e in got] == [(i, i) for i in range(n)]
 
 
+@pytest.mark.timeout(60)
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_events_survive_sigkill_of_the_writer(log: Path) -> None:
     proc = spawn_writer(log, 60, hang=True)

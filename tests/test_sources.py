@@ -12,7 +12,7 @@ import pytest
 from enas_tui.events import SessionEnd, encode_event
 from enas_tui.session_log import LogReader, LogWriter, encode_frame
 from enas_tui.sessions import Session
-from enas_tui.sources import LogFollower, SourceError, TrainerSource, decode_records, peek
+from enas_tui.sources import LogFollower, ProbeArchs, SourceError, TrainerSource, decode_records, peek
 from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.state import DashboardState
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
@@ -30,6 +30,7 @@ def view(state: DashboardState) -> tuple:
         None if state.buffer is None else state.buffer.seq,
         [line.text for line in state.log], state.best_arch, state.best_ppl,
         {k: s.points for k, s in state.spearman_history.items()},
+        state.shape.points,
     )
 
 
@@ -55,14 +56,19 @@ def test_peek_agrees_with_decoding(recorded):
         assert peek(record) == (event.type, event.seq, event.t)
 
 
-def test_decode_records_keeps_only_the_last_probe(recorded):
+def test_decode_records_decodes_only_the_last_probe(recorded):
     session, events = recorded
     with LogReader(session.log_path) as reader:
         records = reader.read_records()
     decoded = decode_records(records)
     probes = [e for e in decoded if e.type == "probe"]
     assert len(probes) == 1 and probes[0].seq == max(e.seq for e in events if e.type == "probe")
-    assert [e.seq for e in decoded if e.type != "probe"] == [e.seq for e in events if e.type != "probe"]
+    # The others come as their architectures only, in place, without their arrays.
+    light = [e for e in decoded if isinstance(e, ProbeArchs)]
+    originals = [e for e in events if e.type == "probe"][:-1]
+    assert [(e.seq, e.t, e.epoch, e.step, e.archs) for e in light] == \
+        [(e.seq, e.t, e.epoch, e.step, e.archs) for e in originals]
+    assert [e.seq for e in decoded] == [e.seq for e in events]
     assert view(folded(decoded)) == view(folded(events))
 
 
@@ -232,7 +238,7 @@ def test_follower_follows_a_log_another_process_writes(tmp_path):
     child.wait(10)
     assert follower.ended and polls > 2
     expected = list(synthetic_events(SyntheticRun(epochs=2)))
-    assert [e.seq for e in got if e.type != "probe"] == [e.seq for e in expected if e.type != "probe"]
+    assert [e.seq for e in got] == [e.seq for e in expected]  # superseded probes come as ProbeArchs
     assert view(folded(got)) == view(folded(expected))
 
 
@@ -248,7 +254,7 @@ def test_trainer_source_fills_pipe_drops_from_the_log(tmp_path):
     while batch := source.poll():
         got += batch
     assert source.filled > 0 and source.ended
-    assert [e.seq for e in got if e.type != "probe"] == [e.seq for e in events if e.type != "probe"]
+    assert [e.seq for e in got] == [e.seq for e in events]
     assert view(folded(got)) == view(folded(events))
     assert source.trainer_status() is None
 
@@ -267,7 +273,7 @@ def test_trainer_source_reads_a_resumed_sessions_history_in_slices(tmp_path):
         got += batch
         assert len(batch) <= 26
     assert polls >= len(events) // 26 and source.caught_up
-    assert [e.seq for e in got if e.type != "probe"] == [e.seq for e in events if e.type != "probe"]
+    assert [e.seq for e in got] == [e.seq for e in events]
     assert view(folded(got)) == view(folded(events))
 
 

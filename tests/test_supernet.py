@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import dataclasses
 import math
 import random
@@ -50,12 +51,20 @@ def per_node_values(net: SuperNet, x: torch.Tensor, h: torch.Tensor,
     return values
 
 
+def clip_rows(h: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Rows of h with norm above max_norm scaled down to it (0: off), differentiated by autograd."""
+    if max_norm <= 0:
+        return h
+    norms = h.norm(dim=-1, keepdim=True)
+    return torch.where(norms > max_norm, h * (max_norm / norms), h)
+
+
 def per_node_forward(net: SuperNet, tokens, hidden, arch):
     x = net.encoder(tokens)
     states = []
     for t in range(tokens.shape[0]):
         values = per_node_values(net, x[t], hidden, arch)
-        hidden = torch.stack([values[leaf] for leaf in arch.leaves]).mean(0)
+        hidden = clip_rows(torch.stack([values[leaf] for leaf in arch.leaves]).mean(0), net.cfg.max_hidden_norm)
         states.append(hidden)
     return F.linear(torch.stack(states), net.encoder.weight, net.decoder_bias), hidden
 
@@ -129,12 +138,27 @@ def test_matches_per_node_reference_on_random_architectures():
         check_against_reference(random_architecture(12, rng))
 
 
-def check_against_reference(arch: Architecture, hidden: int = 4, batch: int = 3, steps: int = 4) -> None:
+def test_matches_per_node_reference_with_the_state_clipped_on_some_rows():
+    """max_hidden_norm at the median of the states' norms: some rows clipped, others not."""
+    rng = random.Random(7)
+    for _ in range(3):
+        clipped, total = check_against_reference(random_architecture(8, rng), clip_at_median=True)
+        assert 0 < clipped < total
+
+
+def check_against_reference(arch: Architecture, hidden: int = 4, batch: int = 3, steps: int = 4,
+                            clip_at_median: bool = False) -> tuple[int, int]:
+    """Compare logits, state, loss and every gradient; returns (rows clipped, rows) over all steps.
+    With ``clip_at_median``, max_hidden_norm is set to the median norm of the unclipped states (half
+    way between the two middle ones, so that no row sits on the threshold)."""
     net = make_net(arch.num_nodes, hidden)
     tokens = torch.randint(20, (steps, batch), generator=torch.Generator().manual_seed(1))
     targets = torch.randint(20, (steps, batch), generator=torch.Generator().manual_seed(2))
     h0 = torch.randn(batch, hidden, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     readout = torch.randn(batch, hidden, dtype=torch.float64)  # makes the state's own gradient non-trivial
+    if clip_at_median:
+        middle = state_norms(net, tokens, h0, arch, 0.0).flatten().sort().values[steps * batch // 2 - 1:][:2]
+        net.cfg = dataclasses.replace(net.cfg, max_hidden_norm=middle.mean().item())
 
     loss, h = net.loss(tokens, targets, h0, arch)
     (loss + (h * readout).sum()).backward()
@@ -152,6 +176,18 @@ def check_against_reference(arch: Architecture, hidden: int = 4, batch: int = 3,
     torch.testing.assert_close(loss, ref_loss, rtol=1e-10, atol=1e-12)
     for name, grad in grads(net).items():
         torch.testing.assert_close(ours[name], grad, rtol=1e-8, atol=1e-10, msg=f"gradient of {name}")
+    norms, max_norm = state_norms(net, tokens, h0, arch, net.cfg.max_hidden_norm), net.cfg.max_hidden_norm
+    return int((norms > max_norm).sum()) if max_norm > 0 else 0, norms.numel()
+
+
+def state_norms(net: SuperNet, tokens, h0, arch, max_norm: float) -> torch.Tensor:
+    """Norms (T, B, 1) of every step's state before the clip, as the cell records them (0: no clip)."""
+    plan = net.plan(arch)
+    with torch.no_grad():
+        xz = net.encoder(tokens) @ net.w_x
+        we = net.edges.index_select(0, plan.edge_rows)
+        states, norms, *_ = supernet._cell_forward(xz, h0, net.w_h, we, plan, max_norm, keep=True)
+    return norms if max_norm > 0 else states.norm(dim=-1, keepdim=True)
 
 
 def test_two_threads_and_split_matmuls_give_the_same_result(monkeypatch):
@@ -189,6 +225,28 @@ def test_cell_gradcheck():
     w0 = (0.8 * torch.randn(H, 2 * H, dtype=torch.float64, generator=g)).requires_grad_()
     we = (0.8 * torch.randn(arch.num_nodes - 1, H, 2 * H, dtype=torch.float64, generator=g)).requires_grad_()
     assert torch.autograd.gradcheck(lambda *a: run_cell(*a, plan), (xz, h0, w0, we))
+
+
+def test_cell_gradcheck_with_the_state_clipped_on_some_rows():
+    """The backward through the per-step clip (h' = h c / |h| where |h| > c) against finite
+    differences, with c between the states' norms so that both kinds of rows occur."""
+    arch = Architecture.parse("identity,0:relu,1:identity,0:tanh,3:relu")
+    plan = make_plan(arch, torch.device("cpu"), torch.float64)
+    g = torch.Generator().manual_seed(1)
+    T, B, H = 4, 3, 3
+    xz = torch.randn(T, B, 2 * H, dtype=torch.float64, generator=g).requires_grad_()
+    h0 = torch.randn(B, H, dtype=torch.float64, generator=g).requires_grad_()
+    w0 = (0.8 * torch.randn(H, 2 * H, dtype=torch.float64, generator=g)).requires_grad_()
+    we = (0.8 * torch.randn(arch.num_nodes - 1, H, 2 * H, dtype=torch.float64, generator=g)).requires_grad_()
+    with torch.no_grad():
+        free = run_cell(xz, h0, w0, we, plan).norm(dim=-1).flatten().sort().values
+        max_norm = free[T * B // 2 - 1:T * B // 2 + 1].mean().item()  # between the two middle norms
+        norms = supernet._cell_forward(xz, h0, w0, we, plan, max_norm, keep=True)[1]
+    clipped = (norms > max_norm).flatten(1)
+    assert 0 < clipped.sum() < T * B and (clipped.any(1) & ~clipped.all(1)).any()  # mixed within a step
+    assert torch.autograd.gradcheck(lambda *a: run_cell(*a, plan, max_norm), (xz, h0, w0, we))
+    states = run_cell(xz, h0, w0, we, plan, max_norm)
+    assert states.norm(dim=-1).max() <= max_norm * (1 + 1e-12)
 
 
 def test_output_is_mean_of_leaves():
@@ -345,12 +403,94 @@ def test_flops_per_token_counts_every_matmul():
     assert extra_edge == pytest.approx(3 * 2 * 64 * 128)
 
 
-def test_clip_state_norm_bounds_only_large_rows():
-    from enas_tui.supernet import clip_state_norm
+def explosive_losses(max_hidden_norm: float, steps: int = 6) -> tuple[list[float], torch.Tensor]:
+    """Train an identity/ReLU chain (node 0 identity) with edge and recurrent weights in (-1, 1):
+    every node multiplies its input's norm by about sqrt(H / 3) = 3, so the state grows by orders
+    of magnitude per time step unless the cell bounds it. Float32, the trainer's step function."""
+    arch = Architecture.parse("identity," + ",".join(f"{j}:{'relu' if j % 2 else 'identity'}" for j in range(11)))
+    cfg = ModelConfig(num_nodes=12, hidden=32, batch_size=8, bptt=35, max_hidden_norm=max_hidden_norm)
+    torch.manual_seed(0)
+    net = SuperNet(50, cfg)
+    with torch.no_grad():
+        net.edges.uniform_(-1, 1)
+        net.w_h.uniform_(-1, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=10.0)
+    data = torch.randint(50, (steps * 35 + 1, 8), generator=torch.Generator().manual_seed(0))
+    hidden, losses = net.init_hidden(8), []
+    for i in range(0, steps * 35, 35):
+        tokens, targets = get_batch(data, i, 35)
+        loss, hidden, _ = train_step(net, opt, tokens, targets, hidden, arch, cfg.grad_clip)
+        losses.append(loss)
+    return losses, hidden
 
-    h = torch.tensor([[3.0, 4.0], [30.0, 40.0], [0.0, 0.0]])
-    clipped = clip_state_norm(h, 25.0)
-    assert torch.allclose(clipped[0], h[0]) and torch.equal(clipped[2], h[2])
-    assert torch.allclose(clipped[1].norm(), torch.tensor(25.0))
-    assert torch.allclose(clipped[1] / clipped[1].norm(), h[1] / h[1].norm())
-    assert torch.equal(clip_state_norm(h, 0.0), h)
+
+def test_the_per_step_clip_keeps_an_explosive_cell_trainable():
+    losses, hidden = explosive_losses(max_hidden_norm=25.0)
+    assert all(math.isfinite(x) and x < 2 * math.log(50) for x in losses), losses  # uniform: log 50 = 3.9
+    assert hidden.norm(dim=-1).max() <= 25.0 * (1 + 1e-5)
+    unclipped, _ = explosive_losses(max_hidden_norm=0.0)  # the same run without the clip explodes
+    assert not all(math.isfinite(x) and x < 2 * math.log(50) for x in unclipped), unclipped
+
+
+# -- memory: what a model keeps between steps ----------------------------------------------------------
+
+SHAPES = ("relu,0:tanh,1:sigmoid,2:identity,3:tanh,4:relu",  # chain
+          "sigmoid,0:tanh,0:relu,0:identity,0:tanh,0:sigmoid",  # star
+          "tanh,0:relu,0:relu,1:relu,2:relu,1:relu")  # gathered parents
+
+
+def test_the_workspace_is_reused_across_architectures():
+    """Every architecture's forward and backward run in the same buffers, with the same gradients as
+    fresh allocations give."""
+    net, fresh = make_net(6, 4), make_net(6, 4)
+    fresh.workspace = None
+    tokens = torch.randint(20, (5, 3), generator=torch.Generator().manual_seed(0))
+    pointers = []
+    for text in SHAPES * 2:
+        arch = Architecture.parse(text)
+        for model in (net, fresh):
+            model.zero_grad()
+            loss, _ = model.loss(tokens[:-1], tokens[1:], model.init_hidden(3), arch)
+            loss.backward()
+        for name, grad in grads(fresh).items():
+            torch.testing.assert_close(grads(net)[name], grad, rtol=0, atol=0, msg=f"{text}: {name}")
+        pointers.append(net.workspace.storage_pointers())
+        with torch.no_grad():  # the evaluation path uses the same buffers
+            net.loss(tokens[:-1], tokens[1:], net.init_hidden(3), arch)
+    assert len(pointers[0]) >= 8 and all(p == pointers[0] for p in pointers)
+
+
+def test_a_second_forward_before_the_first_backward_gets_its_own_buffers():
+    net, fresh = make_net(6, 4), make_net(6, 4)
+    fresh.workspace = None
+    tokens = torch.randint(20, (5, 3), generator=torch.Generator().manual_seed(0))
+    a, b = (Architecture.parse(text) for text in SHAPES[:2])
+    for model in (net, fresh):
+        first, _ = model.loss(tokens[:-1], tokens[1:], model.init_hidden(3), a)
+        second, _ = model.loss(tokens[:-1], tokens[1:], model.init_hidden(3), b)  # a's graph is alive
+        (first + 2 * second).backward()
+    for name, grad in grads(fresh).items():
+        torch.testing.assert_close(grads(net)[name], grad, rtol=0, atol=0, msg=name)
+
+
+def test_what_the_model_keeps_does_not_grow_with_the_architectures_it_has_seen():
+    """A search meets a new architecture at nearly every step: the tensors alive between steps
+    (cached plans, the workspace) must stay bounded. An unbounded plan cache added 11 per step."""
+    def live_tensors() -> int:
+        gc.collect()
+        return sum(issubclass(type(obj), torch.Tensor) for obj in gc.get_objects())
+
+    make_plan.cache_clear()
+    net = make_net(12, 4, scale=0.1)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    tokens = torch.randint(20, (4, 2), generator=torch.Generator().manual_seed(0))
+    rng = random.Random(0)
+
+    def train(steps: int) -> None:
+        for _ in range(steps):
+            train_step(net, opt, tokens[:-1], tokens[1:], net.init_hidden(2), random_architecture(12, rng), 0.25)
+
+    train(supernet.PLAN_CACHE + 20)
+    settled = live_tensors()
+    train(400)
+    assert live_tensors() - settled < 400  # plans differ in size (levels); new ones would add ~4,400

@@ -121,7 +121,7 @@ def test_sweep_status_lists_sweeps_and_shows_each_run(tmp_path, capsys):
     record.runs[1].hosts, record.runs[1].attempts = ["nodeA"], 3
     record.runs[1].error = "trainer killed by SIGKILL (epoch 1)"
     save_record(tmp_path, record)
-    session = create_session(tmp_path, "random", record.runs[0].session)  # a run whose trainer has begun
+    session = create_session(tmp_path, "random", session_id=record.runs[0].session)  # a run whose trainer has begun
     session.write_meta({"controller": "random", "settings": {"train": {"epochs": 2}}, "started": 0})
     session.write_status(status="finished", epoch=2, best_ppl=812.5, host="nodeB")
     main_ok(["sweep", "status", "--sessions-dir", str(tmp_path)])
@@ -160,7 +160,7 @@ def test_train_session_id_names_the_folder_once(tmp_path, capsys):
         main(["train", "--headless", "--session-id", "bad/id", "--sessions-dir", str(tmp_path), "--epochs", "1",
               *[a for item in TINY for a in ("--set", item)]])
     assert exit_info.value.code == 1 and "bad session id 'bad/id'" in capsys.readouterr().err
-    create_session(tmp_path, "random", "taken")
+    create_session(tmp_path, "random", session_id="taken")
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--headless", "--session-id", "taken", "--sessions-dir", str(tmp_path), "--epochs", "1",
               *[a for item in TINY for a in ("--set", item)]])
@@ -196,7 +196,7 @@ def main_ok(args: list[str]) -> None:
 def test_a_run_killed_before_its_first_checkpoint_is_set_aside_and_started_again(tmp_path):
     spec = build_spec("random", "0", TINY, name="a", epochs=1)
     root = tmp_path / "s"
-    lost = create_session(root, "random", "a-random-s0")  # meta and a partial log, no checkpoint
+    lost = create_session(root, "random", session_id="a-random-s0")  # meta and a partial log, no checkpoint
     lost.write_meta({"controller": "random", "settings": {}, "started": 0})
     lost.write_status(status="running", pid=2 ** 22 + 7, host=None)
     (lost.path / "events.log").write_bytes(b"ENASLOG\x01partial")
@@ -212,7 +212,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_set_aside_and_started_again
 
 def _remote_session(root: Path, sid: str) -> Session:
     """A session whose status says a trainer on another host is running it, with a checkpoint to resume."""
-    session = create_session(root, "random", sid)
+    session = create_session(root, "random", session_id=sid)
     session.write_meta({"controller": "random", "settings": {}, "started": 0})
     session.write_status(status="running", pid=4242, host="node-elsewhere")
     (session.checkpoint_dir / "epoch-0001.pt").write_bytes(b"not really")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from enas_tui import checkpoints, config
+from enas_tui import trainer as trainer_module
+from enas_tui.controller import Controller, decisions_tensor
+from enas_tui.diagnostics import CHEAP_MEASURES, collapse_index, max_action_probs
+from enas_tui.search_space import Architecture
 from enas_tui.data import Corpus, load_corpus
+from enas_tui.headless import HeadlessView
 from enas_tui.session_log import read_events
 from enas_tui.sessions import create_session
-from enas_tui.trainer import TrainingFailed, new_run, resume_run
+from enas_tui.trainer import Position, TrainingFailed, new_run, resume_run
 
 from helpers import TINY, comparable
 
@@ -52,8 +59,13 @@ def test_supervised_run_records_every_phase(tmp_path, corpus):
         (20, 20, 0, "filling"), (30, 10, 0, "full"), (30, 0, 5, "full")]
     probes = by_type(events, "probe")
     assert len(probes) == 6 and probes[0].probs.shape == (12, 23, 11) and probes[0].hidden.shape == (12, 16)
+    assert all((p.mode, p.state) == ("derive", "emit_last") for p in probes)
     diags = by_type(events, "diagnostics")
-    assert len(diags) == 6 and set(diags[0].spearman) >= {"common_activations", "common_connections", "ged", "abs_perf_diff"}
+    # TINY computes the performance column on every probe; the cpu preset leaves the GED searches out
+    assert len(diags) == 6 and set(diags[0].spearman) == {*CHEAP_MEASURES, "abs_perf_diff"}
+    assert all(d.collapse == "scale_free" for d in diags)
+    assert diags[-1].collapse_index["hidden"] == collapse_index(probes[-1].hidden)
+    assert diags[-1].collapse_index["max_prob"] == collapse_index(max_action_probs(probes[-1].probs, trainer.ctrl.sizes))
     assert len(by_type(events, "derived")) == 2  # epochs 2 and 3 (the last)
     assert len(by_type(events, "validation")) == 3
     assert session.status()["status"] == "finished"
@@ -137,15 +149,142 @@ def test_nonfinite_losses_stop_the_run_with_last_checkpoint_intact(tmp_path, cor
     assert all(torch.isfinite(v).all() for v in again["supernet"].values())
 
 
-def test_checkpoint_loads_weights_only(tmp_path, corpus):
+def test_skipped_shared_steps_are_counted_and_left_out_of_the_train_ppl(tmp_path, corpus, monkeypatch):
+    """Shared steps 2 and 3 get a real non-finite loss (an infinite decoder bias while they run)."""
+    real_step, calls = trainer_module.train_step, []
+
+    def poisoned(net, *args):
+        calls.append(net)
+        if len(calls) not in (2, 3):
+            return real_step(net, *args)
+        with torch.no_grad():
+            net.decoder_bias[3] = math.inf
+        try:
+            return real_step(net, *args)
+        finally:
+            with torch.no_grad():
+                net.decoder_bias[3] = 0.0
+
+    monkeypatch.setattr(trainer_module, "train_step", poisoned)
+    _, _, status, events = run(tmp_path, corpus, controller="random", epochs=2)
+    assert status == "finished"
+    ends = by_type(events, "epoch_end")
+    assert [e.skipped_shared_steps for e in ends] == [2, 0]
+    losses = [e.loss for e in by_type(events, "shared_step") if e.epoch == 1]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert ends[0].train_ppl == pytest.approx(math.exp(np.mean(losses)))
+    console = Console(file=io.StringIO(), width=200)
+    with HeadlessView(console) as view:
+        for event in events:
+            view(event)
+    lines = [line for line in console.file.getvalue().splitlines() if line.startswith("epoch ")]
+    assert "| 2 skipped |" in lines[0] and "skipped" not in lines[1]
+
+
+class Payload:
+    """An object that runs code when unpickled: what a checkpoint must never bring back to life."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_mark_ran, ())
+
+
+def _mark_ran() -> str:
+    Payload.ran = True
+    return "ran"
+
+
+def test_checkpoint_loader_refuses_a_pickled_object(tmp_path, corpus):
     _, session, _, _ = run(tmp_path, corpus, controller="random", epochs=1)
-    path = session.epoch_checkpoint(1)
-    state = torch.load(path, weights_only=True)
-    assert state["position"] == {"epoch": 2, "shared_done": 0, "ctrl_done": 0}
+    state = checkpoints.load(session.epoch_checkpoint(1))
+    assert state["position"] == {"epoch": 2, "shared_done": 0, "ctrl_done": 0, "begun": False}
+    evil = tmp_path / "evil.pt"
+    torch.save({**state, "extra": Payload()}, evil)  # a real checkpoint, plus one pickled object
+    with pytest.raises(checkpoints.CheckpointError, match="unreadable"):
+        checkpoints.load(evil)
+    assert not Payload.ran
+    torch.load(evil, weights_only=False)  # the file really carries code: a plain unpickler runs it
+    assert Payload.ran
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(checkpoints.CheckpointError, match="unreadable"):
         checkpoints.load(bad)
+
+
+def test_nan_rewards_count_as_zero(tmp_path, corpus, monkeypatch):
+    settings = config.resolve("unsupervised", "cpu", device="cpu", overrides=TINY, epochs=1)
+    session = create_session(tmp_path, "unsupervised")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    calls = iter(range(10_000))
+    # the first architecture of each batch of 2 overflows (nan ppl), the second scores ppl 100
+    monkeypatch.setattr(trainer, "_reward_ppl", lambda arch: float("nan") if next(calls) % 2 == 0 else 100.0)
+    assert trainer.run() == "finished"
+    steps = by_type(read_events(session.log_path), "controller_step")
+    assert len(steps) == 4 and all(e.reward == pytest.approx(0.4) for e in steps)  # mean(80/inf, 80/100)
+    assert all(e.sample_ppl == float("inf") for e in steps)
+    assert not [e for e in read_events(session.log_path) if e.type == "warning"]
+
+
+def test_controller_nan_streak_is_counted_apart_from_shared_steps(tmp_path, corpus):
+    """5 non-finite controller losses in a row fail the run even though finite shared steps come
+    between them (4 controller steps per epoch: a streak shared with the shared steps never reaches 5)."""
+    settings = config.resolve("unsupervised", "cpu", device="cpu", overrides=[*TINY, "train.max_nonfinite=5"],
+                              epochs=3)
+    session = create_session(tmp_path, "unsupervised")
+    trainer = new_run(settings, session, corpus, listeners=[])
+    trainer.s.ctrl.entropy_weight = float("nan")  # every controller loss is nan; shared losses are not
+    with pytest.raises(TrainingFailed, match="5 non-finite controller losses in a row at epoch 2"):
+        trainer.run()
+    events = read_events(session.log_path)
+    warnings = [e for e in events if e.type == "warning"]
+    assert len(warnings) == 5 and all("non-finite controller loss" in w.message for w in warnings)
+    assert [w.message.split("(")[-1] for w in warnings] == [f"{i} in a row); step skipped" for i in range(1, 6)]
+    assert len(by_type(events, "shared_step")) == 8  # both epochs' shared steps ran and were finite
+    assert events[-1].type == "session_end" and events[-1].status == "failed" and events[-1].epoch == 1
+    assert session.status()["status"] == "failed" and session.status()["epoch"] == 1
+
+
+def test_nan_in_diagnostics_is_recorded_not_fatal(tmp_path, corpus, monkeypatch):
+    from enas_tui import diagnostics
+
+    real = diagnostics.analyze_probe
+
+    def with_nan(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.collapse_index["hidden"] = float("nan")
+        out.spearman["ged"] = {"rho": float("nan"), "p": float("inf")}
+        return out
+
+    monkeypatch.setattr(diagnostics, "analyze_probe", with_nan)
+    _, session, status, events = run(tmp_path, corpus, controller="random", epochs=1)
+    assert status == "finished"
+    diags = by_type(events, "diagnostics")
+    assert diags and all(math.isnan(d.collapse_index["hidden"]) for d in diags)
+    assert all(math.isnan(d.spearman["ged"]["rho"]) and d.spearman["ged"]["p"] == float("inf") for d in diags)
+
+
+def test_resume_without_a_checkpoint_starts_again_from_the_start(tmp_path, corpus):
+    _, _, _, straight = run(tmp_path / "a", corpus, epochs=2)
+    settings = config.resolve("supervised", "cpu", device="cpu", overrides=TINY, epochs=2)
+    session = create_session(tmp_path / "b", "supervised")
+    first = new_run(settings, session, corpus, listeners=[])
+    first._start()  # the session exists and its log has begun ...
+    first.record.writer.close()  # ... when the trainer is killed, before its first checkpoint
+    assert session.latest_checkpoint() is None
+    trainer = resume_run(session, lambda s: corpus, listeners=[])
+    assert trainer.resumed_from == "start" and trainer.pos == Position()
+    assert trainer.run() == "finished"
+    events = read_events(session.log_path)
+    starts = by_type(events, "session_start")
+    assert [s.resumed_from for s in starts] == [None, "start"] and starts[1].settings == starts[0].settings
+    restart = events.index(starts[1])
+    assert events[restart + 1].type == "warning" and events[restart + 1].kind == "restarted"
+    assert [e.seq for e in events] == list(range(len(events)))  # appended to the same log
+    again = events[restart:]
+    for kind in ("shared_step", "controller_step", "probe", "validation", "buffer", "diagnostics"):
+        assert [comparable(e) | {"seq": 0} for e in again if e.type == kind] == \
+               [comparable(e) | {"seq": 0} for e in straight if e.type == kind], kind
 
 
 def test_short_run_on_real_ptb_text(tmp_path, real_ptb_dir):
@@ -157,3 +296,64 @@ def test_short_run_on_real_ptb_text(tmp_path, real_ptb_dir):
     assert status == "finished"
     ppls = [e.ppl for e in by_type(events, "shared_step")]
     assert all(np.isfinite(ppls)) and ppls[-1] < ppls[0]
+
+
+def test_live_table1_runs_cheap_measures_every_probe_and_costly_geds_with_the_perf_column(tmp_path, corpus):
+    _, _, _, events = run(tmp_path / "a", corpus, controller="random", epochs=1,
+                          extra=["train.perf_every=2", "train.live_ged=paper,exact"])
+    diags = by_type(events, "diagnostics")
+    assert len(diags) == 2
+    assert set(diags[0].spearman) == set(CHEAP_MEASURES)  # probe 1: cheap ones only
+    assert set(diags[1].spearman) == {*CHEAP_MEASURES, "ged_paper", "ged_exact", "abs_perf_diff"}
+    _, _, _, events = run(tmp_path / "b", corpus, controller="random", epochs=1, extra=["train.live_ged=paper"])
+    assert all(set(d.spearman) == {*CHEAP_MEASURES, "ged_paper", "abs_perf_diff"} for d in by_type(events, "diagnostics"))
+    assert config.Settings().train.live_ged == "paper"  # the paper preset; the cpu preset: none
+    assert config.resolve("random", "cpu").train.live_ged == "none"
+
+
+@pytest.mark.parametrize("mode, state", [("derive", "emit_last"), ("train", "after_last")])
+def test_probes_read_the_controller_as_the_settings_say(tmp_path, corpus, mode, state):
+    _, session, _, events = run(tmp_path, corpus, controller="unsupervised", epochs=1,
+                                extra=[f"train.probe_mode={mode}", f"train.probe_state={state}"])
+    probe = by_type(events, "probe")[-1]  # taken after the epoch's last controller update
+    assert (probe.mode, probe.state) == (mode, state)
+    state_dict = checkpoints.load(session.epoch_checkpoint(1))
+    settings = config.Settings.from_dict(state_dict["settings"])
+    ctrl = Controller(settings.model.num_nodes, settings.ctrl)
+    ctrl.load_state_dict(state_dict["controller"])
+    with torch.no_grad():
+        again = ctrl.score(decisions_tensor([Architecture.parse(a) for a in probe.archs]), mode=mode, state=state)
+    np.testing.assert_array_equal(probe.probs, again.probs().numpy().astype(np.float32))
+    np.testing.assert_array_equal(probe.hidden, again.hidden.numpy().astype(np.float32))
+
+
+def test_supervised_loss_reduction_is_recorded_and_scales_the_loss(tmp_path, corpus):
+    _, mean_session, _, mean_events = run(tmp_path / "mean", corpus, epochs=2)
+    _, _, _, sum_events = run(tmp_path / "sum", corpus, epochs=2, extra=["buffer.supervised_reduction=sum"])
+    assert mean_session.meta()["settings"]["buffer"]["supervised_reduction"] == "mean"
+    assert by_type(mean_events, "session_start")[0].settings["buffer"]["supervised_weight"] == 1.0
+    # identical runs until the first supervised step: same buffer sample, same controller
+    first = [next(e.supervised_loss for e in by_type(evs, "controller_step") if e.supervised_loss is not None)
+             for evs in (mean_events, sum_events)]
+    assert first[1] == pytest.approx(23 * first[0], rel=1e-5)  # sum over 23 decisions vs their mean
+    assert first[0] == pytest.approx(1.5, abs=0.3)  # ~ the mean log of the option counts at the start
+
+
+def test_bad_probe_and_loss_settings_are_one_line_errors():
+    for item, fragment in [("train.probe_mode=greedy", "train.probe_mode must be one of derive, train"),
+                           ("train.probe_state=last", "train.probe_state must be one of emit_last, after_last"),
+                           ("buffer.supervised_reduction=max", "buffer.supervised_reduction must be one of mean, sum"),
+                           ("train.live_ged=fast", "train.live_ged must be 'none' or"),
+                           ("train.live_ged=", "train.live_ged must be 'none' or")]:
+        with pytest.raises(config.SettingsError, match=fragment):
+            config.resolve("supervised", "cpu", overrides=[item])
+    assert config.live_ged_readings("exact, paper") == ("exact", "paper")
+    assert config.live_ged_readings("none") == ()
+
+
+def test_the_carried_state_is_saved_alone(tmp_path, corpus):
+    """The state carried between minibatches has its own storage: a checkpoint of it holds one
+    (batch, hidden) row block, not every step's states."""
+    trainer, session, _, _ = run(tmp_path, corpus, controller="random", epochs=1)
+    saved = torch.load(session.epoch_checkpoint(1), weights_only=True)["hidden"]
+    assert saved.shape == (8, 16) and saved.untyped_storage().nbytes() == 8 * 16 * 4

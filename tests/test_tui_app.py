@@ -65,11 +65,11 @@ async def test_panels_show_the_session(recorded):
         assert f"collapse {diag.collapse_index['hidden']:.4f}" in app.panel("heatmap").text()
         # 3: the gauge's percentage and counts
         assert f"{buf.size / buf.capacity:4.0%} {buf.size:,}/{buf.capacity:,}" in app.panel("buffer").text()
-        # 4: every Spearman value, next to the paper's
+        # 4: the default (paper) reading of each Spearman column, next to the paper's value
         spearman = app.panel("spearman").text()
-        for values in diag.spearman.values():
-            if values["rho"] is not None:
-                assert f"{values['rho']:+6.3f}" in spearman
+        for measure in ("common_activations_paper", "common_connections", "ged_paper", "abs_perf_diff"):
+            assert f"{diag.spearman[measure]['rho']:+6.3f}" in spearman
+        assert f"{diag.spearman['ged_aligned']['rho']:+6.3f}" not in spearman
         assert "-0.404" in spearman  # the paper's supervised "common activations"
         # 5, 6, 7
         assert "epoch 3/3" in app.panel("training").text()
@@ -128,7 +128,7 @@ async def test_zoom_help_screenshot_and_quit(recorded):
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         help_text = str(app.screen.query_one("#help-text").render())
-        for key in ("Zoom panel 1", "Screenshot", "Quit", "command palette"):
+        for key in ("zoom a panel", "9 cell shape", "Screenshot", "Quit", "command palette"):
             assert key in help_text
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -143,7 +143,7 @@ async def test_zoom_help_screenshot_and_quit(recorded):
 @sync
 async def test_replay_keys_move_the_cursor(recorded):
     session, events = recorded
-    app = ReplayApp(session)
+    app = ReplayApp(session, start=0)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause()
         assert app.cursor.position == 0 and app.index.complete
@@ -157,7 +157,7 @@ async def test_replay_keys_move_the_cursor(recorded):
         await pilot.pause(0.15)
         # The panels show the state at the cursor: the last diagnostics before it.
         diag = [e for e in events[:first_end] if isinstance(e, Diagnostics)][-1]
-        rho = diag.spearman["common_activations"]["rho"]
+        rho = diag.spearman["common_activations_paper"]["rho"]
         assert f"{rho:+6.3f}" in app.panel("spearman").text()
         assert "epoch 1/3" in app.panel("training").text()
         assert "1 warning" not in str(app.query_one("#status").render())  # the warning comes in epoch 2
@@ -257,7 +257,7 @@ async def test_attach_shows_a_crashed_trainer(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.state.run_status == "crashed")
         status = str(app.query_one("#status").render())
-        assert "TRAINER CRASHED" in status and "illegal memory access" in status
+        assert "✖ CRASHED" in status and "illegal memory access" in status
         assert "trainer crashed" in app.panel("eventlog").text()
 
 
@@ -361,7 +361,7 @@ async def test_command_palette_runs_dashboard_commands(recorded):
         await until(pilot, lambda: caught_up(app))
         await pilot.press("ctrl+p")
         await pilot.pause(0.2)
-        await pilot.press(*"zoom heatmap")
+        await pilot.press(*"zoom hidden states")
         await pilot.pause(0.5)
         await pilot.press("enter")
         await pilot.pause(0.3)

@@ -9,7 +9,7 @@ import numpy as np
 from enas_tui.search_space import Architecture
 from enas_tui.tui.architecture import LEAF, tree_lines, wrap
 from enas_tui.tui.heatmap import pick
-from enas_tui.tui.plot import LEVELS, PALETTE, SPARK, band, diverging, gauge, levels, resample, sparkline
+from enas_tui.tui.plot import LEVELS, PALETTE, SPARK, band, diverging, gauge, levels, sparkline
 
 
 def test_sparkline_scales_to_its_range_and_width():
@@ -19,11 +19,6 @@ def test_sparkline_scales_to_its_range_and_width():
     assert sparkline([1.0, math.nan, 3.0], 3)[1] == " "
     assert sparkline([5, 5, 5], 3) == SPARK[len(SPARK) // 2] * 3
     assert sparkline([10, 100, 1000], 3, log=True) == SPARK[0] + SPARK[4] + SPARK[-1]
-
-
-def test_resample_keeps_means():
-    assert resample([1, 3, 5, 7], 2) == [2.0, 6.0]
-    assert resample([1, 2], 5) == [1, 2]
 
 
 def test_gauge_and_band():

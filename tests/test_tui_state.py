@@ -10,7 +10,7 @@ import pytest
 
 from enas_tui.diagnostics import PAPER_TABLE1
 from enas_tui.events import (
-    ControllerStep, Diagnostics, EpochStart, Probe, SessionEnd, SessionStart, SharedStep, Validation,
+    ControllerStep, Diagnostics, EpochEnd, EpochStart, Probe, SessionEnd, SessionStart, SharedStep, Validation,
 )
 from enas_tui.tui.state import COLLAPSE_ALARM, DashboardState, Series, fmt, summarize_probe
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events
@@ -51,8 +51,9 @@ def test_full_session_fold():
     assert state.probe is probes[-1]
     diags = [e for e in events if isinstance(e, Diagnostics)]
     assert state.diagnostics is diags[-1]
-    rhos = [d.spearman["ged"]["rho"] for d in diags]
-    assert state.spearman_history["ged"].values() == rhos
+    rhos = [d.spearman["ged_paper"]["rho"] for d in diags]
+    assert state.spearman_history["ged_paper"].values() == rhos
+    assert state.spearman == diags[-1].spearman  # schema 2: keyed by measure name already
     valids = [e for e in events if isinstance(e, Validation)]
     assert state.valid_ppl.values() == [e.ppl for e in valids]
     end = events[-1]
@@ -109,32 +110,53 @@ def test_probe_summary_matches_direct_computation():
     assert summary.max_min[1] == pytest.approx(1.0)  # a single-option step is certain
 
 
-def probe_and_diagnostics(step: int, spread: float) -> list:
-    """A probe whose rows differ by ``spread`` around a shared vector, and its diagnostics."""
+def probe_and_diagnostics(step: int, spread: float, schema_index: bool = False) -> list:
+    """A probe whose rows differ by ``spread`` around a shared vector, and its diagnostics (with the
+    absolute index schema-1 logs recorded, or the scale-free one when ``schema_index``)."""
     rng = np.random.default_rng(step)
     hidden = (0.5 * np.sign(rng.normal(size=(1, 16))) + spread * rng.normal(size=(10, 16))).astype(np.float32)
     probs = np.full((10, 1, 1), 1.0, dtype=np.float32)
     probe = Probe(epoch=1, step=step, archs=["tanh"] * 10, probs=probs, hidden=hidden, seq=2 * step)
-    index = float((hidden - hidden[0]).std(axis=0).mean())
-    return [probe, Diagnostics(epoch=1, step=step, n=10, spearman={},
-                               collapse_index={"hidden": index, "max_prob": 0.0}, seq=2 * step + 1)]
+    absolute = float((hidden - hidden[0]).std(axis=0).mean())
+    index = scale_free(hidden) if schema_index else absolute
+    return [probe, Diagnostics(epoch=1, step=step, n=10, spearman={}, seq=2 * step + 1,
+                               collapse_index={"hidden": index, "max_prob": 0.0},
+                               collapse="scale_free" if schema_index else "absolute")]
 
 
-def test_collapse_alarm_is_relative_to_the_activations():
+def scale_free(hidden) -> float:
+    """BRIEF decision 3, written out: RMS distance of the rows to their mean over the RMS row norm."""
+    h = np.asarray(hidden, dtype=np.float64)
+    return float(np.sqrt(((h - h.mean(axis=0)) ** 2).sum(axis=1).mean() / (h ** 2).sum(axis=1).mean()))
+
+
+def test_collapse_alarm_uses_the_scale_free_index():
     state = DashboardState()
     state.apply_all(probe_and_diagnostics(1, 0.2))
-    assert not state.collapsed and state.collapse_relative > COLLAPSE_ALARM
+    assert not state.collapsed and state.collapse["hidden"] > COLLAPSE_ALARM
     state.apply_all(probe_and_diagnostics(2, 0.001))
-    assert state.collapsed and state.collapse_relative < COLLAPSE_ALARM
+    assert state.collapsed and state.collapse["hidden"] < COLLAPSE_ALARM
     assert state.log[-1].level == "warn" and "collapsed" in state.log[-1].text
     state.apply_all(probe_and_diagnostics(3, 0.2))
     assert not state.collapsed and "apart again" in state.log[-1].text
-    # Small activations with rows as different as above are not a collapse (an untrained controller).
+    # Small activations with rows as different as above are not a collapse (an untrained controller):
+    # the schema-1 log's absolute index is tiny, the recomputed one is not.
     small = probe_and_diagnostics(4, 0.2)
     small[0].hidden *= 0.01
     small[1].collapse_index["hidden"] *= 0.01
     state.apply_all(small)
     assert not state.collapsed and small[1].collapse_index["hidden"] < 0.01
+    assert state.collapse["hidden"] == pytest.approx(scale_free(small[0].hidden))
+
+
+def test_schema_2_collapse_index_is_taken_as_recorded():
+    state = DashboardState()
+    state.apply(SessionStart(session_id="s", controller="supervised", seed=0, settings={}, num_nodes=1,
+                             decision_sizes=[1], device="cpu", pid=1, host="h", schema=2))
+    events = probe_and_diagnostics(1, 0.2, schema_index=True)
+    events[1].collapse_index["hidden"] = 0.01234  # what the trainer recorded is what is shown
+    state.apply_all(events)
+    assert state.collapse["hidden"] == 0.01234 and state.collapsed
 
 
 def test_collapse_alarm_skips_diagnostics_whose_probe_was_not_decoded():
@@ -142,7 +164,65 @@ def test_collapse_alarm_skips_diagnostics_whose_probe_was_not_decoded():
     state.apply_all(probe_and_diagnostics(1, 0.001))
     assert state.collapsed
     state.apply(probe_and_diagnostics(2, 0.2)[1])  # its probe was superseded and never decoded
-    assert state.collapsed and state.collapse_history.last_x == 2
+    assert state.collapsed and state.collapse_history.last_x == 1
+
+
+def test_schema_1_logs_show_their_keys_as_the_aligned_readings(tmp_path):
+    from enas_tui.session_log import LogReader
+    from enas_tui.tui.replay_index import ReplayIndex
+    from enas_tui.tui.synthetic import write_synthetic_session
+
+    session = write_synthetic_session(tmp_path, SyntheticRun(controller="supervised", epochs=2, schema=1))
+    with LogReader(session.log_path) as reader:
+        raw = [r.payload for r in reader.read_records()]
+    assert any(b'"ged":{' in p for p in raw) and not any(b'"ged_aligned"' in p for p in raw)  # as old logs are
+    index = ReplayIndex(session.log_path)
+    index.build()
+    state = index.end_state()
+    assert state.schema == 1 and "ged_aligned" in state.spearman and "common_activations_aligned" in state.spearman
+    assert "ged_paper" not in state.spearman and "ged" not in state.spearman
+    assert state.probe_mode == "train"  # old probes were taken with the tanh constant
+
+
+def test_cell_shape_follows_every_probe_set_even_undecoded_ones():
+    from enas_tui.sources import ProbeArchs
+
+    from enas_tui import cell_shape
+
+    events = list(synthetic_events(SyntheticRun(epochs=2)))
+    probes = [e for e in events if isinstance(e, Probe)]
+    light = [ProbeArchs(epoch=e.epoch, step=e.step, archs=e.archs, seq=e.seq, t=e.t) if isinstance(e, Probe)
+             and e is not probes[-1] else e for e in events]
+    full, partial = folded(events), folded(light)
+    assert full.shape.points == partial.shape.points
+    assert len(full.shape) == len(probes)
+    first = cell_shape.summarize(probes[0].archs)
+    assert full.shape.xs()[0] == probes[0].step and full.shape_series("depth_median")[0] == first.depth.median
+    assert full.shape_series("width_q75")[0] == first.width.q75
+    assert full.shape_epoch["width"].xs() == [1, 2]
+    assert partial.probe is probes[-1]  # the arrays come from the last full probe only
+
+
+def test_optional_fields_of_newer_logs_are_shown_and_their_absence_tolerated():
+    events = list(synthetic_events(SyntheticRun(epochs=1)))
+    assert folded(events).skipped == 0  # logs that predate the count decode it as 0
+    end = next(e for e in events if isinstance(e, EpochEnd))
+    end.skipped_shared_steps = 3
+    probe = [e for e in events if isinstance(e, Probe)][-1]
+    probe.mode, probe.state = "derive", "emit_last"
+    state = folded(events)
+    assert state.skipped == 3 and state.skipped_total == 3
+    assert state.probe_mode == "derive" and state.probe_state == "emit_last"
+    assert "3 non-finite shared steps skipped" in " ".join(line.text for line in state.log)
+
+
+def test_per_architecture_ppl_follows_its_probe():
+    events = list(synthetic_events(SyntheticRun(epochs=1, perf_every=1)))
+    diag = [e for e in events if isinstance(e, Diagnostics)][-1]
+    state = folded(events)
+    assert np.array_equal(state.probe_ppl, diag.ppl)
+    state.apply(replace([e for e in events if isinstance(e, Probe)][-1], step=999))
+    assert state.probe_ppl is None  # a newer probe set: its perplexities are not known yet
 
 
 def test_copy_is_independent():

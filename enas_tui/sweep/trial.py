@@ -2,8 +2,8 @@
 
 The trainer is the same command a user runs, as a child process, so a sweep's session is exactly
 the session a user's own ``train`` makes, and its exit code says how the attempt ended: 0 finished,
-130 stopped on request (checkpointed), anything else failed (Ray then retries the point, and the
-retry resumes from the last checkpoint). The child runs in its own process session (a Ctrl-C in
+130 or 143 stopped on request (checkpointed), anything else failed (Ray then retries the point,
+and the retry resumes from the last checkpoint). The child runs in its own process session (a Ctrl-C in
 the sweep's terminal reaches it only through the sweep, which stops it with SIGTERM, so it saves a
 checkpoint) and, on Linux, gets SIGTERM when the process that started it dies. No Ray, no torch.
 """
@@ -26,7 +26,8 @@ from ..sessions import Session, SessionError, pid_alive
 from .grid import Point, SweepSpec
 from .record import stop_file, this_host, work_dir
 
-STOPPED_CODE = 130  # train's exit code for a run stopped by Ctrl-C/SIGTERM with a checkpoint
+# train's exit codes for a run stopped with a checkpoint: 128 + the signal (SIGINT 130, SIGTERM 143)
+STOPPED_CODES = (130, 143)
 
 
 class TrialFailed(Exception):
@@ -172,7 +173,7 @@ class TrainerRun:
         code = progress.returncode
         if code == 0 and progress.status == "finished":
             return "finished"
-        if code == STOPPED_CODE:
+        if code in STOPPED_CODES:
             return "stopped"
         raise TrialFailed(f"{self.session_id}: {self._failure(code, progress)}")
 

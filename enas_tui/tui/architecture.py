@@ -1,8 +1,9 @@
-"""Panel 6: the best architecture so far, drawn as a small DAG in text, and its text form.
+"""Panel 6: the best architecture so far, drawn as a tree, with its text form.
 
 Every node of an ENAS cell has exactly one parent, so the cell is a tree under node 0 (which reads
-x_t and h_{t-1}); the leaves are averaged into the output. The tree is drawn with box characters,
-leaves marked; short panels show the summary and text form only.
+x_t and h_{t-1}); the leaves are averaged into the output. The panel draws the tallest form that
+fits: the tree top-down (a line per node), or sideways (a line per leaf: chains stay on one
+line), or only the summary and the text form, which are always shown.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 from rich.text import Text
 
 from enas_tui.search_space import ACTIVATIONS, Architecture, ArchitectureError
+from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
 from enas_tui.tui.state import DashboardState, fmt
 
 LEAF = "◆"
+SHORT_NAMES = {"tanh": "tanh", "relu": "relu", "identity": "id", "sigmoid": "sig"}
 
 
 def tree_lines(arch: Architecture) -> list[str]:
@@ -36,6 +39,35 @@ def tree_lines(arch: Architecture) -> list[str]:
     return lines
 
 
+def sideways_lines(arch: Architecture) -> list[str]:
+    """The cell as a sideways tree, a line per leaf: ``0 tanh ┬ 1 relu ─ 3 id◆`` ..."""
+    leaves = set(arch.leaves)
+
+    def label(node: int) -> str:
+        name = SHORT_NAMES[ACTIVATIONS[arch.activations[node]]]
+        return f"{node} {name}" + (LEAF if node in leaves else "")
+
+    def draw(node: int) -> list[str]:
+        own = label(node)
+        kids = arch.children(node)
+        if not kids:
+            return [own]
+        pad = " " * len(own)
+        out = []
+        for i, kid in enumerate(kids):
+            first, last = i == 0, i == len(kids) - 1
+            if len(kids) == 1:
+                lead, rest = "──", "  "
+            else:
+                lead = "┬─" if first else ("└─" if last else "├─")
+                rest = "  " if last else "│ "
+            for j, line in enumerate(draw(kid)):
+                out.append(f"{own if first and j == 0 else pad} {lead if j == 0 else rest} {line}")
+        return out
+
+    return draw(0)
+
+
 def wrap(text: str, width: int) -> list[str]:
     """Break an architecture's text form after commas to fit ``width``."""
     lines, line = [], ""
@@ -53,6 +85,12 @@ class ArchitecturePanel(Panel):
     TITLE = "best architecture"
     PARTS = ("arch",)
 
+    def need(self, width: int) -> Need:
+        state = self.state
+        nodes = state.num_nodes if state is not None else 12
+        form = len(wrap(state.best_arch, max(10, width))) if state is not None and state.best_arch else 2
+        return Need(essential=1 + form, full=1 + nodes + 1 + form, grow=0)
+
     def draw(self, state: DashboardState, width: int, height: int) -> Text:
         if not state.best_arch:
             return Text("no validated architecture yet", style="dim")
@@ -64,10 +102,12 @@ class ArchitecturePanel(Panel):
         head = Text(f"valid ppl {fmt(state.best_ppl, 2)}{when}", style="bold")
         head.append(f" · {len(arch.leaves)} leaves, depth {max(arch.depths)}", style="dim")
         form = [Text(line, style="cyan") for line in wrap(state.best_arch, max(10, width))]
-        tree = [Text(line) for line in tree_lines(arch)]
-        if height >= 1 + len(tree) + len(form) + 1:
-            legend = Text(f"{LEAF} leaf: averaged into the output", style="dim")
-            return lines_to_text([head, *tree, legend, *form], height)
-        if height >= 1 + len(tree):
-            return lines_to_text([head, *tree], height)
+        legend = Text(f"{LEAF} leaf: averaged into the output", style="dim")
+        tree = tree_lines(arch)
+        if height >= 1 + len(tree) + 1 + len(form) and max(map(len, tree)) <= width:
+            return lines_to_text([head, *map(Text, tree), legend, *form], height)
+        side = sideways_lines(arch)
+        if height >= 1 + len(side) + len(form) and max(map(len, side)) <= width:
+            extra = [legend] if height >= 2 + len(side) + len(form) else []
+            return lines_to_text([head, *map(Text, side), *extra, *form], height)
         return lines_to_text([head, *form], height)

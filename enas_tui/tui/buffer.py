@@ -2,23 +2,32 @@
 
 Fill against capacity as a gauge with its percentage, the phase (waiting for its first epoch,
 filling, full and replacing), and whether the supervised reconstruction loss is on, with its
-latest value and history. Other controller settings have no buffer and the panel says so.
+latest value and history. The gauge's colour is the phase's, printed beside it in the same
+colour (cyan filling, green full), so the colour never says anything the words do not. Other
+controller settings have no buffer and the panel says so.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 
+from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
 from enas_tui.tui.plot import gauge, sparkline
 from enas_tui.tui.state import DashboardState, fmt
 
-PHASES = {"waiting": "waiting", "filling": "filling", "full": "full, replacing"}
+PHASES = {"waiting": ("waiting", "dim"), "filling": ("filling", "cyan"), "full": ("full, replacing", "green")}
 
 
 class BufferPanel(Panel):
     TITLE = "memory buffer"
     PARTS = ("buffer", "status")
+
+    def need(self, width: int) -> Need:
+        state = self.state
+        if state is not None and state.controller and state.controller != "supervised":
+            return Need(essential=1, full=1)
+        return Need(essential=2, full=3)
 
     def draw(self, state: DashboardState, width: int, height: int) -> Text:
         buf = state.buffer
@@ -29,14 +38,15 @@ class BufferPanel(Panel):
             start = settings.get("start_epoch")
             return Text(f"empty: filling starts at epoch {start}" if start else "no buffer update yet", style="dim")
         fraction = buf.size / buf.capacity if buf.capacity else 0.0
-        label = f" {fraction:4.0%} {buf.size:,}/{buf.capacity:,}"
-        lines = [Text(gauge(fraction, max(4, min(30, width - len(label)))), style="magenta") + Text(label)]
-        phase = PHASES.get(buf.phase, buf.phase)
-        detail = f" (+{buf.added:,}, {buf.replaced:,} replaced, epoch {buf.epoch})"
-        if buf.phase == "waiting" and settings.get("start_epoch"):
-            detail = f" (starts epoch {settings['start_epoch']})"
-        lines.append(Text("phase ") + Text(phase, style="bold") + Text(detail, style="dim"))
+        phase, colour = PHASES.get(buf.phase, (buf.phase, "bold"))
+        label = Text(f" {fraction:4.0%} {buf.size:,}/{buf.capacity:,} ") + Text(phase, style=f"bold {colour}")
+        bar = gauge(fraction, max(4, min(30, width - label.cell_len)))
+        lines = [Text(bar, style=colour) + label]
         lines.append(self.supervised(state, buf.supervised, settings, width))
+        detail = f"+{buf.added:,} added, {buf.replaced:,} replaced at epoch {buf.epoch}"
+        if buf.phase == "waiting" and settings.get("start_epoch"):
+            detail = f"filling starts at epoch {settings['start_epoch']}"
+        lines.append(Text(detail, style="dim"))
         return lines_to_text(lines, height)
 
     @staticmethod

@@ -4,9 +4,11 @@ One row per probe architecture, one column per hidden unit, on a diverging colou
 pixels per character cell ('▀' with the upper row as foreground and the lower as background).
 Larger probes are subsampled to fit: whole rows and columns are picked, never averaged, because
 averaging rows would shrink their differences and make a healthy controller look collapsed.
-Beside it, the collapse index (mean over units of the across-architecture standard deviation),
-also as a fraction of the mean |h|, with an alarm in words when that falls under COLLAPSE_ALARM:
-the colours are never the only carrier. Without colour (NO_COLOR) the cells are shaded by value instead, one row per line.
+Above it, the collapse index (scale-free: RMS distance of the rows to their mean over the RMS
+row norm, 0 when every architecture gives the same state), with an alarm in words when it falls
+under COLLAPSE_ALARM: the colours are never the only carrier. Without colour (NO_COLOR) the cells
+are shaded by value instead, one row per line, and the legend shows every shade, the blank one
+(the lowest values) included. Compare draws several heatmaps on one shared scale (``scale``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
 
-from enas_tui.diagnostics import collapse_index
+from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel
-from enas_tui.tui.plot import PALETTE, diverging, half_block_style, levels, shade
-from enas_tui.tui.state import COLLAPSE_ALARM, DashboardState, relative_collapse
+from enas_tui.tui.plot import PALETTE, SHADES, diverging, half_block_style, levels, shade
+from enas_tui.tui.state import COLLAPSE_ALARM, DashboardState, probe_collapse
 
 ALARM = Style(bold=True, reverse=True, color="red")
 PLAIN = Style()
@@ -41,34 +43,37 @@ class HeatmapPanel(Panel):
         super().__init__(*args, **kwargs)
         self._strips: list[Strip] = []
         self._key: tuple | None = None
+        self.scale: float | None = None  # a shared colour scale (compare); None: this probe's max |h|
+        self.scale_note = "own scale"
+
+    def need(self, width: int) -> Need:
+        probe = self.state.probe if self.state is not None else None
+        rows = probe.hidden.shape[0] if probe is not None else 20
+        per_line = 1 if self.is_attached and self.app.no_color else 2
+        return Need(essential=4, full=2 + -(-rows // per_line), grow=2)
 
     # -- numbers ------------------------------------------------------------------------------
     @staticmethod
     def indices(state: DashboardState) -> dict[str, float]:
-        """Collapse indices of the latest probe (its diagnostics event's, else computed here),
-        with ``relative``: the hidden index as a fraction of the mean |h|."""
+        """Collapse indices of the latest probe: its diagnostics' (when they are about this probe),
+        else computed here from the probe."""
         probe, diag = state.probe, state.diagnostics
-        if diag is not None and (diag.epoch, diag.step) == (probe.epoch, probe.step) and diag.collapse_index:
-            out = dict(diag.collapse_index)
-        else:
-            out = {"hidden": collapse_index(probe.hidden)}
-        relative = out.get("hidden_relative", relative_collapse(out.get("hidden"), probe.hidden))
-        if relative is not None:
-            out["relative"] = relative
-        return out
+        if diag is not None and (diag.epoch, diag.step) == (probe.epoch, probe.step) and state.collapse:
+            return dict(state.collapse)
+        return probe_collapse(probe, state.decision_sizes)
 
     def info(self, state: DashboardState) -> list[tuple[str, Style | str]]:
         n, units = state.probe.hidden.shape
         index = self.indices(state)
-        hidden, relative = index.get("hidden"), index.get("relative")
+        hidden = index.get("hidden")
         parts: list[tuple[str, Style | str]] = [(f"collapse {hidden:.4f}", "bold")]
-        if relative is not None:
-            parts.append((f" ({relative:.0%} of |h|)", ""))
         if "max_prob" in index:
             parts.append((f" · max-p {index['max_prob']:.4f}", ""))
         parts.append((f" · {n}×{units}", "dim"))
-        if relative is not None and relative < COLLAPSE_ALARM:
-            parts.insert(0, (f"⚠ COLLAPSED (<{COLLAPSE_ALARM:.0%}) ", ALARM))
+        if hidden is not None and hidden < COLLAPSE_ALARM:
+            parts.insert(0, (f"⚠ COLLAPSED (<{COLLAPSE_ALARM:.2f}) ", ALARM))
+        else:
+            parts.append((f" · alarm <{COLLAPSE_ALARM:.2f}", "dim"))
         return parts
 
     def pixels(self, state: DashboardState, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,7 +91,7 @@ class HeatmapPanel(Panel):
             text = "waiting for events…" if self.state is None else "no probe yet"
             line = Strip([Segment(text, Style(dim=True))]) if y == 0 else Strip.blank(width, PLAIN)
             return line.adjust_cell_length(width, PLAIN)
-        key = (self._stamp, self.content_size, self.app.no_color)
+        key = (self._stamp, self.content_size, self.app.no_color, self.scale)
         if key != self._key:
             self._strips, self._key = self.build(self.state, width, self.content_size.height), key
         line = self._strips[y] if y < len(self._strips) else Strip.blank(width, PLAIN)
@@ -102,7 +107,7 @@ class HeatmapPanel(Panel):
         if area < 1:
             return strips
         rows, cols, values = self.pixels(state, width, area)
-        scale = float(np.abs(state.probe.hidden).max()) or 1.0
+        scale = self.scale or float(np.abs(state.probe.hidden).max()) or 1.0
         if self.app.no_color:
             strips += [Strip([Segment("".join(shade(v, -scale, scale) for v in row), PLAIN)]) for row in values]
         else:
@@ -122,14 +127,14 @@ class HeatmapPanel(Panel):
     def legend(self, scale: float, shown: int, total: int, width: int) -> Strip:
         segments = [Segment(f"-{scale:.2f} ", Style(dim=True))]
         if self.app.no_color:
-            segments.append(Segment("░▒▓█", PLAIN))
+            segments.append(Segment(f"[{SHADES}]", PLAIN))  # the blank shade is the lowest level
         else:
             for v in (-1.0, -0.5, 0.0, 0.5, 1.0):
                 rgb = diverging(v * scale, scale)
                 segments.append(Segment("█", Style(color=f"rgb({rgb[0]},{rgb[1]},{rgb[2]})")))
-        segments.append(Segment(f" +{scale:.2f}", Style(dim=True)))
-        note = f"  rows: archs ({shown}/{total}), cols: units" if shown < total else "  rows: archs, cols: units"
-        segments.append(Segment(note, Style(dim=True)))
+        segments.append(Segment(f" +{scale:.2f} {self.scale_note}", Style(dim=True)))
+        rows = f"archs ({shown}/{total})" if shown < total else "archs"
+        segments.append(Segment(f"  rows: {rows}, cols: units", Style(dim=True)))
         return Strip(segments).crop(0, width)
 
     def text(self) -> str:

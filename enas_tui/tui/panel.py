@@ -12,6 +12,7 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
+from enas_tui.tui.layout import Need
 from enas_tui.tui.state import DashboardState
 
 
@@ -49,8 +50,18 @@ class Panel(Widget, can_focus=True):
         if stamp == self._stamp and state is self.state:
             return False
         self.state, self._stamp = state, stamp
+        title = self.title(state)
+        self.border_title = title if self.number is None else f"{self.number} {title}"
         self.refresh()
         return True
+
+    def title(self, state: DashboardState) -> str:
+        """The border title (panels may say more than their name, e.g. how a probe was taken)."""
+        return self.TITLE
+
+    def need(self, width: int) -> Need:
+        """Content lines this panel wants at ``width`` (the layout gives it at least ``essential``)."""
+        return Need(essential=1, full=None, grow=1)
 
     def render(self) -> RenderableType:
         if self.state is None:

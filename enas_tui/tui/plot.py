@@ -1,14 +1,17 @@
-"""Text drawing for the panels: sparklines, gauges, bands and a diverging colour scale.
+"""Text drawing for the panels: sparklines, gauges, bands, axes and the colour scales.
 
 Plain functions of numbers to strings and colours, so every panel draws the same way and tests
 can check the drawings without running an app. A drawing never carries a value by colour alone;
-the panels print the numbers beside it.
+the panels print the numbers beside it. Sparklines are robust (``spark``): one exploded value is
+drawn as an arrow, not allowed to flatten the rest; axis labels are spaced so they never touch
+(``ticks``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.style import Style
 
@@ -20,21 +23,6 @@ def finite(values: Sequence[float]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def resample(values: Sequence[float], width: int) -> list[float]:
-    """At most ``width`` values: the mean of each of ``width`` equal slices (keeps the shape)."""
-    if width <= 0:
-        return []
-    n = len(values)
-    if n <= width:
-        return list(values)
-    out = []
-    for i in range(width):
-        lo, hi = i * n // width, max((i + 1) * n // width, i * n // width + 1)
-        chunk = finite(values[lo:hi])
-        out.append(sum(chunk) / len(chunk) if chunk else float("nan"))
-    return out
-
-
 def sparkline(values: Sequence[float], width: int, lo: float | None = None, hi: float | None = None,
               log: bool = False) -> str:
     """The last values as one line of block heights, scaled to [lo, hi] (default: their range).
@@ -42,28 +30,87 @@ def sparkline(values: Sequence[float], width: int, lo: float | None = None, hi: 
     ``log`` scales by the logarithm (perplexities span orders of magnitude). Missing or
     non-finite values are drawn as spaces.
     """
-    values = resample(values, width)
-    if not values:
-        return ""
+    return spark(values, width, lo, hi, log=log, robust=False).text
+
+
+@dataclass(frozen=True)
+class Spark:
+    """A drawn sparkline: its cells, how many were clipped, and the range they are scaled to."""
+
+    text: str
+    clipped: int  # cells holding a value outside [lo, hi], drawn as CLIP_HIGH / CLIP_LOW
+    lo: float | None  # the range, in the values' own units (not logged)
+    hi: float | None
+
+
+CLIP_HIGH, CLIP_LOW = "↑", "↓"
+
+
+def robust_range(values: Sequence[float], fences: float = 3.0, min_count: int = 8) -> tuple[float, float] | None:
+    """The range of the values that are not outliers: those at most ``fences`` interquartile
+    ranges outside the quartiles (Tukey's far-out fences). Fewer than ``min_count`` values are
+    too few to call any of them an outlier: their full range."""
+    known = sorted(finite(values))
+    if not known:
+        return None
+    n = len(known)
+    if n < min_count:
+        return known[0], known[-1]
+    q1, q3 = _quantile(known, 0.25), _quantile(known, 0.75)
+    iqr = q3 - q1
+    inside = [v for v in known if q1 - fences * iqr <= v <= q3 + fences * iqr]
+    return inside[0], inside[-1]
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted values."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def spark(values: Sequence[float], width: int, lo: float | None = None, hi: float | None = None,
+          log: bool = False, robust: bool = True) -> Spark:
+    """A sparkline of the last values that one exploded value cannot flatten.
+
+    The values are logged first (``log``), then scaled to [lo, hi]: given, or their robust range
+    (``robust``) or full range. Each cell is the mean of its slice of values clipped to that
+    range; a cell whose slice held a value beyond it is drawn as an arrow (up or down) instead.
+    """
     shown = [_log(v) if log else v for v in values]
     known = finite(shown)
+    if width <= 0 or not shown:
+        return Spark("", 0, None, None)
     if not known:
-        return " " * len(values)
-    lo = _log(lo) if log and lo is not None else lo
-    hi = _log(hi) if log and hi is not None else hi
-    lo = min(known) if lo is None else lo
-    hi = max(known) if hi is None else hi
-    span = hi - lo
-    out = []
-    for v in shown:
-        if v is None or not math.isfinite(v):
-            out.append(" ")
-        elif span <= 0:
-            out.append(SPARK[len(SPARK) // 2])
+        return Spark(" " * min(width, len(shown)), 0, None, None)
+    span = robust_range(known) if robust else (min(known), max(known))
+    low = _log(lo) if log and lo is not None else lo
+    high = _log(hi) if log and hi is not None else hi
+    low = span[0] if low is None else low
+    high = span[1] if high is None else high
+    cells, clipped = [], 0
+    n = len(shown)
+    count = min(width, n)
+    for i in range(count):
+        a, b = i * n // count, max((i + 1) * n // count, i * n // count + 1)
+        chunk = finite(shown[a:b])
+        if not chunk:
+            cells.append(" ")
+            continue
+        over, under = max(chunk) > high + 1e-12, min(chunk) < low - 1e-12
+        if over or under:
+            clipped += 1
+            cells.append(CLIP_HIGH if over else CLIP_LOW)
+            continue
+        v = sum(chunk) / len(chunk)
+        if high - low <= 0:
+            cells.append(SPARK[len(SPARK) // 2])
         else:
-            level = (min(max(v, lo), hi) - lo) / span
-            out.append(SPARK[min(len(SPARK) - 1, int(level * len(SPARK)))])
-    return "".join(out)
+            level = (min(max(v, low), high) - low) / (high - low)
+            cells.append(SPARK[min(len(SPARK) - 1, int(level * len(SPARK)))])
+    back = (lambda x: math.exp(x)) if log else (lambda x: x)
+    return Spark("".join(cells), clipped, back(low), back(high))
 
 
 def _log(v: float | None) -> float | None:
@@ -197,3 +244,74 @@ def shade(value: float, lo: float, hi: float) -> str:
     x = (min(max(value, lo), hi) - lo) / (hi - lo)
     return SHADES[min(len(SHADES) - 1, int(x * len(SHADES)))]
 
+
+
+
+# -- a sequential scale (properties of architectures on the embedding map) ------------------------
+SEQUENTIAL: tuple[tuple[int, int, int], ...] = (  # dark blue to yellow, as matplotlib's viridis
+    (68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),
+    (31, 158, 137), (53, 183, 121), (109, 205, 89), (180, 222, 44), (253, 231, 37),
+)
+
+
+def sequential_level(value: float, lo: float, hi: float) -> int:
+    """The level (0..9) of ``value`` on [lo, hi]: an index into SEQUENTIAL, or the digit shown
+    without colour."""
+    if not math.isfinite(value) or hi <= lo:
+        return len(SEQUENTIAL) // 2
+    x = (min(max(value, lo), hi) - lo) / (hi - lo)
+    return min(len(SEQUENTIAL) - 1, int(x * len(SEQUENTIAL)))
+
+
+def rgb(colour: tuple[int, int, int]) -> str:
+    return f"rgb({colour[0]},{colour[1]},{colour[2]})"
+
+
+# -- axes ----------------------------------------------------------------------------------------
+NICE_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000)
+
+
+def tick_step(count: int, cell: int, first: int = 0) -> int:
+    """The smallest step in NICE_STEPS whose labels (``first`` .. ``first + count - 1``), each
+    ``cell`` characters per position, are at least one space apart."""
+    widest = len(str(first + max(0, count - 1)))
+    for step in NICE_STEPS:
+        if step * cell >= widest + 1:
+            return step
+    return NICE_STEPS[-1]
+
+
+def ticks(count: int, cell: int, width: int, first: int = 0) -> str:
+    """An axis under ``count`` positions ``cell`` characters wide: a label every few positions,
+    at multiples of a nice step, never running into each other ("0    5    10   15   20")."""
+    step = tick_step(count, cell, first)
+    line = [" "] * max(0, min(width, count * cell))
+    marked = [i for i in range(count) if (first + i) % step == 0]
+    if marked and marked[0] > 0 and marked[0] * cell >= len(str(first)) + 1:
+        marked.insert(0, 0)  # the first position too, where it does not touch the next label
+    for i in marked:
+        label = str(first + i)
+        at = i * cell
+        if at + len(label) > len(line):
+            break
+        line[at: at + len(label)] = label
+    return "".join(line)
+
+
+def runs(cells) -> Text:
+    """One Text from (character, style) pairs, consecutive equal styles merged into one span
+    (a span per character costs the terminal renderer far more than the drawing itself)."""
+    from rich.text import Text
+
+    text = Text()
+    chars: list[str] = []
+    current = None
+    for char, style in cells:
+        if style != current and chars:
+            text.append("".join(chars), style=current)
+            chars = []
+        current = style
+        chars.append(char)
+    if chars:
+        text.append("".join(chars), style=current)
+    return text

@@ -5,6 +5,8 @@ option, averaged over the probe architectures) and the probability of its most l
 across the probe architectures as a min-median-max band. A collapsed controller (Fig. 4,
 unsupervised) shows thin bands: its certainty does not depend on the earlier decisions.
 When the panel is too short for a row per decision it draws Fig. 4 itself: one column per step.
+The title says how the probe was taken (Probe.mode: "derive", logits over the temperature as the
+authors analysed, or "train", with the tanh constant) where the log records it.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from rich.text import Text
 
-from enas_tui.search_space import decision_is_parent, decision_labels
+from enas_tui.search_space import decision_is_parent, decision_labels, num_decisions
+from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
-from enas_tui.tui.plot import band, level
+from enas_tui.tui.plot import band, level, ticks
 from enas_tui.tui.state import DashboardState, ProbeSummary
 
 LABEL = 9  # "parent 11"
@@ -23,6 +26,19 @@ LABEL = 9  # "parent 11"
 class ProbabilitiesPanel(Panel):
     TITLE = "action probabilities"
     PARTS = ("probe",)
+
+    def title(self, state: DashboardState) -> str:
+        mode, where = state.probe_mode, state.probe_state
+        if not mode:
+            return self.TITLE
+        return f"{self.TITLE} ({mode}" + (f", {where}" if where and where != "emit_last" else "") + ")"
+
+    def need(self, width: int) -> Need:
+        state = self.state
+        steps = num_decisions(state.num_nodes) if state is not None else 23
+        k = max(state.decision_sizes) if state is not None else 11
+        table = width >= LABEL + k + 7
+        return Need(essential=4, full=2 + steps if table else 12, grow=3)
 
     def draw(self, state: DashboardState, width: int, height: int) -> Text:
         summary = state.probe_summary()
@@ -110,6 +126,5 @@ class ProbabilitiesPanel(Panel):
                 line.append(cell.center(cw) if cw > 1 else cell, style="green")
             lines.append(line)
         if height >= 2:
-            marks = "".join((str(d % 10) if cw == 1 else f"{d:<{cw}}"[:cw]) for d in range(steps))
-            lines.append(Text("step" + marks[: max(0, width - 4)], style="dim"))
+            lines.append(Text("step" + ticks(steps, cw, max(0, width - 4)), style="dim"))
         return lines

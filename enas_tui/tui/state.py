@@ -20,24 +20,31 @@ from typing import Any
 
 import numpy as np
 
-from enas_tui.diagnostics import PAPER_TABLE1, max_action_probs
+from enas_tui import cell_shape, embedding
+from enas_tui.diagnostics import PAPER_TABLE1, READINGS, collapse_index, column_measure, max_action_probs
 from enas_tui.events import (
     BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
     Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
 )
 from enas_tui.search_space import DEFAULT_NUM_NODES, decision_sizes
+from enas_tui.sources import ProbeArchs
 
 STEP_HISTORY = 2000  # points kept per step series (sparklines show the most recent ones)
 EPOCH_HISTORY = 1000  # points kept per epoch series (the paper runs 150 epochs)
+PROBE_HISTORY = 2000  # probe sets kept for the cell shape over the search
 LOG_LINES = 500
-# The heatmap's alarm: the collapse index relative to the typical activation, mean |h|. The
-# absolute index scales with the activations (an untrained controller's are small: its index is
-# ~0.01 but its rows differ by ~27% of |h|); a collapsed controller's rows differ by almost 0%.
+# The heatmap's alarm: the collapse index (scale-free, in [0, 1]: RMS distance of the rows to
+# their mean over the RMS row norm) under 5%. An untrained controller's rows differ by ~25%;
+# a collapsed one's by under 1%.
 COLLAPSE_ALARM = 0.05
 SPEARMAN_COLUMNS: tuple[str, ...] = ("common_activations", "common_connections", "ged", "abs_perf_diff")
+__all__ = ["READINGS", "column_measure"]  # Table 1's readings, as diagnostics defines them
 
 # The parts of the state each panel draws; ``touched`` records when each last changed.
-PARTS = ("status", "progress", "training", "probe", "buffer", "spearman", "arch", "log")
+PARTS = ("status", "progress", "training", "probe", "buffer", "spearman", "arch", "log", "shape")
+# A probe set's cell shape: depth then width, each (q25, median, q75), in one tuple per probe set
+# (one history to copy at each replay snapshot, not six).
+SHAPE_KEYS = tuple(f"{q}_{stat}" for q in cell_shape.QUANTITIES for stat in ("q25", "median", "q75"))
 
 
 class Series:
@@ -104,6 +111,7 @@ class ProbeSummary:
     max_median: np.ndarray  # (D,) the probability of the most likely action at each step
     max_max: np.ndarray  # (D,)
     sizes: tuple[int, ...]
+    top: np.ndarray  # (n, D) the probability of the most likely action, per architecture and step
 
 
 def summarize_probe(probe: Probe, sizes: list[int]) -> ProbeSummary:
@@ -114,16 +122,22 @@ def summarize_probe(probe: Probe, sizes: list[int]) -> ProbeSummary:
     top = max_action_probs(probs, sizes)
     return ProbeSummary(
         mean=probs.mean(axis=0), max_min=top.min(axis=0), max_median=np.median(top, axis=0),
-        max_max=top.max(axis=0), sizes=tuple(sizes),
+        max_max=top.max(axis=0), sizes=tuple(sizes), top=top,
     )
 
 
-def relative_collapse(index: float | None, hidden: np.ndarray) -> float | None:
-    """The collapse index as a fraction of the mean absolute activation (None if undefined)."""
-    scale = float(np.abs(np.asarray(hidden, dtype=np.float64)).mean()) if np.size(hidden) else 0.0
-    if index is None or not math.isfinite(index) or scale <= 0 or not math.isfinite(scale):
-        return None
-    return index / scale
+def probe_collapse(probe: Probe, sizes: list[int]) -> dict[str, float]:
+    """The scale-free collapse indices of a probe set, computed from its arrays.
+
+    Logs before events schema 2 recorded an absolute index (it scaled with the activations), so
+    the dashboard recomputes these from the probe itself for them.
+    """
+    out = {"hidden": collapse_index(probe.hidden)}
+    try:
+        out["max_prob"] = collapse_index(summarize_probe(probe, sizes).top)
+    except ValueError:
+        pass
+    return out
 
 
 def _finite(x: float | None) -> float | None:
@@ -141,6 +155,7 @@ class DashboardState:
     num_nodes: int = DEFAULT_NUM_NODES
     decision_sizes: list[int] = field(default_factory=lambda: decision_sizes(DEFAULT_NUM_NODES))
     settings: dict[str, Any] = field(default_factory=dict)
+    schema: int = 1  # events schema of the log (SessionStart.schema)
     started_t: float | None = None
     resumes: int = 0
     # what the log says about the run: waiting | running | finished | stopped | failed
@@ -150,6 +165,8 @@ class DashboardState:
     # what the source knows beyond the log (e.g. the trainer process is gone): crashed | stopped | ...
     trainer: str | None = None
     trainer_message: str = ""
+    # damage the source found in the session log (spans skipped, records lost): the header's notice
+    log_damage: str = ""
     # progress
     seq: int = -1
     last_t: float | None = None
@@ -165,6 +182,8 @@ class DashboardState:
     epoch_seconds: Series = field(default_factory=lambda: Series(EPOCH_HISTORY))
     tokens_per_s: float | None = None
     lr: float | None = None
+    skipped: int | None = None  # non-finite shared steps skipped in the last epoch (EpochEnd.skipped_shared_steps)
+    skipped_total: int = 0
     # step series (x = the trainer's global step counter)
     shared_ppl: Series = field(default_factory=Series)
     reward: Series = field(default_factory=Series)
@@ -179,11 +198,17 @@ class DashboardState:
     # the latest probe set and its diagnostics
     probe: Probe | None = None
     diagnostics: Diagnostics | None = None
-    spearman_history: dict[str, Series] = field(
-        default_factory=lambda: {name: Series(EPOCH_HISTORY) for name in SPEARMAN_COLUMNS})
+    spearman: dict[str, dict] = field(default_factory=dict)  # the latest, keyed by measure name
+    spearman_history: dict[str, Series] = field(default_factory=dict)  # measure -> rho per probe step
+    probe_ppl: np.ndarray | None = None  # per-architecture valid ppl of ``probe``, when measured
+    collapse: dict[str, float] = field(default_factory=dict)  # scale-free indices of the latest judged probe
     collapse_history: Series = field(default_factory=lambda: Series(EPOCH_HISTORY))
     collapsed: bool = False
-    collapse_relative: float | None = None  # collapse index / mean |h| of the latest judged probe
+    # cell shape per probe set (x = controller step, y = a tuple in SHAPE_KEYS order)
+    shape: Series = field(default_factory=lambda: Series(PROBE_HISTORY))
+    shape_epoch: dict[str, Series] = field(  # the last probe set's medians per epoch (x = epoch)
+        default_factory=lambda: {q: Series(EPOCH_HISTORY) for q in cell_shape.QUANTITIES})
+    shape_latest: cell_shape.ShapeSummary | None = None
     # memory buffer
     buffer: BufferFill | None = None
     # best architecture
@@ -191,6 +216,8 @@ class DashboardState:
     best_arch: str | None = None
     best_epoch: int | None = None
     greedy_arch: str | None = None
+    derived_arch: str | None = None
+    derived_epoch: int | None = None
     # event log
     log: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_LINES))
     warnings: int = 0
@@ -198,6 +225,8 @@ class DashboardState:
     ticks: int = 0
     touched: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PARTS, 0))
     _summary: tuple[int, ProbeSummary] | None = field(default=None, repr=False)
+    _projection: tuple[int, embedding.Projection] | None = field(default=None, repr=False)
+    _properties: tuple[int, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     # -- folding --------------------------------------------------------------------------
     def apply(self, event: Event) -> None:
@@ -236,6 +265,13 @@ class DashboardState:
             self._touch("log")
         self._touch("status")
 
+    def set_log_damage(self, summary: str) -> None:
+        """The header's one-line notice of damage in the log ("" when it is whole)."""
+        if summary != self.log_damage:
+            self.ticks += 1
+            self.log_damage = summary
+            self._touch("status")
+
     def note(self, level: str, text: str) -> None:
         """A line in the event log from the dashboard itself (not from the session log)."""
         self.ticks += 1
@@ -247,6 +283,7 @@ class DashboardState:
         self.session_id, self.controller, self.device = e.session_id, e.controller, e.device
         self.num_nodes, self.decision_sizes = e.num_nodes, list(e.decision_sizes)
         self.settings = e.settings
+        self.schema = int(getattr(e, "schema", 1) or 1)
         self.epochs = int(e.settings.get("train", {}).get("epochs", self.epochs) or self.epochs)
         self.status, self.message, self.trainer, self.trainer_message = "running", "", None, ""
         if first:
@@ -273,7 +310,7 @@ class DashboardState:
         self._shared_base = self._ctrl_base = None
         self.epoch_t0 = e.t
         for series in (self.train_ppl, self.valid_ppl, self.epoch_reward, self.epoch_collapse,
-                       self.epoch_seconds):
+                       self.epoch_seconds, *self.shape_epoch.values()):
             series.rewind(e.epoch)
         self._touch("progress", "training")
 
@@ -285,8 +322,13 @@ class DashboardState:
         if _finite(e.reward) is not None:
             self.epoch_reward.add(e.epoch, e.reward)
         self.epoch_seconds.add(e.epoch, e.elapsed_s)
+        skipped = e.skipped_shared_steps  # 0 in logs that predate the count
+        self.skipped = skipped
+        self.skipped_total += skipped
         text = (f"epoch {e.epoch} done: train ppl {fmt(e.train_ppl)}, valid ppl {fmt(e.valid_ppl)}, "
                 f"reward {fmt(e.reward, 3)} ({e.elapsed_s:.1f} s)")
+        if skipped:
+            text += f", {skipped} non-finite shared steps skipped"
         self._log(e, "info", text)
         self._touch("progress", "training")
 
@@ -314,43 +356,75 @@ class DashboardState:
         self._touch("progress", "training")
 
     def _probe(self, e: Probe) -> None:
-        # Only the latest probe matters: readers may skip decoding probes a later one supersedes.
+        # Only the latest probe's arrays matter: readers may skip decoding probes a later one
+        # supersedes (they arrive as ProbeArchs, for the cell shape).
         self.probe = e
+        self.probe_ppl = None
+        self._shape(e.epoch, e.step, e.archs)
         self._touch("probe")
+
+    def _probe_archs(self, e: ProbeArchs) -> None:
+        self._shape(e.epoch, e.step, e.archs)
+
+    def _shape(self, epoch: int, step: int, archs: list[str]) -> None:
+        summary = cell_shape.summarize(archs)
+        if summary is None:
+            return
+        self.shape_latest = summary
+        d, w = summary.depth, summary.width
+        self.shape.add(step, (d.q25, d.median, d.q75, w.q25, w.median, w.q75))
+        self.shape_epoch["depth"].add(epoch, d.median)
+        self.shape_epoch["width"].add(epoch, w.median)
+        self._touch("shape")
+
+    def shape_series(self, key: str) -> list[float]:
+        """One column of the cell-shape history (a SHAPE_KEYS name, e.g. ``depth_median``)."""
+        column = SHAPE_KEYS.index(key)
+        return [y[column] for y in self.shape.values()]
 
     def _diagnostics(self, e: Diagnostics) -> None:
         self.diagnostics = e
+        self.spearman = dict(e.spearman)  # keyed by measure name (decoding renames schema-1 keys)
         x = e.step
-        for name in SPEARMAN_COLUMNS:
-            rho = (e.spearman.get(name) or {}).get("rho")
-            series = self.spearman_history[name]
+        for name, values in self.spearman.items():
+            rho = (values or {}).get("rho")
+            series = self.spearman_history.get(name)
+            if series is None:
+                series = self.spearman_history[name] = Series(EPOCH_HISTORY)
             if rho is None:
-                series.rewind(x)  # keep keys in step with the other columns
+                series.rewind(x)  # a resumed run's repeated probe replaces the earlier value
             else:
                 series.add(x, rho)
-        hidden = e.collapse_index.get("hidden")
-        if hidden is not None:
-            self.collapse_history.add(x, hidden)
-            self.epoch_collapse.add(e.epoch, hidden)
-        relative = e.collapse_index.get("hidden_relative")
         probe = self.probe
-        if relative is None and probe is not None and (probe.epoch, probe.step) == (e.epoch, e.step):
-            relative = relative_collapse(hidden, probe.hidden)
-        if relative is not None:  # None when this probe was not decoded: keep the last verdict
-            self.collapse_relative = relative
-            self._alarm(e, relative)
+        same = probe is not None and (probe.epoch, probe.step) == (e.epoch, e.step)
+        ppl = getattr(e, "ppl", None)  # per-architecture ppl, when measured (may be absent)
+        if same and ppl is not None and len(ppl) == len(probe.archs):
+            self.probe_ppl = np.asarray(ppl, dtype=np.float64)
+        # Diagnostics.collapse says which index was recorded ("absolute" in schema-1 logs).
+        scale_free = getattr(e, "collapse", "scale_free" if self.schema >= 2 else "absolute") == "scale_free"
+        if scale_free and e.collapse_index.get("hidden") is not None:
+            index = dict(e.collapse_index)
+        elif same:  # schema 1: the recorded index was absolute; recompute it from the probe
+            index = probe_collapse(probe, self.decision_sizes)
+        else:
+            index = None  # this probe's arrays were not decoded: keep the last verdict
+        if index is not None:
+            self.collapse = index
+            self.collapse_history.add(x, index["hidden"])
+            self.epoch_collapse.add(e.epoch, index["hidden"])
+            self._alarm(e, index["hidden"])
         self._touch("spearman", "probe")
 
-    def _alarm(self, e: Diagnostics, relative: float) -> None:
-        collapsed = relative < COLLAPSE_ALARM
+    def _alarm(self, e: Diagnostics, index: float) -> None:
+        collapsed = index < COLLAPSE_ALARM
         if collapsed == self.collapsed:
             return
         self.collapsed = collapsed
         if collapsed:
-            self._log(e, "warn", f"hidden states collapsed: rows differ by {relative:.1%} of |h| "
-                                 f"(< {COLLAPSE_ALARM:.0%})")
+            self._log(e, "warn", f"hidden states collapsed: collapse index {index:.3f} "
+                                 f"(< {COLLAPSE_ALARM:.2f}): every architecture gives about the same state")
         else:
-            self._log(e, "phase", f"hidden states apart again: rows differ by {relative:.1%} of |h|")
+            self._log(e, "phase", f"hidden states apart again: collapse index {index:.3f}")
 
     def _buffer(self, e: BufferFill) -> None:
         before = self.buffer
@@ -371,6 +445,8 @@ class DashboardState:
 
     def _derived(self, e: Derived) -> None:
         self._log(e, "info", f"derived: best of {e.candidates} sampled, valid ppl {fmt(e.ppl, 2)}", e.epoch)
+        self.derived_arch, self.derived_epoch = e.arch, e.epoch
+        self._touch("shape")
         self._set_best(e.ppl, e.arch, e.epoch)
         self._set_best(e.best_ppl, e.best_arch, None)
         self._touch("arch")
@@ -428,6 +504,34 @@ class DashboardState:
             self._summary = (key, summarize_probe(self.probe, self.decision_sizes))
         return self._summary[1]
 
+    def projection(self) -> embedding.Projection | None:
+        """The latest probe's hidden states in 2-D (cached: panels ask at every refresh)."""
+        if self.probe is None:
+            return None
+        key = id(self.probe)
+        if self._projection is None or self._projection[0] != key:
+            self._projection = (key, embedding.project(self.probe.hidden))
+        return self._projection[1]
+
+    def probe_properties(self) -> dict[str, np.ndarray] | None:
+        """Each probe architecture's properties for the embedding map (cached per probe)."""
+        if self.probe is None:
+            return None
+        key = id(self.probe)
+        if self._properties is None or self._properties[0] != key:
+            self._properties = (key, embedding.properties(self.probe.archs))
+        return self._properties[1]
+
+    @property
+    def probe_mode(self) -> str | None:
+        """How the latest probe was taken: "derive" or "train" (Probe.mode; absent in older logs)."""
+        return getattr(self.probe, "mode", None) if self.probe is not None else None
+
+    @property
+    def probe_state(self) -> str | None:
+        """Which controller state the probe recorded: "emit_last" or "after_last" (Probe.state)."""
+        return getattr(self.probe, "state", None) if self.probe is not None else None
+
     @property
     def epoch_fraction(self) -> float:
         total = self.shared_steps + self.controller_steps
@@ -459,6 +563,8 @@ class DashboardState:
                      "train_ppl", "valid_ppl", "epoch_reward", "epoch_collapse", "collapse_history"):
             setattr(new, name, copy.copy(getattr(self, name)))
         new.spearman_history = {k: copy.copy(v) for k, v in self.spearman_history.items()}
+        new.shape = copy.copy(self.shape)
+        new.shape_epoch = {k: copy.copy(v) for k, v in self.shape_epoch.items()}
         new.decision_sizes = list(self.decision_sizes)
         new.log = deque(self.log, maxlen=self.log.maxlen)
         new.touched = dict(self.touched)
@@ -473,6 +579,7 @@ _HANDLERS = {
     SharedStep: DashboardState._shared_step,
     ControllerStep: DashboardState._controller_step,
     Probe: DashboardState._probe,
+    ProbeArchs: DashboardState._probe_archs,
     Diagnostics: DashboardState._diagnostics,
     BufferFill: DashboardState._buffer,
     Validation: DashboardState._validation,

@@ -1,10 +1,12 @@
 """Synthetic sessions: deterministic event streams shaped like a real search, without torch.
 
-The dashboard's tests, snapshots and benchmark need sessions with known contents (fixed numbers,
-fixed timestamps) and of any size, and a way to try the dashboard without training. The stream
-follows the trainer's schedule (epoch start, buffer update, shared steps, controller steps with
-probes and diagnostics, validation, derivation, epoch end, checkpoint) and the paper's story:
-the unsupervised controller's hidden states collapse, the supervised one's stay apart.
+``enas-tui demo`` shows the dashboard on them, for a first look in seconds without training; the
+dashboard's tests, snapshots and benchmark use them for sessions with known contents (fixed
+numbers, fixed timestamps) of any size. The stream follows the trainer's schedule (epoch start,
+buffer update, shared steps, controller steps with probes and diagnostics, validation,
+derivation, epoch end, checkpoint) and the paper's story: the unsupervised controller's hidden
+states collapse, the supervised one's stay apart and depend on the architecture, and trained
+controllers drift toward wide, shallow cells. None of its numbers are measurements.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from enas_tui.config import resolve
 from enas_tui.diagnostics import PAPER_TABLE1, collapse_index, max_action_probs
 from enas_tui.events import (
     BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    Probe, SessionEnd, SessionStart, SharedStep, UnknownEvent, Validation, Warning, event_from_dict,
 )
 from enas_tui.search_space import Architecture, decision_sizes
 from enas_tui.session_log import LogWriter
@@ -51,6 +53,8 @@ class SyntheticRun:
     end: str | None = "finished"  # SessionEnd status, or None for a trainer that died mid-run
     stop_after: int | None = None  # cut the stream after this many events (a crash mid-epoch)
     warn_epoch: int = 2  # epoch with a non-finite loss warning (0 for none)
+    perf_every: int = 2  # probes with per-architecture perplexities (the |perf diff| column)
+    schema: int = 2  # events schema: 1 writes the older Spearman keys and absolute collapse indices
 
     @property
     def events_per_epoch(self) -> int:
@@ -60,14 +64,32 @@ class SyntheticRun:
 
 
 def synthetic_events(run: SyntheticRun | None = None) -> Iterator[Event]:
-    """The events of a synthetic session, numbered (seq) and timed (t) as a writer would."""
+    """The events of a synthetic session, numbered (seq) and timed (t) as a writer would; for a
+    schema-1 run, as a reader decodes an old log (its missing fields filled in, its keys renamed)."""
     run = run or SyntheticRun()
+    for event in _numbered(run):
+        yield event_from_dict(_as_schema1(event)) if run.schema < 2 else event
+
+
+def _numbered(run: SyntheticRun) -> Iterator[Event]:
     stream = _Stream(run)
     for index, event in enumerate(stream.events()):
         if run.stop_after is not None and index >= run.stop_after:
             return
         event.seq, event.t = index, T0 + index * run.dt
         yield event
+
+
+# Fields events schema 2 added: a schema-1 record has none of them.
+SCHEMA2_FIELDS = {"probe": ("mode", "state"), "diagnostics": ("collapse", "ppl")}
+
+
+def _as_schema1(event: Event) -> dict:
+    """The record an old (schema-1) trainer would have written for ``event``."""
+    data = event.to_dict()
+    for name in SCHEMA2_FIELDS.get(data["type"], ()):
+        data.pop(name, None)
+    return data
 
 
 def write_synthetic_session(root: Path, run: SyntheticRun | None = None, session_id: str | None = None,
@@ -86,8 +108,8 @@ def write_synthetic_session(root: Path, run: SyntheticRun | None = None, session
                         "host": "synthetic", "command": ["synthetic"]})
     last_epoch = 0
     with LogWriter(session.log_path) as writer:
-        for event in synthetic_events(run):
-            writer.append(event)
+        for event in _numbered(run):
+            writer.append(UnknownEvent(raw=_as_schema1(event), seq=event.seq, t=event.t) if run.schema < 2 else event)
             last_epoch = getattr(event, "epoch", last_epoch)
     ended = run.end if run.stop_after is None else None
     final = status or ended or "running"
@@ -126,7 +148,14 @@ class _Stream:
         self.sizes = decision_sizes(run.num_nodes)
         self.width = max(self.sizes)
         self.base_logits = self.rng.normal(size=(len(self.sizes), self.width))
+        # Trained controllers drift toward early parents: wide, shallow cells (Shu et al.).
+        self.base_logits[1::2] -= 0.35 * np.arange(self.width)[None, :]
         self.base_hidden = self.rng.normal(scale=0.8, size=run.hidden)
+        # How the sampled decisions move the final hidden state: every decision a little (one-hot
+        # decisions -> units), and a supervised controller's mostly through a few properties of
+        # the cell (activation counts, depth, leaves), which gives its embedding map structure.
+        self.arch_weights = self.rng.normal(scale=0.1, size=(len(self.sizes) * self.width, run.hidden))
+        self.feature_weights = self.rng.normal(scale=0.25, size=(6, run.hidden))
         self.shared_step = self.ctrl_step = self.probes = 0
         self.baseline: float | None = None
         self.buffer_size = 0
@@ -140,7 +169,8 @@ class _Stream:
         run = self.run
         yield SessionStart(session_id=f"synthetic-{run.controller}", controller=run.controller, seed=run.seed,
                            settings=_settings(run), num_nodes=run.num_nodes, decision_sizes=self.sizes,
-                           device="cpu", pid=0, host="synthetic", versions={"enas_tui": "synthetic"})
+                           device="cpu", pid=0, host="synthetic", versions={"enas_tui": "synthetic"},
+                           schema=run.schema)
         for epoch in range(1, run.epochs + 1):
             yield from self.epoch(epoch)
         if run.end is not None:
@@ -227,40 +257,68 @@ class _Stream:
         run, rng = self.run, self.rng
         f = self.progress(epoch, self.ctrl_step % max(1, run.controller_steps))
         n, steps = run.probe_size, len(self.sizes)
-        sharp, spread, hidden_spread = {
-            "random": (0.0, 0.3, 0.3),
-            "unsupervised": (4.0 * f, 0.05, 0.3 * (1 - f) ** 3 + 0.002),
-            "supervised": (3.0 * f, 1.0, 0.25),
-        }.get(run.controller, (f, 0.5, 0.2))
+        # sharpness of the policy, spread of the policy across archs, how much the hidden state
+        # depends on the architecture, and noise: the paper's story per controller.
+        sharp, spread, depends, noise = {
+            "random": (0.0, 0.3, 0.5, 0.1),
+            "unsupervised": (4.0 * f, 0.05, 0.5 * (1 - f) ** 3 + 0.002, 0.1 * (1 - f) ** 3 + 0.002),
+            "supervised": (3.0 * f, 1.0, 0.3, 0.05),
+        }.get(run.controller, (f, 0.5, 0.5, 0.2))
         logits = sharp * self.base_logits[None] + spread * rng.normal(size=(n, steps, self.width))
         valid = np.arange(self.width)[None, :] < np.asarray(self.sizes)[:, None]
         logits = np.where(valid[None], logits, -np.inf)
         probs = np.exp(logits - logits.max(axis=2, keepdims=True))
         probs = (probs / probs.sum(axis=2, keepdims=True)).astype(np.float32)
-        archs = self.sample_archs(probs)
-        hidden = np.tanh(self.base_hidden[None] + hidden_spread * rng.normal(size=(n, run.hidden)))
+        choices = self.sample_choices(probs)
+        archs = [Architecture.from_decisions(row.tolist()) for row in choices]
+        onehot = np.zeros((n, steps * self.width))
+        onehot[np.arange(n)[:, None], np.arange(steps)[None, :] * self.width + choices] = 1.0
+        drive = onehot @ self.arch_weights
+        if run.controller == "supervised":
+            features = np.array([[*np.bincount(a.activations, minlength=4), max(a.depths), len(a.leaves)]
+                                 for a in archs], dtype=np.float64)
+            features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-9)
+            drive += 0.9 * features @ self.feature_weights
+        drive -= drive.mean(axis=0)
+        hidden = np.tanh(self.base_hidden[None] + depends * drive + noise * rng.normal(size=(n, run.hidden)))
         hidden = hidden.astype(np.float32)
         self.probes += 1
-        yield Probe(epoch=epoch, step=self.ctrl_step, archs=archs, probs=probs, hidden=hidden)
+        yield Probe(epoch=epoch, step=self.ctrl_step, archs=[a.to_text() for a in archs], probs=probs,
+                    hidden=hidden)
         paper = PAPER_TABLE1.get(run.controller, PAPER_TABLE1["random"])
+        measured = self.probes % run.perf_every == 0
         spearman = {}
-        for name, rho in paper.items():
-            if name == "abs_perf_diff" and self.probes % 2:
-                spearman[name] = {"rho": None, "p": None}
+        for column, rho in paper.items():
+            if column == "abs_perf_diff" and not measured:
+                spearman[column] = {"rho": None, "p": None}
                 continue
-            value = float(np.clip(rho + 0.05 * (1 - f) * rng.standard_normal(), -1, 1))
-            spearman[name] = {"rho": value, "p": float(10 ** -(1 + 40 * abs(value)))}
+            for name, shift in self.measures(column):
+                value = float(np.clip(rho + shift + 0.05 * (1 - f) * rng.standard_normal(), -1, 1))
+                spearman[name] = {"rho": value, "p": float(10 ** -(1 + 40 * abs(value)))}
         top = max_action_probs(probs, self.sizes)
-        yield Diagnostics(epoch=epoch, step=self.ctrl_step, n=n, spearman=spearman,
-                          collapse_index={"hidden": collapse_index(hidden), "max_prob": collapse_index(top)})
+        if run.schema >= 2:
+            collapse = {"hidden": collapse_index(hidden), "max_prob": collapse_index(top)}
+        else:  # the absolute index older logs recorded
+            collapse = {name: float((m - m[0]).std(axis=0).mean()) for name, m in (("hidden", hidden), ("max_prob", top))}
+        ppl = None
+        if measured:
+            depth = np.array([max(a.depths) for a in archs], dtype=np.float64)
+            ppl = 120.0 * np.exp(-0.8 * f) + 8.0 * depth + rng.normal(0, 3.0, size=n)
+        yield Diagnostics(epoch=epoch, step=self.ctrl_step, n=n, spearman=spearman, collapse_index=collapse,
+                          ppl=ppl)
 
-    def sample_archs(self, probs: np.ndarray) -> list[str]:
-        """One architecture per row of (n, D, K) probabilities (inverse-CDF sampling, vectorised)."""
+    def measures(self, column: str) -> list[tuple[str, float]]:
+        """The measure names a column is recorded under, each with an offset from the paper's value."""
+        if self.run.schema < 2 or column not in ("common_activations", "ged"):
+            return [(column, 0.0)]
+        return [(f"{column}_paper", 0.0), (f"{column}_aligned", 0.03)]
+
+    def sample_choices(self, probs: np.ndarray) -> np.ndarray:
+        """(n, D) decisions, one architecture per row of (n, D, K) probabilities (inverse CDF)."""
         cdf = np.cumsum(probs.astype(np.float64), axis=2)
         u = self.rng.random(probs.shape[:2]) * cdf[:, :, -1]
         choices = (cdf < u[:, :, None]).sum(axis=2)
-        choices = np.minimum(choices, np.asarray(self.sizes) - 1)
-        return [Architecture.from_decisions(row.tolist()).to_text() for row in choices]
+        return np.minimum(choices, np.asarray(self.sizes) - 1)
 
     def greedy(self) -> str:
         choices = [int(np.argmax(self.base_logits[d, :size])) for d, size in enumerate(self.sizes)]
@@ -270,3 +328,10 @@ class _Stream:
         if self.best is None or ppl < self.best[0]:
             self.best = (ppl, arch)
 
+
+
+def demo_run(controller: str) -> SyntheticRun:
+    """The synthetic run ``enas-tui demo`` shows: ten epochs, probes of 60 architectures."""
+    return SyntheticRun(controller=controller, epochs=10, shared_steps=30, controller_steps=60, probe_every=10,
+                        probe_size=60, hidden=48, buffer_start=3, supervised_start=5, buffer_capacity=2000,
+                        buffer_add=500, derive_every=2, warn_epoch=4, dt=0.2)

@@ -1,7 +1,8 @@
 """Replay's timeline: play state, speed, cursor, and a scrub bar with the epoch boundaries.
 
 The bar is drawn from the cursor and the index alone; a click on it seeks (the keyboard does
-everything too: the bar's step is one twentieth of the session).
+everything too: the bar's step is one twentieth of the session). It ends with how the recording
+ended, in the status line's word. It sits above the key footer, never under it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from enas_tui.tui.plot import duration
+from enas_tui.tui.statusbar import STYLES
 
 
 @dataclass
@@ -29,11 +31,12 @@ class TimelineView:
     epochs: int = 0
     elapsed: float | None = None  # session time at the cursor, from its first event
     boundaries: tuple[int, ...] = ()
+    ending: str = ""  # how the recording ends: finished, stopped, failed, crashed, running (still written)
 
 
 class Timeline(Widget):
     DEFAULT_CSS = """
-    Timeline { height: 2; dock: bottom; background: $panel; }
+    Timeline { height: 2; background: $panel; }
     """
 
     class Seek(Message):
@@ -46,6 +49,8 @@ class Timeline(Widget):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.view = TimelineView()
+        self._cells = 0  # width of the drawn bar (for clicks)
+        self._offset = 0  # column where the bar starts on its line
 
     def show(self, view: TimelineView) -> None:
         if view != self.view:
@@ -54,19 +59,29 @@ class Timeline(Widget):
 
     def render(self) -> Text:
         v, width = self.view, max(10, self.size.width)
+        if self.size.height == 1:  # a short terminal: position and bar on one line
+            line = Text(f" {'▶' if v.playing else '❚❚'} ", style="bold reverse" if v.playing else "bold")
+            line.append(f" {v.speed} e{v.epoch}/{v.epochs or '?'} {v.position:,}/{v.total:,}")
+            self._offset = line.cell_len
+            return line + self.bar(width - line.cell_len)
+        self._offset = 0
         state = "▶ playing" if v.playing else "❚❚ paused"
         line = Text(f" {state} ", style="bold reverse" if v.playing else "bold")
         line.append(f" {v.speed}  event {v.position:,}/{v.total:,}  epoch {v.epoch}/{v.epochs or '?'}")
         line.append(f"  t+{duration(v.elapsed)}")
         if v.indexed < 1.0:
             line.append(f"  indexing {v.indexed:.0%}", style="yellow")
-        line.append("  space play · ←→ event · [ ] epoch · g go to · +/- speed", style="dim")
+        line.append("  space play · ←→ event · [ ] epoch · g go to · home/end · +/- speed", style="dim")
         line.truncate(width, overflow="ellipsis")
         return Text("\n").join([line, self.bar(width)])
 
     def bar(self, width: int) -> Text:
         v = self.view
-        cells = width - 2
+        end = Text("")
+        if v.ending:
+            label, style = STYLES.get(v.ending, (v.ending, "bold"))
+            end = Text(" ") + Text(f" {label} ", style=style)
+        cells = self._cells = max(4, width - 2 - end.cell_len)
         total = max(1, v.total)
         cursor = min(cells - 1, int(v.position / total * cells)) if v.total else 0
         ticks = {min(cells - 1, int(b / total * cells)) for b in v.boundaries}
@@ -78,8 +93,11 @@ class Timeline(Widget):
                 bar.append("╋" if i in ticks else "━", style="cyan")
             else:
                 bar.append("┼" if i in ticks else "─", style="dim")
+        bar += end
+        bar.truncate(width)
         return bar
 
     def on_click(self, event: Click) -> None:
-        if event.y == 1 and self.size.width > 2:
-            self.post_message(self.Seek(max(0.0, min(1.0, (event.x - 1) / (self.size.width - 2)))))
+        cells, x = self._cells, event.x - self._offset
+        if event.y == self.size.height - 1 and cells > 0 and 1 <= x <= cells:
+            self.post_message(self.Seek(max(0.0, min(1.0, (x - 1) / cells))))

@@ -1,38 +1,52 @@
 """Panel 5: training progress and curves.
 
 Epoch and step progress with an ETA (from the recorded event times, so replay shows the ETA the
-run had then), tokens per second, and sparklines of shared perplexity, validation perplexity,
-reward, baseline and entropy with their latest values. Short panels keep the top lines.
+run had then), tokens per second, and sparklines of the shared model's training perplexity,
+validation perplexity, reward (with the baseline) and entropy with their latest values. The
+lines come in order of importance, so a short panel keeps progress, both perplexities, reward and
+entropy. Perplexities are drawn on a log scale and every curve on its robust range: one exploded
+step cannot flatten the rest, and the cells it falls in are drawn as an arrow (↑) and counted.
 """
 
 from __future__ import annotations
 
 from rich.text import Text
 
+from enas_tui.tui.layout import Need
 from enas_tui.tui.panel import Panel, lines_to_text
-from enas_tui.tui.plot import duration, gauge, sparkline
+from enas_tui.tui.plot import CLIP_HIGH, duration, gauge, runs, spark
 from enas_tui.tui.state import DashboardState, Series, fmt
 
-CURVES = (  # label, series attribute, digits, log scale
-    ("shared ppl", "shared_ppl", 1, True),
-    ("valid ppl", "valid_ppl", 1, True),
-    ("reward", "reward", 3, False),
-    ("baseline", "baseline", 3, False),
-    ("entropy", "entropy", 2, False),
-)
-LABEL = 11
+LABEL = 10
 
 
 class TrainingPanel(Panel):
     TITLE = "training"
     PARTS = ("progress", "training", "status")
 
+    def need(self, width: int) -> Need:
+        return Need(essential=5, full=7, grow=0)
+
     def draw(self, state: DashboardState, width: int, height: int) -> Text:
         if state.epoch == 0 and not state.shared_ppl:
             return Text("waiting for the first epoch", style="dim")
-        lines = [self.progress(state, width), self.speed(state)]
-        for label, name, digits, log in CURVES:
-            lines.append(self.curve(label, getattr(state, name), digits, log, width))
+        eta = self.speed(state)
+        progress = self.progress(state, width)
+        if progress.cell_len + 2 + eta.cell_len <= width:
+            progress += Text("  ") + eta
+            eta = None
+        reward = self.curve("reward", state.reward, 3, False, width, extra=self.baseline_note(state, width))
+        lines = [
+            progress,
+            self.curve("train ppl", state.shared_ppl, 1, True, width, extra=self.skipped_note(state)),
+            self.curve("valid ppl", state.valid_ppl, 1, True, width),
+            reward,
+            self.curve("entropy", state.entropy, 2, False, width),
+        ]
+        if eta is not None:
+            lines.append(eta)
+        if "baseline" not in reward.plain:
+            lines.append(self.curve("baseline", state.baseline, 3, False, width))
         return lines_to_text(lines, height)
 
     @staticmethod
@@ -55,9 +69,30 @@ class TrainingPanel(Panel):
         return line
 
     @staticmethod
-    def curve(label: str, series: Series, digits: int, log: bool, width: int) -> Text:
+    def skipped_note(state: DashboardState) -> Text | None:
+        """Non-finite shared steps skipped in the last epoch (EpochEnd.skipped_shared_steps), if any."""
+        if not state.skipped:
+            return None
+        return Text(f" {state.skipped} skipped", style="bold yellow")
+
+    @staticmethod
+    def baseline_note(state: DashboardState, width: int) -> Text | None:
+        if width < 56 or state.baseline.last is None:
+            return None
+        return Text(f" baseline {fmt(state.baseline.last, 3)}", style="dim")
+
+    @staticmethod
+    def curve(label: str, series: Series, digits: int, log: bool, width: int, extra: Text | None = None) -> Text:
         value = fmt(series.last, digits)
-        room = width - LABEL - len(value) - 2
+        extra = extra or Text("")
+        room = width - LABEL - len(value) - 1 - extra.cell_len
+        drawn = spark(series.values(), room, log=log) if room > 0 else None
+        clip = Text("")
+        if drawn is not None and drawn.clipped:
+            clip = Text(f" {CLIP_HIGH}{drawn.clipped}", style="bold red")
+            drawn = spark(series.values(), room - clip.cell_len, log=log)
         line = Text(f"{label:<{LABEL}}", style="dim")
-        line.append(sparkline(series.values(), room, log=log).ljust(max(0, room)) if room > 0 else "", style="yellow")
-        return line + Text(f" {value}")
+        if drawn is not None and room > 0:
+            cells = drawn.text.ljust(max(0, room - clip.cell_len))
+            line += runs((ch, "bold red" if ch in "↑↓" else "yellow") for ch in cells)
+        return line + clip + Text(f" {value}") + extra
