@@ -85,14 +85,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .sessions import SessionError
 
     errors: list[type[BaseException]] = [UserError, SessionError, LogError, ArchitectureError]
-    if "enas_tui.sweep.record" in sys.modules:
-        errors.append(sys.modules["enas_tui.sweep.record"].SweepError)
-    if "enas_tui.data" in sys.modules:
-        errors.append(sys.modules["enas_tui.data"].DataError)
-    if "enas_tui.checkpoints" in sys.modules:
-        errors.append(sys.modules["enas_tui.checkpoints"].CheckpointError)
-    if "enas_tui.trainer" in sys.modules:
-        errors.append(sys.modules["enas_tui.trainer"].DeviceError)
+    for module, name in (("enas_tui.sweep.record", "SweepError"), ("enas_tui.replication", "SavedAnalysisError"),
+                         ("enas_tui.data", "DataError"), ("enas_tui.checkpoints", "CheckpointError"),
+                         ("enas_tui.trainer", "DeviceError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
@@ -362,6 +359,23 @@ def compare(
 
 
 @app.command(cls=Command)
+def watch(
+    name: str = typer.Argument(..., metavar="NAME", help="A sweep (enas-tui sweep status lists them)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """One live table of a sweep's runs and its Table 1 over seeds; Enter opens a run's dashboard."""
+    from .sessions import sessions_root
+    from .sweep.record import load_record
+    from .tui import run_watch
+
+    root = sessions_root(sessions_dir)
+    load_record(root, name)  # an unknown or damaged sweep: one line, before any screen
+    if not sys.stdout.isatty():
+        raise UserError(f"watch is a dashboard: run it in a terminal (enas-tui sweep status {name} prints the runs)")
+    raise typer.Exit(run_watch(root, name))
+
+
+@app.command(cls=Command)
 def demo(
     controller: str = typer.Option("supervised", "--controller", "-c", metavar="NAME",
                                    help=f"Controller setting to show: {', '.join(CONTROLLERS)}."),
@@ -431,6 +445,7 @@ def sweep(
     cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="CPU cores Ray reserves for each run."),
     gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="GPUs Ray reserves for each run."),
     retries: int = typer.Option(2, "--retries", help="Restarts from the last checkpoint after a run is killed or fails."),
+    n: int = typer.Option(100, "--n", help="Probe architectures of each run's final analysis (the paper: 100)."),
     address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
                                           help="Ray cluster to join (default: start Ray on this machine)."),
     name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: derived from the grid)."),
@@ -450,7 +465,7 @@ def sweep(
     try:
         spec = build_spec(controllers, seeds, overrides, name=name, preset=preset or ("paper" if gpus_per_run else "cpu"),
                           data=str(data.resolve()) if data else None, epochs=epochs, device=device,
-                          cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, retries=retries)
+                          cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, retries=retries, n=n)
     except GridError as exc:
         raise UsageProblem(str(exc)) from None
     try:
@@ -593,10 +608,13 @@ def analyze(
     ged: Optional[str] = GED_READING,
     probe_mode: Optional[str] = PROBE_MODE,
     probe_state: Optional[str] = PROBE_STATE,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, auto, ..."),
+    save: Optional[Path] = typer.Option(None, "--save", metavar="FILE", help="Also write the analysis with the "
+                                        "figures' data to FILE as JSON (a sweep keeps one per run; report reads it)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Table 1 (every reading), collapse indices and the figures' data for one checkpoint of a session."""
-    from .analysis import AnalysisError, analyze_session, format_table, to_csv
+    from .analysis import AnalysisError, analyze_session, format_table, save_analysis, to_csv
     from .sessions import open_session, sessions_root
 
     if fmt not in ("table", "json", "csv"):
@@ -608,9 +626,11 @@ def analyze(
     try:
         with progress_bars() as progress:
             result = analyze_session(session, epoch=checkpoint, n=n, seed=seed, probe_mode=probe_mode,
-                                     probe_state=probe_state, progress=progress)
+                                     probe_state=probe_state, device=device, progress=progress)
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
+    if save is not None:
+        save_analysis(result, save)
     if fmt == "json":
         typer.echo(json.dumps(result.to_dict(), allow_nan=False))
     elif fmt == "csv":
@@ -621,10 +641,15 @@ def analyze(
 
 @app.command(cls=Command)
 def report(
-    session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session>)."),
-    n: int = typer.Option(100, "--n", help="Probe architectures per session."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the probe samples."),
+    session_ids: Optional[list[str]] = typer.Argument(None, metavar="SESSION... | SWEEP",
+                                                      help="One session, several to compare, or a sweep's name."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", metavar="NAME", help="Report on a sweep: Table 1 over "
+                                        "seeds with the claims, per group of settings, and the figures per controller."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session or sweep>)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Probe architectures per session (default 100; a sweep's "
+                                    "runs use the sweep's --n)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe samples (default 0; a sweep's runs "
+                                       "use their own seeds, as paper does)."),
     activations: Optional[str] = ACTIVATIONS_READING,
     ged: Optional[str] = GED_READING,
     probe_mode: Optional[str] = PROBE_MODE,
@@ -633,22 +658,64 @@ def report(
 ) -> None:
     """Figures 1-4 and Table 1 (PNG and SVG), report.md, table1.json and summary.json for sessions.
 
-    Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims.
+    Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims; a
+    sweep gets one Table 1 over seeds per group of its varied settings and the figures per controller.
     """
     from .analysis import AnalysisError, analyze_session
     from .report import write_report
     from .sessions import open_session, sessions_root
+    from .sweep.record import record_path
 
     readings = _readings(activations, ged)
     root = sessions_root(sessions_dir)
+    session_ids = list(session_ids or [])
+    if sweep is None and len(session_ids) == 1 and record_path(root, session_ids[0]).exists() \
+            and not (root / session_ids[0]).is_dir():
+        sweep, session_ids = session_ids[0], []  # a sweep's name where no session has it
+    if sweep is not None:
+        if session_ids:
+            raise UsageProblem("report --sweep NAME takes no sessions (the sweep's runs are its sessions)")
+        if n is not None or seed is not None or probe_mode is not None or probe_state is not None:
+            raise UsageProblem("a sweep's runs are analysed as its trials analysed them (the sweep's --n, each "
+                               "run's seed, its probe settings): --n, --seed, --probe-mode and --probe-state do not apply")
+        _sweep_report(root, sweep, out, readings)
+        return
+    if not session_ids:
+        raise UsageProblem("report needs a session (or several), or --sweep NAME")
     sessions = [open_session(root, sid) for sid in session_ids]
     try:
         with progress_bars() as progress:
-            analyses = [analyze_session(s, n=n, seed=seed, probe_mode=probe_mode, probe_state=probe_state,
-                                        progress=_prefixed(progress, s.id)) for s in sessions]
+            analyses = [analyze_session(s, n=100 if n is None else n, seed=seed or 0, probe_mode=probe_mode,
+                                        probe_state=probe_state, progress=_prefixed(progress, s.id)) for s in sessions]
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
     path = write_report(analyses, out or Path("reports") / sessions[0].id, readings=readings)
+    typer.echo(f"report written: {path}")
+
+
+def _sweep_report(root: Path, name: str, out: Path | None, readings: dict[str, str]) -> None:
+    """report --sweep: the finished runs' final analyses (saved by the trials; missing ones made
+    now), Table 1 over seeds and the claims printed per group, the report folder written."""
+    from .replication import format_summary
+    from .report import write_sweep_report
+    from .sweep.status import counts
+    from .sweep_results import sweep_analyses
+
+    with progress_bars() as progress:
+        results = sweep_analyses(root, name, progress=None if progress is None else lambda sid: _prefixed(progress, sid))
+    if not results.groups:
+        states = [*results.left_out]
+        raise UserError(f"sweep {name} has no finished run yet ({counts(states)}); see: enas-tui sweep status {name}")
+    left_out = [f"{s.run.session}: {s.word}" + (f" ({s.error})" if s.error else "") for s in results.left_out]
+    path, summaries = write_sweep_report(name, [(g.label, g.analyses) for g in results.groups],
+                                         out or Path("reports") / name, readings=readings, left_out=left_out)
+    for group, summary in zip(results.groups, summaries):
+        typer.echo(f"sweep {name}" + (f", {group.label}" if group.label else "") + ":")
+        typer.echo(format_summary(summary), nl=False)
+    if results.analysed_now:
+        typer.echo(f"analysed now (their trials had not): {', '.join(results.analysed_now)}")
+    if left_out:
+        typer.echo(f"left out (not finished): {len(left_out)} run(s); see report.md")
     typer.echo(f"report written: {path}")
 
 
@@ -667,6 +734,13 @@ def paper(
     activations: Optional[str] = ACTIVATIONS_READING,
     ged: Optional[str] = GED_READING,
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <sessions-dir>/paper-<time>)."),
+    ray: bool = typer.Option(False, "--ray", help="Run the searches as a sweep on Ray (here, or on --address): "
+                             "as many at once as cores or GPUs allow; the same command again resumes it."),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
+                                          help="With --ray: the Ray cluster to join (default: start Ray here)."),
+    name: Optional[str] = typer.Option(None, "--name", help="With --ray: the sweep's name (default: paper-<hash>)."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="With --ray: CPU cores reserved per run."),
+    gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="With --ray: GPUs reserved per run."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Train random, unsupervised and supervised on the same budget (for each seed), compare them as the
@@ -682,8 +756,14 @@ def paper(
     if n < 3:
         raise UsageProblem("--n must be at least 3 (Spearman needs pairs)")
     readings = _readings(activations, ged)
-    chosen = _pick_preset(preset, data, device)
-    _check_device(device)
+    searches = None
+    if ray:
+        searches = _ray_searches(sessions_root(sessions_dir), preset, data, epochs, overrides, device, n, address,
+                                 name, cpus_per_run, gpus_per_run)
+        chosen = searches.preset
+    else:
+        chosen = _pick_preset(preset, data, device)
+        _check_device(device)
     trainers = []
 
     def stop(signum, frame):
@@ -695,9 +775,13 @@ def paper(
         result = run_paper(sessions_root(sessions_dir), preset=chosen, data=str(data) if data else None, seed=seed,
                            epochs=epochs, out=out, overrides=overrides, device=device, seeds=seeds, n=n,
                            readings=readings, listeners_factory=lambda controller: [HeadlessView()],
-                           on_trainer=trainers.append, progress=progress_bars)
+                           on_trainer=trainers.append, progress=progress_bars, searches=searches)
     except SettingsError as exc:
         raise UsageProblem(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C during --ray: the trainers were already asked to stop
+        typer.echo("interrupted; the runs are writing their checkpoints; run the same command again to resume",
+                   err=True)
+        raise typer.Exit(130) from None
     except TrainingFailed as exc:
         raise UserError(str(exc)) from None
     except PaperInterrupted as exc:
@@ -706,6 +790,34 @@ def paper(
     finally:
         signal.signal(signal.SIGINT, previous)
     typer.echo(format_paper_table(result))  # ends with the report's path
+
+
+def _ray_searches(root: Path, preset: str | None, data: Path | None, epochs: int | None, overrides: list[str],
+                  device: str, n: int, address: str | None, name: str | None, cpus_per_run: float,
+                  gpus_per_run: float):
+    """paper --ray's runner (sweep_results.RaySearches), its flags checked before anything starts.
+
+    The devices are the workers': a GPU run is asked for with --gpus-per-run, not checked here.
+    """
+    from .sweep import RAY_INSTALL_HINT
+    from .sweep.grid import GridError
+    from .sweep_results import RaySearches
+
+    if data is not None and not data.is_dir():
+        raise UsageProblem(f"--data {data}: no such folder")
+    searches = RaySearches(root, preset or ("paper" if gpus_per_run else "cpu"),
+                           data=str(data.resolve()) if data else None, epochs=epochs, overrides=list(overrides),
+                           device=device, n=n, address=address, name=name, cpus_per_run=cpus_per_run,
+                           gpus_per_run=gpus_per_run, echo=typer.echo)
+    try:
+        searches.build([0])  # the flags (a bad --name, resources)
+    except GridError as exc:
+        raise UsageProblem(str(exc)) from None
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError:
+        raise UserError(RAY_INSTALL_HINT) from None
+    return searches
 
 
 # -- arch ------------------------------------------------------------------------------------

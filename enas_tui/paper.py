@@ -7,6 +7,10 @@ budget), analyses each final checkpoint (analysis.py) and writes one report comp
 ``seeds`` K > 1 it does that for seeds S..S+K-1 and reduces Table 1 to a mean and a 95% interval
 per cell, with the paper's claims checked against them (replication.py). Fig. 2 pairs each
 trained run with the random run of its seed, each on its own shared weights.
+
+How the searches run is a hook (``Searches``): one after another here by default, or as the
+trials of a sweep on Ray (``paper --ray``: sweep_results.RaySearches); the comparison, the
+summary and the report are the same either way.
 """
 
 from __future__ import annotations
@@ -52,13 +56,20 @@ class PaperResult:
     seconds: dict[str, float] = field(default_factory=dict)  # "train <controller>", "analyze", "report"
 
 
+Searches = Callable[[list[config.Settings]], list[Analysis]]
+"""How the searches run: trains and analyses each run (validated settings, ``RUN_ORDER`` within each
+seed) and returns their analyses in the same order. ``run_paper`` runs them one after another in
+this process unless given another (``sweep_results.RaySearches``: each a trial of a sweep on Ray)."""
+
+
 def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: int = 0,
               epochs: int | None = None, out: Path | None = None, overrides: Sequence[str] = (),
               listeners_factory: Callable[[str], list[Listener]] | None = None, *,
               device: str = "auto", corpus: Corpus | None = None, n: int = 100, valid_batches: int = 5,
               on_trainer: Callable[[Trainer], None] | None = None, seeds: int = 1,
               readings: dict[str, str | None] | None = None,
-              progress: Callable[[], AbstractContextManager[Progress | None]] | None = None) -> PaperResult:
+              progress: Callable[[], AbstractContextManager[Progress | None]] | None = None,
+              searches: Searches | None = None) -> PaperResult:
     """Train, analyse and report the three settings for each seed; returns the result (report path included).
 
     ``listeners_factory(controller)`` gives each run's listeners (a headless view, say); listeners
@@ -66,6 +77,8 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
     trainer before it runs (e.g. to route Ctrl-C to ``request_stop``). ``corpus`` skips loading
     ``data`` (tests pass a slice held in memory). Each run is analysed with its own seed;
     ``progress()``, when given, opens a progress callback around each analysis (cli.progress_bars).
+    ``searches`` replaces the in-process training and analysis (the other arguments above then
+    do not apply; ``n`` and ``valid_batches`` are the runner's to honour).
     """
     if seeds < 1:
         raise ValueError("seeds must be at least 1")
@@ -74,19 +87,15 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
     chosen = diagnostics.choose_readings(readings)  # a bad reading fails before any training
     runs = [config.resolve(c, preset, seed=s, device=device, data=data, overrides=list(overrides), epochs=epochs)
             for s in range(seed, seed + seeds) for c in RUN_ORDER]  # all validated before any training
-    corpus = corpus if corpus is not None else load_corpus(data)
-    seconds: dict[str, float] = {**{f"train {c}": 0.0 for c in RUN_ORDER}, "analyze": 0.0}
-    sessions, analyses = [], []
-    for settings in runs:
+    seconds: dict[str, float] = {}
+    if searches is None:
+        analyses, sessions = _in_process(root, runs, corpus if corpus is not None else load_corpus(data),
+                                         listeners_factory, on_trainer, progress, n, valid_batches, device, seconds)
+    else:
         started = time.perf_counter()
-        session = _train(root, settings, corpus, listeners_factory, on_trainer)
-        sessions.append(session)
-        _add(seconds, f"train {settings.controller}", started)
-        started = time.perf_counter()
-        with (progress() if progress is not None else contextlib.nullcontext()) as bars:
-            analyses.append(analyze_session(session, n=n, seed=settings.seed, valid_batches=valid_batches,
-                                            corpus=corpus, device=device, progress=bars))
-        _add(seconds, "analyze", started)
+        analyses = searches(runs)
+        sessions = [a.session for a in analyses]
+        seconds["searches"] = time.perf_counter() - started
     analyses = pair_fig2(analyses)
     summary = aggregate(analyses, readings=chosen)
     found = claims(summary)
@@ -94,9 +103,30 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
     out = Path(out) if out is not None else root / f"paper-{time.strftime('%Y%m%d-%H%M%S')}"
     report = write_report(analyses, out, readings=chosen)
     seconds["report"] = time.perf_counter() - started
-    return PaperResult(analyses=analyses, sessions=[s.id for s in sessions], report=report, preset=preset,
+    return PaperResult(analyses=analyses, sessions=sessions, report=report, preset=preset,
                        seed=seed, epochs=runs[0].train.epochs, data=data, summary=summary, claims=found,
                        seeds=seeds, readings=chosen, seconds=seconds)
+
+
+def _in_process(root: Path, runs: list[config.Settings], corpus: Corpus,
+                listeners_factory: Callable[[str], list[Listener]] | None,
+                on_trainer: Callable[[Trainer], None] | None,
+                progress: Callable[[], AbstractContextManager[Progress | None]] | None,
+                n: int, valid_batches: int, device: str, seconds: dict[str, float]) -> tuple[list[Analysis], list[str]]:
+    """The searches one after another in this process: train a run, analyse it, the next."""
+    seconds.update({**{f"train {c}": 0.0 for c in RUN_ORDER}, "analyze": 0.0})
+    sessions, analyses = [], []
+    for settings in runs:
+        started = time.perf_counter()
+        session = _train(root, settings, corpus, listeners_factory, on_trainer)
+        sessions.append(session.id)
+        _add(seconds, f"train {settings.controller}", started)
+        started = time.perf_counter()
+        with (progress() if progress is not None else contextlib.nullcontext()) as bars:
+            analyses.append(analyze_session(session, n=n, seed=settings.seed, valid_batches=valid_batches,
+                                            corpus=corpus, device=device, progress=bars))
+        _add(seconds, "analyze", started)
+    return analyses, sessions
 
 
 def _add(seconds: dict[str, float], key: str, started: float) -> None:

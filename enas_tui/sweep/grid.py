@@ -56,6 +56,7 @@ class SweepSpec:
     cpus_per_run: float = 1.0
     gpus_per_run: float = 0.0
     retries: int = 2  # restarts from the last checkpoint after a run is killed or fails
+    n: int = 100  # probe architectures of each run's final analysis (``analyze --n``; the paper: 100)
 
     def points(self) -> list[Point]:
         """Every point, controllers outermost, then seeds, then the settings grid in flag order."""
@@ -74,7 +75,7 @@ class SweepSpec:
     def base(self) -> dict[str, Any]:
         """The flags every run shares: a re-run under the same name must repeat them."""
         return {"preset": self.preset, "data": self.data, "epochs": self.epochs, "device": self.device,
-                "fixed": sorted(self.fixed)}
+                "fixed": sorted(self.fixed), "n": self.n}
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -157,7 +158,7 @@ def default_name(controllers: list[str], seeds: list[int], grid: list[tuple[str,
 
 def build_spec(controllers: str, seeds: str, sets: list[str], *, name: str | None = None, preset: str = "cpu",
                data: str | None = None, epochs: int | None = None, device: str = "auto",
-               cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, retries: int = 2) -> SweepSpec:
+               cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, retries: int = 2, n: int = 100) -> SweepSpec:
     """The spec for the sweep command's flags, every point's settings checked (GridError otherwise)."""
     if preset not in PRESETS:
         raise GridError(f"--preset: unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
@@ -169,9 +170,11 @@ def build_spec(controllers: str, seeds: str, sets: list[str], *, name: str | Non
         raise GridError("--gpus-per-run must not be negative")
     if retries < 0:
         raise GridError("--retries must not be negative")
+    if n < 3:
+        raise GridError("--n must be at least 3 (Spearman needs pairs)")
     spec = SweepSpec(name="", controllers=parse_controllers(controllers), seeds=parse_seeds(seeds),
                      preset=preset, data=data, epochs=epochs, device=device, cpus_per_run=cpus_per_run,
-                     gpus_per_run=gpus_per_run, retries=retries)
+                     gpus_per_run=gpus_per_run, retries=retries, n=n)
     spec.grid, spec.fixed = parse_sets(sets)
     spec.name = check_name(name) if name else default_name(spec.controllers, spec.seeds, spec.grid, spec.base())
     check_points(spec)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..replication import SavedAnalysisError, read_saved
 from ..sessions import Session, SessionError, write_json_atomic
 from .grid import SweepSpec
 
@@ -170,42 +171,73 @@ def _union(old: SweepSpec, new: SweepSpec) -> SweepSpec:
     return SweepSpec(name=old.name, controllers=list(dict.fromkeys([*old.controllers, *new.controllers])),
                      seeds=sorted({*old.seeds, *new.seeds}), grid=list(grid.items()), fixed=old.fixed,
                      preset=old.preset, data=old.data, epochs=old.epochs, device=old.device,
-                     cpus_per_run=new.cpus_per_run, gpus_per_run=new.gpus_per_run, retries=new.retries)
+                     cpus_per_run=new.cpus_per_run, gpus_per_run=new.gpus_per_run, retries=new.retries, n=old.n)
 
 
 # -- the runs as they are now ------------------------------------------------------------------
+def analysis_path(root: Path, name: str, session_id: str) -> Path:
+    """``sweeps/<name>/analyses/<session>.json``: the run's final analysis (analysis.save_analysis)."""
+    return work_dir(root, name) / "analyses" / f"{session_id}.json"
+
+
+def analysis_current(path: Path, epoch: int, n: int, seed: int) -> bool:
+    """Whether ``path`` holds an analysis of the checkpoint at ``epoch`` with ``n`` architectures
+    drawn with ``seed`` (an analysis of an earlier checkpoint or another sample is redone)."""
+    try:
+        saved = read_saved(path)["analysis"]
+        return (int(saved["epoch"]), int(saved["n"]), int(saved["seed"])) == (epoch, n, seed)
+    except (SavedAnalysisError, KeyError, TypeError, ValueError):
+        return False
+
+
 @dataclass
 class RunState:
     """A run as ``sweep status`` and the overview show it: the record joined with its session."""
 
     run: RunRecord
-    status: str  # pending (no session yet), or the session's live status
+    status: str  # pending (no session yet), or the session's status (Session.state)
     epoch: int = 0
     epochs: int = 0
     best_ppl: float | None = None
     host: str | None = None
     error: str | None = None
+    analysed: bool = False  # its final analysis is saved (finished runs only)
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to do: trained to the end and analysed."""
+        return self.status == "finished" and self.analysed
+
+    @property
+    def word(self) -> str:
+        """The status as the sweep shows it: ``trained`` for a finished run not analysed yet."""
+        return "trained" if self.status == "finished" and not self.analysed else self.status
 
 
-def run_state(root: Path, run: RunRecord) -> RunState:
+def run_state(root: Path, run: RunRecord, spec: SweepSpec) -> RunState:
     path = Path(root) / run.session
-    if not (path / "meta.json").exists():
+    if not path.is_dir():
         return RunState(run, "pending", host=run.host, error=run.error)
     session = Session(path)
+    state = session.state()  # never raises: damage is named in problems
     try:
-        meta, status, live = session.meta(), session.status(), session.live_status()
+        meta, status = session.meta(), session.status()
     except SessionError as exc:
-        return RunState(run, "unreadable", host=run.host, error=str(exc))
+        meta, status = {}, {}
+        if state.status == "damaged":
+            return RunState(run, "damaged", host=run.host, error=run.error or str(exc))
     error = run.error
-    if live in ("failed", "crashed") and not error:
-        error = status.get("message") or f"trainer {live}"
-    return RunState(run, live, epoch=int(status.get("epoch", 0) or 0),
-                    epochs=int(meta.get("settings", {}).get("train", {}).get("epochs", 0) or 0),
-                    best_ppl=status.get("best_ppl"), host=status.get("host") or run.host, error=error)
+    if state.status in ("failed", "crashed", "damaged") and not error:
+        error = status.get("message") or state.reason or f"trainer {state.status}"
+    epochs = int(meta.get("settings", {}).get("train", {}).get("epochs", 0) or 0)
+    analysed = state.status == "finished" and analysis_current(
+        analysis_path(root, spec.name, run.session), state.epoch, spec.n, run.seed)
+    return RunState(run, state.status, epoch=state.epoch, epochs=epochs, best_ppl=state.best_ppl,
+                    host=status.get("host") or run.host, error=error, analysed=analysed)
 
 
 def run_states(root: Path, record: SweepRecord) -> list[RunState]:
-    return [run_state(root, run) for run in record.runs]
+    return [run_state(root, run, record.spec) for run in record.runs]
 
 
 def this_host() -> str:

@@ -58,14 +58,20 @@ class SweepTrial(tune.Trainable):
         progress = self.run.wait(REPORT_S)
         result = {"session": self.run.session_id, "host": socket.gethostname(), "status": progress.status,
                   "epoch": progress.epoch, "epochs": progress.epochs, "best_ppl": progress.best_ppl,
-                  "action": self.action, "first": not self.reported, "setup_at": self.setup_at}
+                  "action": self.action, "first": not self.reported, "setup_at": self.setup_at,
+                  "phase": progress.phase}
         self.reported = True
         if self.action == "finished already":
             result.update(done=True, outcome="finished")
         elif self.action == "skipped":
             result.update(done=True, outcome="skipped")
         elif progress.returncode is not None:
-            result.update(done=True, outcome=self.run.outcome(progress))  # raises TrialFailed on a failure
+            outcome = self.run.outcome(progress)  # raises TrialFailed on a failure
+            if outcome == "trained" and not self.run.stopping:
+                self.run.start_analysis()  # the next steps wait for it
+                result["outcome"] = "analysing"
+            else:
+                result.update(done=True, outcome=outcome)
         return result
 
     def cleanup(self) -> None:
@@ -88,13 +94,14 @@ class SweepOutcome:
 
     @property
     def failed(self) -> list[RunState]:
-        return [s for s in self.states if s.status in ("failed", "crashed") or (s.error and s.status != "finished")]
+        return [s for s in self.states if s.status in ("failed", "crashed", "damaged") or (s.error and not s.done)]
 
     @property
     def exit_code(self) -> int:
+        """0 when every run finished and was analysed, 130 after Ctrl-C, else 1."""
         if self.interrupted:
             return 130
-        return 1 if self.failed or any(s.status != "finished" for s in self.states) else 0
+        return 1 if self.failed or not all(s.done for s in self.states) else 0
 
 
 class _Stop(tune.Stopper):
@@ -131,9 +138,10 @@ class _Progress(tune.Callback):
         if result["epoch"] > self.epochs.get(sid, 0):
             self.epochs[sid] = result["epoch"]
             self.echo(f"{sid}: epoch {result['epoch']}/{result['epochs']}, best ppl {best}")
+        if result.get("outcome") == "analysing":
+            self.echo(f"{sid}: trained, best ppl {best}; analysing its final checkpoint")
         if result.get("done"):
-            self.echo(f"{sid}: " + ("stopped with a checkpoint" if result["outcome"] == "stopped"
-                                    else f"finished, best ppl {best}"))
+            self.echo(f"{sid}: " + ("stopped" if result["outcome"] == "stopped" else "finished and analysed"))
 
     def _attempt_began(self, sid: str, result: dict[str, Any]) -> None:
         if self.first_setup_at is None or result["setup_at"] < self.first_setup_at:
@@ -300,8 +308,8 @@ def run_sweep(spec: SweepSpec, root: Path, *, address: str | None = None, comman
         echo(f"sweep {spec.name}: {len(wanted)} runs, sessions in {root}")
         todo = []
         for sid in wanted:
-            if run_state(root, record.run(sid)).status == "finished":
-                echo(f"{sid}: finished already")
+            if run_state(root, record.run(sid), record.spec).done:
+                echo(f"{sid}: finished and analysed already")
             else:
                 todo.append(sid)
         stop, timings = _Stop(stop_file(root, spec.name)), {}

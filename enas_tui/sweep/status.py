@@ -13,12 +13,13 @@ from typing import Any
 
 from .record import RunState, SweepError, load_record, run_states, sweep_names
 
-ORDER = ("running", "finished", "stopped", "crashed", "failed", "pending", "unreadable")
+# "trained": finished training, its final analysis not saved yet (or failed: the error says why)
+ORDER = ("running", "trained", "finished", "stopped", "crashed", "failed", "damaged", "pending")
 
 
 def counts(states: list[RunState]) -> str:
     """``2 finished, 1 running, 1 pending`` (in a fixed order, zeros left out)."""
-    tally = Counter(s.status for s in states)
+    tally = Counter(s.word for s in states)
     return ", ".join(f"{tally[k]} {k}" for k in ORDER if tally[k]) or "no runs"
 
 
@@ -34,7 +35,7 @@ def run_lines(states: list[RunState]) -> list[str]:
         epoch = f"{s.epoch}/{s.epochs}" if s.epochs else "-"
         best = "-" if s.best_ppl is None else f"{s.best_ppl:.2f}"
         rows.append((s.run.session, s.run.controller, str(s.run.seed), s.run.label() or "-", s.host or "-",
-                     s.status, epoch, best, str(s.run.attempts), s.error or ""))
+                     s.word, epoch, best, str(s.run.attempts), s.error or ""))
     return table(rows, right=(2, 6, 7, 8))
 
 
@@ -58,5 +59,6 @@ def sweep_lines(root: Path) -> list[str]:
 def state_dict(state: RunState) -> dict[str, Any]:
     run = state.run
     return {"session": run.session, "controller": run.controller, "seed": run.seed, "settings": run.settings,
-            "host": state.host, "hosts": run.hosts, "status": state.status, "epoch": state.epoch,
-            "epochs": state.epochs, "best_ppl": state.best_ppl, "attempts": run.attempts, "error": state.error}
+            "host": state.host, "hosts": run.hosts, "status": state.word, "analysed": state.analysed,
+            "epoch": state.epoch, "epochs": state.epochs, "best_ppl": state.best_ppl, "attempts": run.attempts,
+            "error": state.error}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..sessions import Session, SessionError, pid_alive
 from .grid import Point, SweepSpec
-from .record import stop_file, this_host, work_dir
+from .record import analysis_current, analysis_path, stop_file, this_host, work_dir
 
 # train's exit codes for a run stopped with a checkpoint: 128 + the signal (SIGINT 130, SIGTERM 143)
 STOPPED_CODES = (130, 143)
@@ -42,11 +42,14 @@ class Progress:
     epoch: int = 0
     epochs: int = 0
     best_ppl: float | None = None
-    returncode: int | None = None  # set once the trainer has exited
+    returncode: int | None = None  # set once the current child (trainer or analysis) has exited
+    phase: str = "train"  # which child runs: train, then analyse
 
 
 class TrainerRun:
-    """Runs one point's trainer: fresh, resumed from its last checkpoint, or not at all when finished."""
+    """One point's attempt: its trainer (fresh, or resumed from the last checkpoint), then the
+    analysis of its final checkpoint (``enas-tui analyze --save``), each a child process; nothing
+    when both are done already."""
 
     lock_wait_s = 120.0  # how long a retry waits for a lost trainer's log lock (an NFS lease) to lapse
 
@@ -55,45 +58,64 @@ class TrainerRun:
         self.session_id = spec.session_id(point)
         self.path = self.root / self.session_id
         self.output = work_dir(self.root, spec.name) / "logs" / f"{self.session_id}.txt"
+        self.analysis = analysis_path(self.root, spec.name, self.session_id)
         self.stop_file = stop_file(self.root, spec.name)
         self.process: subprocess.Popen | None = None
+        self.phase = "train"
         self.action = ""
         self.stopping = False
 
     # -- starting ---------------------------------------------------------------------------
     def start(self) -> str:
-        """Start the trainer; returns what it does: ``started``, ``resumed``, ``finished already`` or
-        ``skipped`` (the sweep is stopping)."""
+        """Start what the point needs; returns what that is: ``started``, ``resumed``, ``analysing``
+        (trained already), ``finished already`` or ``skipped`` (the sweep is stopping)."""
         if self.stop_file.exists():
             self.action = "skipped"
             return self.action
         args = self._plan()
         if args is None:
-            self.action = "finished already"
+            if self._analysed():
+                self.action = "finished already"
+            else:
+                self.action = "analysing"
+                self.start_analysis()
             return self.action
+        self._spawn(args, self.action)
+        return self.action
+
+    def start_analysis(self) -> None:
+        """Analyse the final checkpoint as ``paper`` does: n architectures drawn with the run's seed."""
+        self.phase = "analyse"
+        self._spawn(["analyze", self.session_id, "--sessions-dir", str(self.root), "--n", str(self.spec.n),
+                     "--seed", str(self.point.seed), "--device", self.spec.device, "--save", str(self.analysis)],
+                    "analysing the final checkpoint")
+
+    def _spawn(self, args: list[str], what: str) -> None:
         self.output.parent.mkdir(parents=True, exist_ok=True)
         with open(self.output, "ab") as out:
-            out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} on {this_host()}: {self.action}\n".encode())
+            out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} on {this_host()}: {what}\n".encode())
             out.flush()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "enas_tui", *args], stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        return self.action
+
+    def _analysed(self) -> bool:
+        state = Session(self.path).state()
+        return analysis_current(self.analysis, state.epoch, self.spec.n, self.point.seed)
 
     def _plan(self) -> list[str] | None:
         """train's arguments for this attempt; None when the session already finished."""
         common = ["train", "--headless", "--sessions-dir", str(self.root)]
-        if (self.path / "meta.json").exists():
+        if self.path.is_dir() and any((self.path / name).exists() for name in ("meta.json", "events.log")):
             session = Session(self.path)
             try:
                 status = self._settle(session)
-                has_checkpoint = session.latest_checkpoint() is not None
             except SessionError as exc:
                 raise TrialFailed(str(exc)) from None
             if status == "finished":
                 return None
-            if has_checkpoint:
+            if session.latest_checkpoint() is not None:
                 self.action = "resumed"
                 return [*common, "--resume", self.session_id]
         if self.path.exists():  # the first attempt died before its first checkpoint: keep it aside, start again
@@ -117,14 +139,14 @@ class TrainerRun:
         it is stopped gracefully (it checkpoints); on another host its log lock tells whether it is
         alive, and a trainer whose host died is marked crashed so that ``--resume`` takes over.
         """
+        state = session.state()
+        if state.status != "running":
+            return state.status
         status = session.status()
-        if status.get("status") != "running":
-            return session.live_status()
         host, pid = status.get("host"), int(status.get("pid", -1))
         if host in (None, this_host()):
-            if pid_alive(pid, status.get("pid_start")):
-                _stop_pid(pid, timeout=120.0)
-            return session.live_status()
+            _stop_pid(pid, timeout=120.0)
+            return session.state().status
         deadline = time.monotonic() + self.lock_wait_s
         while log_in_use(session.log_path):
             if time.monotonic() > deadline:
@@ -142,18 +164,18 @@ class TrainerRun:
     def progress(self) -> Progress:
         returncode = None if self.process is None else self.process.poll()
         if not (self.path / "meta.json").exists():
-            return Progress("starting", returncode=returncode)
+            return Progress("starting", returncode=returncode, phase=self.phase)
         session = Session(self.path)
         try:
             meta, status = session.meta(), session.status()
         except SessionError:  # caught mid-replace on a filesystem without atomic rename: next time
-            return Progress("running", returncode=returncode)
+            return Progress("running", returncode=returncode, phase=self.phase)
         return Progress(status=str(status.get("status", "starting")), epoch=int(status.get("epoch", 0) or 0),
                         epochs=int(meta.get("settings", {}).get("train", {}).get("epochs", 0) or 0),
-                        best_ppl=status.get("best_ppl"), returncode=returncode)
+                        best_ppl=status.get("best_ppl"), returncode=returncode, phase=self.phase)
 
     def wait(self, timeout: float, poll_s: float = 0.2) -> Progress:
-        """Wait up to ``timeout`` for the trainer to exit or finish an epoch; what the session says then."""
+        """Wait up to ``timeout`` for the child to exit or the trainer to finish an epoch."""
         before = self.progress()
         if self.process is None:
             return before
@@ -169,22 +191,31 @@ class TrainerRun:
         return self.progress()
 
     def outcome(self, progress: Progress) -> str:
-        """``finished`` or ``stopped`` for a trainer that exited; raises TrialFailed for any other end."""
+        """For an exited child: ``trained`` (the analysis comes next), ``finished`` (analysed) or
+        ``stopped``; raises TrialFailed for any other end."""
         code = progress.returncode
+        if progress.phase == "analyse":
+            if code == 0 and self.analysis.exists():
+                return "finished"
+            if self.stopping:
+                return "stopped"
+            raise TrialFailed(f"{self.session_id}: {self._failure(code, progress)}")
         if code == 0 and progress.status == "finished":
-            return "finished"
+            return "trained"
         if code in STOPPED_CODES:
             return "stopped"
         raise TrialFailed(f"{self.session_id}: {self._failure(code, progress)}")
 
     def _failure(self, code: int | None, progress: Progress) -> str:
+        what = "trainer" if progress.phase == "train" else "analysis of the final checkpoint"
         if code is not None and code < 0:
-            return f"trainer killed by {signal.Signals(-code).name} (epoch {progress.epoch})"
+            where = f" (epoch {progress.epoch})" if progress.phase == "train" else ""
+            return f"{what} killed by {signal.Signals(-code).name}{where}"
         last = self.last_output_line()
-        return f"trainer exited with code {code}" + (f": {last}" if last else "")
+        return f"{what} exited with code {code}" + (f": {last}" if last else "")
 
     def last_output_line(self) -> str:
-        """The trainer's last line of output (its one-line error, when it failed)."""
+        """The child's last line of output (its one-line error, when it failed)."""
         try:
             with open(self.output, "rb") as fh:
                 fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
@@ -195,7 +226,7 @@ class TrainerRun:
         return lines[-1].removeprefix("enas-tui: error: ") if lines else ""
 
     def stop(self, timeout: float) -> None:
-        """Ask the trainer to stop with a checkpoint (SIGTERM) and wait up to ``timeout`` for it."""
+        """Ask the child to stop (SIGTERM: a trainer checkpoints) and wait up to ``timeout`` for it."""
         if self.process is None or self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
