@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,12 @@ from enas_tui.session_log import LogWriter
 from enas_tui.sessions import Session, create_session
 from enas_tui.sweep.grid import GridError, Point, build_spec, parse_seeds, parse_sets
 from enas_tui.sweep.record import (
-    SweepError, load_record, merge, new_record, record_path, run_states, save_record, sweep_names,
+    SweepError, analysis_path, load_record, merge, new_record, record_path, run_states, save_record, sweep_names,
 )
 from enas_tui.sweep.trial import TrainerRun, TrialFailed
 
 from helpers import TINY
+from sweep_fixtures import seed_result, write_saved_analysis
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -127,7 +129,13 @@ def test_sweep_status_lists_sweeps_and_shows_each_run(tmp_path, capsys):
     main_ok(["sweep", "status", "--sessions-dir", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["sweep", "runs", "status", "created"]
-    assert out[1].split()[:5] == ["st", "4", "1", "finished,", "3"]  # 1 finished, 3 pending
+    assert out[1].split()[:5] == ["st", "4", "1", "trained,", "3"]  # trained, its analysis not saved yet
+    result = seed_result("random", 0, session.id)
+    write_saved_analysis(analysis_path(tmp_path, "st", session.id), result, epoch=1, n=100)
+    assert run_states(tmp_path, record)[0].word == "trained"  # an analysis of another epoch is not the final one
+    write_saved_analysis(analysis_path(tmp_path, "st", session.id), result, epoch=2, n=100)
+    main_ok(["sweep", "status", "--sessions-dir", str(tmp_path)])
+    assert capsys.readouterr().out.splitlines()[1].split()[:5] == ["st", "4", "1", "finished,", "3"]
     main_ok(["sweep", "status", "st", "--sessions-dir", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
     assert "4 runs (1 finished, 3 pending)" in lines[0]
@@ -245,3 +253,116 @@ def test_a_run_still_written_by_a_trainer_on_another_host_is_not_taken_over(tmp_
         assert run.process is None and session.status()["status"] == "running"
     finally:
         writer.close()
+
+
+# -- the final analysis of each run ---------------------------------------------------------------
+def finish(run: TrainerRun, timeout: float = 120) -> str:
+    """Wait for the trial's current child; its outcome (the analysis is started after training)."""
+    deadline = time.monotonic() + timeout
+    while (progress := run.wait(5)).returncode is None:
+        assert time.monotonic() < deadline, "the child did not finish in time"
+    return run.outcome(progress)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """A small PTB-layout folder (loads in milliseconds)."""
+    import random
+
+    folder = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(200)]
+    for name, lines in (("train", 800), ("valid", 300), ("test", 300)):
+        (folder / f"ptb.{name}.txt").write_text("\n".join(" ".join(rng.choices(words, k=12)) for _ in range(lines)) + "\n")
+    return folder
+
+
+@pytest.mark.timeout(240)
+def test_a_trial_trains_then_saves_the_analysis_paper_would_make(tmp_path, corpus):
+    from enas_tui.analysis import analyze_session, load_analysis
+    from enas_tui.replication import SeedResult, read_seed_result
+
+    spec = build_spec("supervised", "3", TINY, name="t", data=str(corpus), epochs=1, n=8)
+    run = TrainerRun(tmp_path, spec, spec.points()[0])
+    assert run.start() == "started"
+    assert finish(run) == "trained" and not run.analysis.exists()
+    run.start_analysis()
+    assert finish(run) == "finished"
+    saved = read_seed_result(run.analysis)  # what watch aggregates, read without torch
+    direct = analyze_session(Session(tmp_path / "t-supervised-s3"), n=8, seed=3)  # as paper analyses a run
+    expected = SeedResult.from_analysis(direct)
+    assert (saved.controller, saved.run_seed, saved.session) == ("supervised", 3, "t-supervised-s3")
+    assert saved.spearman == pytest.approx(expected.spearman) and saved.collapse == pytest.approx(expected.collapse)
+    assert saved.fig1 == pytest.approx(expected.fig1) and saved.fig2_iqr == pytest.approx(expected.fig2_iqr)
+    assert load_analysis(run.analysis).trained.archs == direct.trained.archs
+    assert run_states(tmp_path, new_record(spec))[0].done
+    again = TrainerRun(tmp_path, spec, spec.points()[0])
+    assert again.start() == "finished already" and again.process is None
+    # trained already, the analysis gone: only the analysis is redone; here it fails (a checkpoint
+    # that cannot be read), in one line that names the analysis
+    Session(tmp_path / "t-supervised-s3").latest_checkpoint().write_bytes(b"not a checkpoint")
+    run.analysis.unlink()
+    broken = TrainerRun(tmp_path, spec, spec.points()[0])
+    assert broken.start() == "analysing"
+    with pytest.raises(TrialFailed, match=r"^t-supervised-s3: analysis of the final checkpoint exited with code 1: "):
+        finish(broken)
+
+
+# -- report --sweep ------------------------------------------------------------------------------
+@pytest.mark.timeout(300)
+def test_report_on_a_sweep_has_table_1_over_seeds_the_claims_and_figures_per_controller(tmp_path, corpus, capsys):
+    from enas_tui.analysis import load_analysis, pair_fig2
+    from enas_tui.replication import aggregate
+    from enas_tui.sweep_results import sweep_analyses
+
+    spec = build_spec("random,supervised", "0-1", TINY, name="rep", data=str(corpus), epochs=1, n=8)
+    save_record(tmp_path, new_record(spec))
+    for point in spec.points()[:3]:  # supervised seed 1 never runs: left out
+        main_ok(["train", "--headless", "--session-id", spec.session_id(point), "--controller", point.controller,
+                 "--seed", str(point.seed), "--data", str(corpus), "--epochs", "1", "--sessions-dir", str(tmp_path),
+                 *[a for item in TINY for a in ("--set", item)]])
+    capsys.readouterr()
+    out_dir = tmp_path / "report"
+    main_ok(["report", "rep", "--out", str(out_dir), "--sessions-dir", str(tmp_path)])  # a sweep's name
+    out = capsys.readouterr().out
+    assert "analysed now (their trials had not): rep-random-s0, rep-random-s1, rep-supervised-s0" in out
+    assert "left out (not finished): 1 run(s)" in out and "Table 1 over seeds" in out
+    assert sum(line.split()[:1] in (["PASS"], ["FAIL"], ["UNDECIDED"]) for line in out.splitlines()) == 5
+    summary = json.loads((out_dir / "summary.json").read_text())
+    saved = [load_analysis(analysis_path(tmp_path, "rep", sid))  # each as analyze_session made it (test above)
+             for sid in ("rep-random-s0", "rep-random-s1", "rep-supervised-s0")]
+    assert [(a.n, a.seed) for a in saved] == [(8, 0), (8, 1), (8, 0)]  # the sweep's n, each run's seed
+    direct = aggregate(pair_fig2(saved))
+    for name, c in direct.controllers.items():
+        mine = summary["controllers"][name]
+        assert mine["seeds"] == c.seeds
+        for measure, cell in c.spearman.items():
+            assert mine["spearman"][measure]["mean"] == pytest.approx(cell.mean)
+            assert mine["spearman"][measure]["half_width"] == pytest.approx(cell.half_width)
+    md = (out_dir / "report.md").read_text()
+    assert "rep-supervised-s1: pending" in md and "](random/report.md) (seeds 0, 1)" in md
+    for controller in ("random", "supervised"):
+        assert (out_dir / controller / "fig1.png").exists() and (out_dir / controller / "report.md").exists()
+        assert "The paper's claims" not in (out_dir / controller / "report.md").read_text()
+    assert (out_dir / "table1_seeds.png").exists()
+    again = sweep_analyses(tmp_path, "rep")
+    assert again.analysed_now == [] and [len(g.analyses) for g in again.groups] == [3]  # read, not redone
+
+
+@pytest.mark.parametrize("args, code, fragment", [
+    (["report", "--sweep", "nope"], 1, "no sweep 'nope'"),
+    (["report", "--sweep", "w", "--n", "20"], 2, "--n, --seed, --probe-mode and --probe-state do not apply"),
+    (["report", "--sweep", "w", "some-session"], 2, "takes no sessions"),
+    (["report", "--sweep", "w"], 1, "sweep w has no finished run yet (2 pending)"),
+    (["report"], 2, "report needs a session (or several), or --sweep NAME"),
+    (["watch", "nope"], 1, "no sweep 'nope'"),
+    (["watch", "w"], 1, "watch is a dashboard: run it in a terminal (enas-tui sweep status w prints the runs)"),
+    (["paper", "--ray", "--name", "../x"], 2, "--name '../x'"),
+])
+def test_watch_report_and_paper_ray_errors_are_one_line(tmp_path, capsys, args, code, fragment):
+    save_record(tmp_path, new_record(build_spec("random", "0-1", [], name="w")))
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--sessions-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == code, err
+    assert fragment in err and err.count("\n") == 1 and "Traceback" not in err

@@ -1,6 +1,8 @@
 """Real sweeps on an embedded local Ray (one Ray start for the module): every point finishes as an
-ordinary session, a killed trainer is retried from its checkpoint, a re-run resumes instead of
-duplicating, and Ctrl-C stops every run with a checkpoint."""
+ordinary session and is analysed, a killed trainer is retried from its checkpoint, the overview
+shows the runs and its aggregate is the per-session analyses aggregated directly, a re-run resumes
+instead of duplicating, Ctrl-C stops every run with a checkpoint, and ``paper --ray`` runs its
+searches as sweep trials."""
 
 from __future__ import annotations
 
@@ -26,10 +28,11 @@ from helpers import TINY  # noqa: E402
 
 SETS = [arg for item in TINY for arg in ("--set", item)]
 EPOCHS = 3
-SMALL = ["--controllers", "random,supervised", "--seeds", "0-1", "--epochs", str(EPOCHS), "--name", "small", *SETS]
+SMALL = ["--controllers", "random,supervised", "--seeds", "0-1", "--epochs", str(EPOCHS), "--name", "small", "--n", "8",
+         *SETS]
 # epochs long enough that a stop request lands in the middle of the run
 LONGER = [item for item in TINY if not item.startswith("train.shared_steps_per_epoch=")]
-SLOW = ["--controllers", "unsupervised", "--seeds", "0-1", "--epochs", "3", "--name", "slow",
+SLOW = ["--controllers", "unsupervised", "--seeds", "0-1", "--epochs", "3", "--name", "slow", "--n", "8",
         *[arg for item in [*LONGER, "train.shared_steps_per_epoch=30"] for arg in ("--set", item)]]
 
 
@@ -114,6 +117,47 @@ def test_a_small_sweep_finishes_every_run_and_retries_a_killed_one_from_its_chec
     assert all(r.hosts == [socket.gethostname()] for r in record.runs) and all(r.error is None for r in record.runs)
     assert "small-random-s0: trainer killed by SIGKILL" in out and "retrying from its last checkpoint" in out
     assert "small-random-s0: resumed on" in out
+    assert out.count("analysing its final checkpoint") == 4 and out.count(": finished and analysed") == 4
+
+
+@pytest.mark.timeout(120)
+def test_the_overview_shows_the_runs_and_its_aggregate_is_the_analyses_aggregated_directly(local_ray, root):
+    from enas_tui.analysis import analyze_session
+    from enas_tui.replication import aggregate
+    from enas_tui.sweep.overview import SweepOverview
+    from enas_tui.tui.sweep_overview import WatchApp
+
+    from helpers import screen_lines, sync
+
+    names = ["small-random-s0", "small-random-s1", "small-supervised-s0", "small-supervised-s1"]
+    assert all((root / name).is_dir() for name in names), "needs the small sweep of the test above"
+    view = SweepOverview(root, "small")
+    view.refresh()
+    assert [r.state.word for r in view.rows] == ["finished"] * 4 and [r.source for r in view.rows] == ["final"] * 4
+    direct = aggregate([analyze_session(Session(root / name), n=8, seed=int(name[-1])) for name in names])
+    [group] = view.groups
+    assert group.analysed == 4 and list(group.summary.controllers) == list(direct.controllers)
+    for controller, cell in direct.controllers.items():
+        mine = group.summary.controllers[controller]
+        assert mine.seeds == cell.seeds == [0, 1]
+        for measure, value in cell.spearman.items():
+            assert mine.spearman[measure].mean == pytest.approx(value.mean, abs=1e-9)
+            assert mine.spearman[measure].half_width == pytest.approx(value.half_width, abs=1e-9)
+        assert mine.collapse["hidden"].mean == pytest.approx(cell.collapse["hidden"].mean, rel=1e-6)
+
+    @sync
+    async def watch() -> list[str]:
+        app = WatchApp(view)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.pause(0.5)
+            return screen_lines(app)
+
+    lines = watch()
+    rows = [line.split() for line in lines if line.split()[:1] in (["random"], ["supervised"])]
+    assert [(r[0], r[1], r[4], r[5]) for r in rows[:4]] == [
+        ("random", "0", "finished", f"{EPOCHS}/{EPOCHS}"), ("random", "1", "finished", f"{EPOCHS}/{EPOCHS}"),
+        ("supervised", "0", "finished", f"{EPOCHS}/{EPOCHS}"), ("supervised", "1", "finished", f"{EPOCHS}/{EPOCHS}")]
+    assert any("4 of 4 runs analysed" in line for line in lines)
 
 
 @pytest.mark.timeout(60)
@@ -124,7 +168,7 @@ def test_running_the_same_command_again_resumes_rather_than_duplicates(local_ray
     assert code == 0, out
     after = {p.name: p.joinpath("events.log").stat().st_size for p in root.iterdir() if p.name.startswith("small-")}
     assert after == before  # no new session, no trainer started
-    assert out.count(": finished already") == 4 and "ray " not in out  # Ray is not even asked
+    assert out.count(": finished and analysed already") == 4 and "ray " not in out  # Ray is not even asked
     record = load_record(root, "small")
     assert len(record.runs) == 4 and [i["outcome"] for i in record.invocations] == ["finished", "finished"]
 
@@ -167,6 +211,23 @@ def test_ctrl_c_stops_every_run_with_a_checkpoint_and_the_same_command_resumes_t
         assert [e.seq for e in events] == list(range(len(events)))
         assert Session(path).status()["status"] == "finished" and len(events) > stopped_at[path.name]
     assert out.count(": resumed on") == 2
+
+
+@pytest.mark.timeout(240)
+def test_paper_ray_runs_its_searches_as_sweep_trials_and_reports(local_ray, root, capsys, corpus):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["paper", "--ray", "--epochs", "1", "--n", "8", "--seed", "4", "--data", str(corpus), "--name", "pp",
+              "--sessions-dir", str(root), "--out", str(root / "pp-report"), *SETS])
+    out = capsys.readouterr()
+    assert exit_info.value.code == 0, out.out + out.err
+    record = load_record(root, "pp")
+    assert [r.session for r in record.runs] == ["pp-random-s4", "pp-unsupervised-s4", "pp-supervised-s4"]
+    for run in record.runs:  # trained and analysed by their trials, with the paper's probe sample
+        assert Session(root / run.session).status()["status"] == "finished"
+        assert (root / "sweeps" / "pp" / "analyses" / f"{run.session}.json").exists()
+    assert "paper comparison: preset cpu, seed 4, 1 epochs" in out.out and "-0.315" in out.out
+    assert "pp-supervised-s4: analysing on" not in out.out  # analysed within the trial that trained it
+    assert (root / "pp-report" / "report.md").exists()
 
 
 @pytest.mark.timeout(60)

@@ -137,7 +137,7 @@ class DashboardApp(App[int]):
         Binding("a", "reading('common_activations')", "Table 1: next common-activations reading", show=False),
         Binding("r", "reading('ged')", "Table 1: next GED reading", show=False),
         Binding("c", "colour_by", "embedding map: colour by the next property", show=False),
-        Binding("o", "sweep_overview", "Sweep"),
+        Binding("o", "sweep_overview", "Sweep"),  # shown only for a session of a sweep (check_action)
         *(Binding(str(n), f"zoom({n})", f"Zoom panel {n} ({PANEL_NAMES[name]})", show=False)
           for n, (name, _) in enumerate(PANELS, start=1)),
     ]
@@ -353,7 +353,8 @@ class DashboardApp(App[int]):
         groups = []
         for cls in reversed(type(self).__mro__):
             bindings = [b for b in cls.__dict__.get("BINDINGS", []) if isinstance(b, Binding) and b.description
-                        and not b.key.startswith("ctrl+q") and not b.description.startswith("Zoom panel")]
+                        and not b.key.startswith("ctrl+q") and not b.description.startswith("Zoom panel")
+                        and (b.action != "sweep_overview" or self.sweep_name is not None)]
             if bindings:
                 title = "keys" if cls is DashboardApp else f"{cls.MODE} keys"
                 groups.append((title, paired(bindings)))
