@@ -498,7 +498,9 @@ def sweep_status(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per run (per sweep without NAME)."),
 ) -> None:
     """List the sweeps in the sessions folder, or one sweep's runs: host, status, epoch, best ppl, error."""
+    from .replication import format_summary
     from .sessions import sessions_root
+    from .sweep.overview import SweepOverview
     from .sweep.record import load_record, run_states, sweep_names
     from .sweep.status import counts, run_lines, state_dict, sweep_lines
 
@@ -513,17 +515,24 @@ def sweep_status(
         for line in sweep_lines(root):
             typer.echo(line)
         return
-    record = load_record(root, name)
-    states = run_states(root, record)
+    view = SweepOverview(root, name)
+    view.refresh()
+    states = [row.state for row in view.rows]
     if as_json:
         for state in states:
             typer.echo(json.dumps(state_dict(state)))
         return
-    spec = record.spec
+    spec = view.record.spec
     typer.echo(f"sweep {name}: {len(states)} runs ({counts(states)}); preset {spec.preset}, "
-               f"epochs {spec.epochs or 'from the preset'}, data {spec.data or '(generated corpus)'}")
+               f"epochs {spec.epochs or 'from the preset'}, data {spec.data or '(generated corpus)'}, "
+               f"final analyses of {spec.n} architectures")
     for line in run_lines(states):
         typer.echo(line)
+    for group in view.groups:  # the aggregates watch shows, from the final analyses saved so far
+        if group.summary is not None:
+            typer.echo(f"\nsweep {name}{', ' + group.label if group.label else ''}: "
+                       f"{group.analysed} of {group.runs} runs analysed")
+            typer.echo(format_summary(group.summary, group.claims), nl=False)
 
 
 # -- data --------------------------------------------------------------------------------------

@@ -143,6 +143,12 @@ def test_sweep_status_lists_sweeps_and_shows_each_run(tmp_path, capsys):
                                 "finished", "2/2", "812.50", "0"]
     assert lines[3].split()[4:] == ["nodeA", "pending", "-", "-", "3", "trainer", "killed", "by", "SIGKILL",
                                     "(epoch", "1)"]
+    # under the runs, Table 1 over seeds per group of settings, from the final analyses saved so far
+    text = "\n".join(lines)
+    assert "sweep st, ctrl.entropy_weight=1e-4: 1 of 2 runs analysed" in text
+    assert text.count("runs analysed") == 1  # the other group (1e-3) has no analysis yet: no table
+    random_row = next(line for line in lines if line.startswith("│ random") and "ours (1 seeds)" in line)
+    assert "-0.090 (n=1)" in random_row  # the saved analysis's common activations
     main_ok(["sweep", "status", "st", "--json", "--sessions-dir", str(tmp_path)])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["status"] for r in rows] == ["finished", "pending", "pending", "pending"]

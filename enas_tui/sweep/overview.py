@@ -146,6 +146,7 @@ class SweepOverview:
         else:
             self.error = None
         assert self.record is not None
+        # New lists replace the old ones whole: a reader on another thread sees the old or the new
         self.rows = [self._row(state) for state in run_states(self.root, self.record)]
         self._aggregate()
         self.refreshed = time.time()

@@ -32,6 +32,7 @@ from enas_tui.commands import attach_command
 from enas_tui.sessions import TERMINAL, Session
 from enas_tui.sources import LogFollower, TrainerSource, damage_line, describe_damage
 from enas_tui.sweep.overview import SweepOverview, find_sweep
+from enas_tui.sweep.record import SweepError
 from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.architecture import ArchitecturePanel
 from enas_tui.tui.buffer import BufferPanel
@@ -337,6 +338,11 @@ class DashboardApp(App[int]):
         if isinstance(self.screen, OverviewScreen):
             return
         overview = SweepOverview(session.path.parent, name)
+        try:
+            overview.refresh()
+        except SweepError as err:
+            self.notify(str(err), severity="error")
+            return
         self.push_screen(OverviewScreen(overview, can_go_back=True, current=session.id), self.open_run)
 
     def open_run(self, choice: OpenRun | None) -> None:

@@ -13,6 +13,7 @@ second; no torch.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -99,7 +100,9 @@ class OverviewScreen(Screen[OpenRun | None]):
     def on_mount(self) -> None:
         self.table = self.query_one(DataTable)
         self.table.focus()
-        self.refresh_view()
+        if not self.overview.refreshed:
+            self.overview.refresh()
+        self.paint()
         self.set_interval(REFRESH_S, self.refresh_view)
 
     def on_resize(self, event: Resize) -> None:
@@ -126,8 +129,16 @@ class OverviewScreen(Screen[OpenRun | None]):
 
     # -- painting ---------------------------------------------------------------------------
     def refresh_view(self) -> None:
-        self.overview.refresh()
-        self.paint()
+        """Re-read the sweep on a thread (a large sweep's logs take a while), then repaint."""
+        self.run_worker(self._reread, thread=True, exclusive=True, group="overview")
+
+    def _reread(self) -> None:
+        try:
+            self.overview.refresh()
+        except OSError as err:  # e.g. shared storage gone for a moment: say so, keep the last rows
+            self.overview.error = f"cannot read the sweep: {err}"
+        with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+            self.app.call_from_thread(self.paint)
 
     def paint(self) -> None:
         self.wide = self.size.width >= WIDE
