@@ -41,9 +41,9 @@ SHORT = {"common_activations": "c.act", "common_connections": "c.con", "ged": "G
 CSS = """
 OverviewScreen { layout: vertical; }
 OverviewScreen #ov-head { height: auto; background: $panel; }
-OverviewScreen #ov-runs { height: auto; max-height: 1fr; }
+OverviewScreen #ov-runs { height: 1fr; min-height: 4; }
 OverviewScreen #ov-detail { height: auto; }
-OverviewScreen #ov-aggregates { height: auto; max-height: 50%; border-top: solid $primary-darken-1; }
+OverviewScreen #ov-aggregates { height: auto; max-height: 40%; border-top: solid $primary-darken-1; }
 """
 
 
