@@ -28,6 +28,7 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,8 @@ from .data import Corpus, DataError, batchify, load_corpus
 from .events import Diagnostics, Probe, decode_event, translate_spearman
 from .session_log import LogError, LogReader
 from .search_space import Architecture
-from .sessions import Session
+from .replication import SAVED_ANALYSIS_VERSION, SavedAnalysisError, SeedResult, read_saved
+from .sessions import Session, SessionError, write_json_atomic
 from .supernet import SuperNet
 from .trainer import pick_device
 
@@ -204,6 +206,32 @@ class Analysis:
                    search={"history": fig.get("cell_shape_search"),
                            "derived": ((data.get("cell_shape") or {}).get("derived") or {}).get("arch")},
                    maps=data.get("embedding"))
+
+
+# -- saved analyses -----------------------------------------------------------------------------
+def save_analysis(analysis: Analysis, path: Path) -> None:
+    """Write ``analysis`` (with the figures' data) and the run's contribution to Table 1 over seeds
+    (replication.SeedResult, from the unrounded arrays) as one JSON file, atomically.
+
+    A sweep's trial analyses each finished run this way, so ``watch`` aggregates the seeds without
+    torch (``replication.read_seed_result``) and ``report`` redraws without analysing again.
+    """
+    data = {"version": SAVED_ANALYSIS_VERSION, "seed_result": SeedResult.from_analysis(analysis).to_dict(),
+            "analysis": analysis.to_dict(figures=True)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_json_atomic(path, data)
+    except SessionError as exc:
+        raise SavedAnalysisError(str(exc)) from None
+
+
+def load_analysis(path: Path) -> Analysis:
+    """The analysis ``save_analysis`` wrote (SavedAnalysisError, one line, when missing or damaged)."""
+    data = read_saved(path)
+    try:
+        return Analysis.from_dict(data["analysis"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SavedAnalysisError(f"{path}: damaged analysis ({type(exc).__name__}: {exc})") from None
 
 
 # -- computing --------------------------------------------------------------------------------

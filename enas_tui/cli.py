@@ -61,8 +61,10 @@ app = typer.Typer(cls=Group, add_completion=False, no_args_is_help=True, pretty_
                   help="ENAS recurrent-cell search with a live view of what its controller learns.")
 data_app = typer.Typer(cls=Group, no_args_is_help=True, help="Corpus tools.")
 arch_app = typer.Typer(cls=Group, no_args_is_help=True, help="Architecture tools.")
+sweep_app = typer.Typer(cls=Group, help="Run the controllers over many seeds and settings on Ray; see how sweeps stand.")
 app.add_typer(data_app, name="data")
 app.add_typer(arch_app, name="arch")
+app.add_typer(sweep_app, name="sweep")
 
 SESSIONS_DIR = typer.Option(None, "--sessions-dir", envvar="ENAS_TUI_SESSIONS", metavar="DIR",
                             help="Sessions folder (default: ./sessions).")
@@ -87,14 +89,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [UserError, SessionError, LogError, ArchitectureError, RemoteError,
                                          HostsError]
-    if "enas_tui.data" in sys.modules:
-        errors.append(sys.modules["enas_tui.data"].DataError)
-    if "enas_tui.checkpoints" in sys.modules:
-        errors.append(sys.modules["enas_tui.checkpoints"].CheckpointError)
-    if "enas_tui.retrain.source" in sys.modules:
-        errors.append(sys.modules["enas_tui.retrain.source"].SourceError)
-    if "enas_tui.trainer" in sys.modules:
-        errors.append(sys.modules["enas_tui.trainer"].DeviceError)
+    for module, name in (("enas_tui.sweep.record", "SweepError"), ("enas_tui.replication", "SavedAnalysisError"),
+                         ("enas_tui.data", "DataError"), ("enas_tui.checkpoints", "CheckpointError"),
+                         ("enas_tui.retrain.source", "SourceError"), ("enas_tui.trainer", "DeviceError")):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 
@@ -158,6 +157,8 @@ def train(
                                         help="Override a setting (repeatable)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue session ID from its last checkpoint."),
+    session_id: Optional[str] = typer.Option(None, "--session-id",
+                                             help="Name the new session folder (default: a time-stamped id)."),
     headless: bool = typer.Option(False, "--headless", help="No dashboard: progress bars and epoch lines."),
     detach: bool = typer.Option(False, "--detach",
                                 help="Run in the background (survives logout); print the session and how to watch it."),
@@ -169,16 +170,22 @@ def train(
                                         help="Announce the session on stdout, then write output to trainer.log."),
 ) -> None:
     """Run an ENAS search (or resume one) with the live dashboard, recording everything to a session folder."""
-    from .sessions import create_session, open_session, sessions_root
+    from .sessions import check_new_session_id, create_session, open_session, sessions_root
 
     root = sessions_root(sessions_dir)
     _check_epochs(epochs)
     if not progress_every > 0:
         raise UsageProblem("--progress-every must be a positive number of seconds")
+    if session_id is not None:
+        if resume:
+            raise UsageProblem("--session-id names a new session; --resume continues an existing one")
+        check_new_session_id(root, session_id)  # before the corpus loads: a taken id fails at once
     if resume:
         args = ["--resume", resume] + (["--device", device] if device != "auto" else [])
     else:
         args = _train_args(controller, data, preset, seed, device, overrides)
+        if session_id is not None:
+            args += ["--session-id", session_id]
     if epochs is not None:
         args += ["--epochs", str(epochs)]
     if detach:
@@ -203,7 +210,7 @@ def train(
         settings = _settings(controller, data, preset, seed, device, overrides, epochs)
         corpus = _load_corpus(settings)
         stop.check("before the session was created; nothing to resume")
-        session = create_session(root, settings.controller, meta=_session_meta(settings))
+        session = create_session(root, settings.controller, meta=_session_meta(settings), session_id=session_id)
         announce(session)
         say = functools.partial(typer.echo, err=events_pipe)
         say(f"session {session.id} in {root}")
@@ -661,6 +668,23 @@ def compare(
 
 
 @app.command(cls=Command)
+def watch(
+    name: str = typer.Argument(..., metavar="NAME", help="A sweep (enas-tui sweep status lists them)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """One live table of a sweep's runs and its Table 1 over seeds; Enter opens a run's dashboard."""
+    from .sessions import sessions_root
+    from .sweep.record import load_record
+    from .tui import run_watch
+
+    root = sessions_root(sessions_dir)
+    load_record(root, name)  # an unknown or damaged sweep: one line, before any screen
+    if not sys.stdout.isatty():
+        raise UserError(f"watch is a dashboard: run it in a terminal (enas-tui sweep status {name} prints the runs)")
+    raise typer.Exit(run_watch(root, name))
+
+
+@app.command(cls=Command)
 def demo(
     controller: str = typer.Option("supervised", "--controller", "-c", metavar="NAME",
                                    help=f"Controller setting to show: {', '.join(CONTROLLERS)}."),
@@ -884,6 +908,110 @@ def remote_pull_verb(session_id: str, checkpoints: bool = typer.Option(False, "-
     from .remote.verbs import verb_pull
 
     raise typer.Exit(verb_pull(_host_root(sessions_dir), session_id, checkpoints, rate))
+# -- sweep -------------------------------------------------------------------------------------
+@sweep_app.callback(invoke_without_command=True)
+def sweep(
+    ctx: typer.Context,
+    controllers: str = typer.Option(",".join(CONTROLLERS), "--controllers",
+                                    help="Comma-separated controller settings."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds: 0-9, 0,3,7 or 0-4,10-12."),
+    preset: Optional[str] = typer.Option(None, "--preset",
+                                         help=f"{', '.join(PRESETS)} (default: paper with --gpus-per-run, else cpu)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="PTB-layout folder, the same path on every node."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per run (overrides the preset)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    overrides: list[str] = typer.Option([], "--set", help="section.field=v1,v2,...: a list adds a grid axis (repeatable)."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="CPU cores Ray reserves for each run."),
+    gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="GPUs Ray reserves for each run."),
+    retries: int = typer.Option(2, "--retries", help="Restarts from the last checkpoint after a run is killed or fails."),
+    n: int = typer.Option(100, "--n", help="Probe architectures of each run's final analysis (the paper: 100)."),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
+                                          help="Ray cluster to join (default: start Ray on this machine)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Sweep name (default: derived from the grid)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+) -> None:
+    """Run every controller x seed x --set value as an ordinary session on Ray (again: resume it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .sessions import sessions_root
+    from .sweep import RAY_INSTALL_HINT
+    from .sweep.grid import GridError, build_spec
+
+    if seeds is None:
+        raise UsageProblem("sweep needs --seeds, e.g. --seeds 0-9 (enas-tui sweep status lists sweeps)")
+    if data is not None and not data.is_dir():
+        raise UsageProblem(f"--data {data}: no such folder")
+    try:
+        spec = build_spec(controllers, seeds, overrides, name=name, preset=preset or ("paper" if gpus_per_run else "cpu"),
+                          data=str(data.resolve()) if data else None, epochs=epochs, device=device,
+                          cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run, retries=retries, n=n)
+    except GridError as exc:
+        raise UsageProblem(str(exc)) from None
+    try:
+        import ray.tune  # noqa: F401  (the whole extra: Ray with Tune's dependencies)
+    except ImportError:
+        raise UserError(RAY_INSTALL_HINT) from None
+    from .sweep.runner import run_sweep
+    from .sweep.status import counts, run_lines
+
+    try:
+        outcome = run_sweep(spec, sessions_root(sessions_dir), address=address, command=sys.argv, echo=typer.echo)
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainers were already asked to stop with a checkpoint
+        typer.echo(f"interrupted; the runs are writing their checkpoints (enas-tui sweep status {spec.name}); "
+                   f"run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    for line in run_lines(outcome.states):
+        typer.echo(line)
+    if outcome.interrupted:
+        typer.echo(f"stopped ({counts(outcome.states)}); run the same command again to resume", err=True)
+    elif outcome.exit_code:
+        raise UserError(f"sweep {spec.name}: {counts(outcome.states)}; "
+                        f"run the same command again to retry from the last checkpoints")
+    raise typer.Exit(outcome.exit_code)
+
+
+@sweep_app.command("status")
+def sweep_status(
+    name: Optional[str] = typer.Argument(None, metavar="[NAME]", help="A sweep (default: list every sweep)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR,
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per run (per sweep without NAME)."),
+) -> None:
+    """List the sweeps in the sessions folder, or one sweep's runs: host, status, epoch, best ppl, error."""
+    from .replication import format_summary
+    from .sessions import sessions_root
+    from .sweep.overview import SweepOverview
+    from .sweep.record import load_record, run_states, sweep_names
+    from .sweep.status import counts, run_lines, state_dict, sweep_lines
+
+    root = sessions_root(sessions_dir)
+    if name is None:
+        if as_json:
+            for sweep_name in sweep_names(root):
+                record = load_record(root, sweep_name)
+                typer.echo(json.dumps({"name": sweep_name, "runs": len(record.runs), "created": record.created,
+                                       "status": counts(run_states(root, record))}))
+            return
+        for line in sweep_lines(root):
+            typer.echo(line)
+        return
+    view = SweepOverview(root, name)
+    view.refresh()
+    states = [row.state for row in view.rows]
+    if as_json:
+        for state in states:
+            typer.echo(json.dumps(state_dict(state)))
+        return
+    spec = view.record.spec
+    typer.echo(f"sweep {name}: {len(states)} runs ({counts(states)}); preset {spec.preset}, "
+               f"epochs {spec.epochs or 'from the preset'}, data {spec.data or '(generated corpus)'}, "
+               f"final analyses of {spec.n} architectures")
+    for line in run_lines(states):
+        typer.echo(line)
+    for group in view.groups:  # the aggregates watch shows, from the final analyses saved so far
+        if group.summary is not None:
+            typer.echo(f"\nsweep {name}{', ' + group.label if group.label else ''}: "
+                       f"{group.analysed} of {group.runs} runs analysed")
+            typer.echo(format_summary(group.summary, group.claims), nl=False)
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -968,10 +1096,13 @@ def analyze(
     ged: Optional[str] = GED_READING,
     probe_mode: Optional[str] = PROBE_MODE,
     probe_state: Optional[str] = PROBE_STATE,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, auto, ..."),
+    save: Optional[Path] = typer.Option(None, "--save", metavar="FILE", help="Also write the analysis with the "
+                                        "figures' data to FILE as JSON (a sweep keeps one per run; report reads it)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Table 1 (every reading), collapse indices and the figures' data for one checkpoint of a session."""
-    from .analysis import AnalysisError, analyze_session, format_table, to_csv
+    from .analysis import AnalysisError, analyze_session, format_table, save_analysis, to_csv
     from .sessions import open_session, sessions_root
 
     if fmt not in ("table", "json", "csv"):
@@ -983,9 +1114,11 @@ def analyze(
     try:
         with progress_bars() as progress:
             result = analyze_session(session, epoch=checkpoint, n=n, seed=seed, probe_mode=probe_mode,
-                                     probe_state=probe_state, progress=progress)
+                                     probe_state=probe_state, device=device, progress=progress)
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
+    if save is not None:
+        save_analysis(result, save)
     if fmt == "json":
         typer.echo(json.dumps(result.to_dict(), allow_nan=False))
     elif fmt == "csv":
@@ -996,11 +1129,16 @@ def analyze(
 
 @app.command(cls=Command)
 def report(
-    session_ids: list[str] = typer.Argument(..., metavar="SESSION...", help="One session, or several to compare "
-                                            "(retrain sessions among them add their curves and table)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session>)."),
-    n: int = typer.Option(100, "--n", help="Probe architectures per session."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the probe samples."),
+    session_ids: Optional[list[str]] = typer.Argument(None, metavar="SESSION... | SWEEP",
+                                                      help="One session, several to compare (retrain sessions "
+                                                      "among them add their curves and table), or a sweep's name."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", metavar="NAME", help="Report on a sweep: Table 1 over "
+                                        "seeds with the claims, per group of settings, and the figures per controller."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: reports/<first session or sweep>)."),
+    n: Optional[int] = typer.Option(None, "--n", help="Probe architectures per session (default 100; a sweep's "
+                                    "runs use the sweep's --n)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the probe samples (default 0; a sweep's runs "
+                                       "use their own seeds, as paper does)."),
     activations: Optional[str] = ACTIVATIONS_READING,
     ged: Optional[str] = GED_READING,
     probe_mode: Optional[str] = PROBE_MODE,
@@ -1010,15 +1148,31 @@ def report(
     """Figures 1-4 and Table 1 (PNG and SVG), report.md, table1.json and summary.json for sessions.
 
     Several runs of the same controllers (seeds) add Table 1 over seeds and the paper's claims;
-    retrain sessions add the retrain curves, the final table and the retrained cells' claim.
+    retrain sessions add the retrain curves, the final table and the retrained cells' claim; a
+    sweep gets one Table 1 over seeds per group of its varied settings and the figures per controller.
     """
     from .analysis import AnalysisError, analyze_session
     from .report import write_report
     from .retrain.outcome import OutcomeError, RetrainOutcome
     from .sessions import RETRAIN, kind_of, open_session, sessions_root
+    from .sweep.record import record_path
 
     readings = _readings(activations, ged)
     root = sessions_root(sessions_dir)
+    session_ids = list(session_ids or [])
+    if sweep is None and len(session_ids) == 1 and record_path(root, session_ids[0]).exists() \
+            and not (root / session_ids[0]).is_dir():
+        sweep, session_ids = session_ids[0], []  # a sweep's name where no session has it
+    if sweep is not None:
+        if session_ids:
+            raise UsageProblem("report --sweep NAME takes no sessions (the sweep's runs are its sessions)")
+        if n is not None or seed is not None or probe_mode is not None or probe_state is not None:
+            raise UsageProblem("a sweep's runs are analysed as its trials analysed them (the sweep's --n, each "
+                               "run's seed, its probe settings): --n, --seed, --probe-mode and --probe-state do not apply")
+        _sweep_report(root, sweep, out, readings)
+        return
+    if not session_ids:
+        raise UsageProblem("report needs a session (or several), or --sweep NAME")
     opened = [open_session(root, sid) for sid in session_ids]
     sessions = [s for s in opened if kind_of(s) != RETRAIN]
     if not sessions:
@@ -1029,11 +1183,37 @@ def report(
         raise UserError(str(exc)) from None
     try:
         with progress_bars() as progress:
-            analyses = [analyze_session(s, n=n, seed=seed, probe_mode=probe_mode, probe_state=probe_state,
-                                        progress=_prefixed(progress, s.id)) for s in sessions]
+            analyses = [analyze_session(s, n=100 if n is None else n, seed=seed or 0, probe_mode=probe_mode,
+                                        probe_state=probe_state, progress=_prefixed(progress, s.id)) for s in sessions]
     except AnalysisError as exc:
         raise UsageProblem(str(exc)) from None
     path = write_report(analyses, out or Path("reports") / sessions[0].id, readings=readings, retrains=retrains)
+    typer.echo(f"report written: {path}")
+
+
+def _sweep_report(root: Path, name: str, out: Path | None, readings: dict[str, str]) -> None:
+    """report --sweep: the finished runs' final analyses (saved by the trials; missing ones made
+    now), Table 1 over seeds and the claims printed per group, the report folder written."""
+    from .replication import format_summary
+    from .report import write_sweep_report
+    from .sweep.status import counts
+    from .sweep_results import sweep_analyses
+
+    with progress_bars() as progress:
+        results = sweep_analyses(root, name, progress=None if progress is None else lambda sid: _prefixed(progress, sid))
+    if not results.groups:
+        states = [*results.left_out]
+        raise UserError(f"sweep {name} has no finished run yet ({counts(states)}); see: enas-tui sweep status {name}")
+    left_out = [f"{s.run.session}: {s.word}" + (f" ({s.error})" if s.error else "") for s in results.left_out]
+    path, summaries = write_sweep_report(name, [(g.label, g.analyses) for g in results.groups],
+                                         out or Path("reports") / name, readings=readings, left_out=left_out)
+    for group, summary in zip(results.groups, summaries):
+        typer.echo(f"sweep {name}" + (f", {group.label}" if group.label else "") + ":")
+        typer.echo(format_summary(summary), nl=False)
+    if results.analysed_now:
+        typer.echo(f"analysed now (their trials had not): {', '.join(results.analysed_now)}")
+    if left_out:
+        typer.echo(f"left out (not finished): {len(left_out)} run(s); see report.md")
     typer.echo(f"report written: {path}")
 
 
@@ -1059,6 +1239,13 @@ def paper(
     no_retrain: bool = typer.Option(False, "--no-retrain", help="Skip the last step: retraining each search's "
                                     "derived cell from scratch."),
     out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <sessions-dir>/paper-<time>)."),
+    ray: bool = typer.Option(False, "--ray", help="Run the searches as a sweep on Ray (here, or on --address): "
+                             "as many at once as cores or GPUs allow; the same command again resumes it."),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS",
+                                          help="With --ray: the Ray cluster to join (default: start Ray here)."),
+    name: Optional[str] = typer.Option(None, "--name", help="With --ray: the sweep's name (default: paper-<hash>)."),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="With --ray: CPU cores reserved per run."),
+    gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="With --ray: GPUs reserved per run."),
     sessions_dir: Optional[Path] = SESSIONS_DIR,
 ) -> None:
     """Train random, unsupervised and supervised on the same budget (for each seed), compare them as the
@@ -1078,8 +1265,14 @@ def paper(
     if n < 3:
         raise UsageProblem("--n must be at least 3 (Spearman needs pairs)")
     readings = _readings(activations, ged)
-    chosen = _pick_preset(preset, data, device)
-    _check_device(device)
+    searches = None
+    if ray:
+        searches = _ray_searches(sessions_root(sessions_dir), preset, data, epochs, overrides, device, n, address,
+                                 name, cpus_per_run, gpus_per_run)
+        chosen = searches.preset
+    else:
+        chosen = _pick_preset(preset, data, device)
+        _check_device(device)
     trainers = []
 
     def stop(signum, frame):
@@ -1092,9 +1285,13 @@ def paper(
                            epochs=epochs, out=out, overrides=overrides, device=device, seeds=seeds, n=n,
                            readings=readings, listeners_factory=lambda controller: [HeadlessView()],
                            on_trainer=trainers.append, progress=progress_bars, retrain=not no_retrain,
-                           retrain_epochs=retrain_epochs, retrain_overrides=retrain_overrides)
+                           retrain_epochs=retrain_epochs, retrain_overrides=retrain_overrides, searches=searches)
     except SettingsError as exc:
         raise UsageProblem(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C during --ray: the trainers were already asked to stop
+        typer.echo("interrupted; the runs are writing their checkpoints; run the same command again to resume",
+                   err=True)
+        raise typer.Exit(130) from None
     except TrainingFailed as exc:
         raise UserError(str(exc)) from None
     except PaperInterrupted as exc:
@@ -1103,6 +1300,34 @@ def paper(
     finally:
         signal.signal(signal.SIGINT, previous)
     typer.echo(format_paper_table(result))  # ends with the report's path
+
+
+def _ray_searches(root: Path, preset: str | None, data: Path | None, epochs: int | None, overrides: list[str],
+                  device: str, n: int, address: str | None, name: str | None, cpus_per_run: float,
+                  gpus_per_run: float):
+    """paper --ray's runner (sweep_results.RaySearches), its flags checked before anything starts.
+
+    The devices are the workers': a GPU run is asked for with --gpus-per-run, not checked here.
+    """
+    from .sweep import RAY_INSTALL_HINT
+    from .sweep.grid import GridError
+    from .sweep_results import RaySearches
+
+    if data is not None and not data.is_dir():
+        raise UsageProblem(f"--data {data}: no such folder")
+    searches = RaySearches(root, preset or ("paper" if gpus_per_run else "cpu"),
+                           data=str(data.resolve()) if data else None, epochs=epochs, overrides=list(overrides),
+                           device=device, n=n, address=address, name=name, cpus_per_run=cpus_per_run,
+                           gpus_per_run=gpus_per_run, echo=typer.echo)
+    try:
+        searches.build([0])  # the flags (a bad --name, resources)
+    except GridError as exc:
+        raise UsageProblem(str(exc)) from None
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError:
+        raise UserError(RAY_INSTALL_HINT) from None
+    return searches
 
 
 # -- arch ------------------------------------------------------------------------------------

@@ -17,7 +17,10 @@ Five phases, for seeds S..S+K-1:
 How the runs of phases 1 and 3 are executed is a ``Runner``: a function that takes ``Job`` s (plain,
 picklable dataclasses) and returns the finished sessions' folders, in order. ``LocalRunner`` runs
 them one after another in this process, the default; a runner that ships them elsewhere plugs in
-the same way, as long as the sessions end up under the same root.
+the same way, as long as the sessions end up under the same root. Phases 1 and 2 together can
+also be replaced by a ``Searches`` hook that trains and analyses the searches elsewhere: ``paper
+--ray`` runs them as the trials of a sweep on Ray (sweep_results.RaySearches), each trial analysing
+its own run; the retrains, the comparison, the summary and the report are the same either way.
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ class Job:
 
 
 Runner = Callable[[Sequence[Job]], list[Path]]  # the jobs' finished session folders, in order
+
+Searches = Callable[[list[config.Settings]], list[Analysis]]
+"""Phases 1 and 2 elsewhere: trains and analyses each search (validated settings, ``RUN_ORDER``
+within each seed) and returns the analyses in the same order (``sweep_results.RaySearches``)."""
 
 
 class LocalRunner:
@@ -163,7 +170,7 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
               readings: dict[str, str | None] | None = None,
               progress: Callable[[], AbstractContextManager[Progress | None]] | None = None,
               retrain: bool = True, retrain_epochs: int | None = None, retrain_overrides: Sequence[str] = (),
-              runner: Runner | None = None) -> PaperResult:
+              runner: Runner | None = None, searches: Searches | None = None) -> PaperResult:
     """Search, analyse, retrain, aggregate and report the three settings for each seed.
 
     Every setting is resolved and validated before any training: the searches' from ``overrides``,
@@ -172,27 +179,35 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
     skips loading ``data`` (tests pass a slice held in memory). ``runner`` executes the runs
     (default: LocalRunner with ``listeners_factory`` and ``on_trainer``); each run is analysed with
     its own seed; ``progress()``, when given, opens a progress callback around each analysis.
+    ``searches`` replaces phases 1 and 2 (``n`` and ``valid_batches`` are then its to honour); its
+    sessions must be under ``root``, where the retrains find them.
     """
     if seeds < 1:
         raise ValueError("seeds must be at least 1")
     root = Path(root)
     data = str(Path(data).expanduser().resolve()) if data else None
     chosen = diagnostics.choose_readings(readings)  # a bad reading fails before any training
-    searches = [Job("search", config.resolve(c, preset, seed=s, device=device, data=data, overrides=list(overrides),
-                                             epochs=epochs))
-                for s in range(seed, seed + seeds) for c in RUN_ORDER]
+    searches_settings = [config.resolve(c, preset, seed=s, device=device, data=data, overrides=list(overrides),
+                                        epochs=epochs)
+                         for s in range(seed, seed + seeds) for c in RUN_ORDER]  # all validated before training
     plan = RetrainPlan(preset, device, data, [*model_overrides(overrides), *retrain_overrides], retrain_epochs,
-                       searches[0].settings.model.num_nodes) if retrain else None
-    corpus = corpus if corpus is not None else load_corpus(data)
+                       searches_settings[0].model.num_nodes) if retrain else None
+    needs_corpus = searches is None or plan is not None
+    corpus = corpus if corpus is not None or not needs_corpus else load_corpus(data)
     runner = runner or LocalRunner(root, corpus, listeners_factory, on_trainer)
     seconds: dict[str, float] = {}
 
-    sessions = _timed(seconds, "train", lambda: [Session(p) for p in runner(searches)])  # 1. search
-    analyses = _timed(seconds, "analyze", lambda: _analyse(sessions, searches, corpus, n, valid_batches,
-                                                           device, progress))  # 2. analyse
+    if searches is None:
+        jobs = [Job("search", settings) for settings in searches_settings]
+        sessions = _timed(seconds, "train", lambda: [Session(p) for p in runner(jobs)])  # 1. search
+        analyses = _timed(seconds, "analyze", lambda: _analyse(sessions, searches_settings, corpus, n,
+                                                               valid_batches, device, progress))  # 2. analyse
+    else:  # 1 and 2 elsewhere (paper --ray)
+        analyses = pair_fig2(_timed(seconds, "searches", lambda: searches(searches_settings)))
+        sessions = [Session(root / a.session) for a in analyses]
     outcomes: list[RetrainOutcome] = []
     if plan is not None:  # 3. retrain
-        jobs = [plan.job(session, job.settings.seed) for session, job in zip(sessions, searches)]
+        jobs = [plan.job(session, settings.seed) for session, settings in zip(sessions, searches_settings)]
         done = _timed(seconds, "retrain", lambda: runner(jobs))
         outcomes = [RetrainOutcome.from_session(Session(p)) for p in done]
     summary = aggregate(analyses, readings=chosen, retrains=outcomes)  # 4. aggregate and check
@@ -201,7 +216,7 @@ def run_paper(root: Path, preset: str = "cpu", data: str | None = None, seed: in
     report = _timed(seconds, "report", lambda: write_report(analyses, out, readings=chosen,  # 5. report
                                                             retrains=outcomes))
     return PaperResult(analyses=analyses, sessions=[s.id for s in sessions], report=report, preset=preset,
-                       seed=seed, epochs=searches[0].settings.train.epochs, data=data, summary=summary,
+                       seed=seed, epochs=searches_settings[0].train.epochs, data=data, summary=summary,
                        claims=found, seeds=seeds, readings=chosen, seconds=seconds, retrains=outcomes,
                        retrain_epochs=plan.epochs if plan is not None else None)
 
@@ -214,13 +229,14 @@ def _timed(seconds: dict[str, float], phase: str, work: Callable[[], Any]) -> An
         seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - started
 
 
-def _analyse(sessions: Sequence[Session], searches: Sequence[Job], corpus: Corpus, n: int, valid_batches: int,
-             device: str, progress: Callable[[], AbstractContextManager[Progress | None]] | None) -> list[Analysis]:
+def _analyse(sessions: Sequence[Session], runs: Sequence[config.Settings], corpus: Corpus, n: int,
+             valid_batches: int, device: str,
+             progress: Callable[[], AbstractContextManager[Progress | None]] | None) -> list[Analysis]:
     """Each search's final checkpoint analysed with its own seed; Fig. 2 paired by seed."""
     analyses = []
-    for session, job in zip(sessions, searches):
+    for session, settings in zip(sessions, runs):
         with (progress() if progress is not None else contextlib.nullcontext()) as bars:
-            analyses.append(analyze_session(session, n=n, seed=job.settings.seed, valid_batches=valid_batches,
+            analyses.append(analyze_session(session, n=n, seed=settings.seed, valid_batches=valid_batches,
                                             corpus=corpus, device=device, progress=bars))
     return pair_fig2(analyses)
 

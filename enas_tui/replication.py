@@ -25,9 +25,11 @@ opposite is separated, and is UNDECIDED otherwise, and always with fewer than 2 
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -150,6 +152,38 @@ class SeedResult:
     def from_dict(cls, data: dict[str, Any]) -> "SeedResult":
         retrain = data.get("retrain")
         return cls(**{**data, "retrain": RetrainOutcome.from_dict(retrain) if retrain else None})
+
+
+# -- saved analyses ---------------------------------------------------------------------------------
+SAVED_ANALYSIS_VERSION = 1  # analysis.save_analysis: {"version", "seed_result", "analysis"}
+
+
+class SavedAnalysisError(ValueError):
+    """A saved analysis that is missing, unreadable or damaged; one line for the user."""
+
+
+def read_saved(path: Path) -> dict[str, Any]:
+    """A saved analysis file as JSON (written by analysis.save_analysis), its version checked."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SavedAnalysisError(f"{path}: no saved analysis") from None
+    except (OSError, ValueError) as exc:
+        raise SavedAnalysisError(f"{path}: unreadable analysis ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != SAVED_ANALYSIS_VERSION:
+        raise SavedAnalysisError(f"{path}: not a saved analysis of version {SAVED_ANALYSIS_VERSION}")
+    return data
+
+
+def read_seed_result(path: Path) -> SeedResult:
+    """The run's contribution to Table 1 over seeds from a saved analysis, without torch."""
+    data = read_saved(path)
+    try:
+        result = SeedResult.from_dict(data["seed_result"])
+        result.fig1, result.fig1_random = list(map(float, result.fig1)), list(map(float, result.fig1_random))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SavedAnalysisError(f"{path}: damaged analysis ({type(exc).__name__}: {exc})") from None
+    return result
 
 
 # -- the summary --------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -50,9 +51,10 @@ from matplotlib.ticker import MaxNLocator
 from . import cell_shape, diagnostics, embedding
 from .analysis import Analysis, pair_fig2
 from .search_space import Architecture
-from .replication import Table1Summary, aggregate, claims, format_claims, retrain_verdict
+from .replication import CONFIDENCE, Table1Summary, aggregate, claims, format_claims, retrain_verdict
 from .retrain.outcome import RetrainOutcome
 
+CONFIDENCE_TEXT = f"{CONFIDENCE:.0%}"
 COLORS = {"random": "tab:green", "unsupervised": "tab:orange", "supervised": "tab:blue"}
 REFERENCE = "0.55"  # the untrained controller, in grey
 DPI = 300
@@ -71,12 +73,15 @@ CAPTIONS = {"fig1": "Fig. 1: most likely action's probability per step, trained 
 
 
 def write_report(analyses: Sequence[Analysis], out_dir: Path,
-                 readings: dict[str, str | None] | None = None, retrains: Sequence[RetrainOutcome] = ()) -> Path:
+                 readings: dict[str, str | None] | None = None, retrains: Sequence[RetrainOutcome] = (),
+                 with_claims: bool = True) -> Path:
     """Write the figures, table1.json, summary.json and report.md into ``out_dir``; returns report.md.
 
     Analyses are paired for Fig. 2 first (analysis.pair_fig2): with a random session among them,
-    each trained session's reference is that session's samples on its own weights. ``retrains``
-    (finished retrain sessions' outcomes) add their curves, their table and claim (f).
+    each trained session's reference is that session's samples on its own weights (analyses paired
+    already keep theirs). ``retrains`` (finished retrain sessions' outcomes) add their curves, their
+    table and claim (f). ``with_claims`` False leaves the claims out of report.md (a sweep's
+    per-controller folders: the claims compare controllers, in the sweep's own report.md).
     """
     if not analyses:
         raise ValueError("a report needs at least one analysis")
@@ -96,7 +101,7 @@ def write_report(analyses: Sequence[Analysis], out_dir: Path,
         json.dumps([a.to_dict(figures=False) for a in analyses], indent=2, allow_nan=False) + "\n")
     (out_dir / "summary.json").write_text(json.dumps(_finite(summary_dict(summary)), indent=2, allow_nan=False) + "\n")
     path = out_dir / "report.md"
-    path.write_text(markdown(analyses, shown, summary, names))
+    path.write_text(markdown(analyses, shown, summary, names, with_claims))
     return path
 
 
@@ -384,7 +389,8 @@ def _save(fig: Figure, stem: Path) -> None:
 
 # -- report.md --------------------------------------------------------------------------------
 def markdown(analyses: Sequence[Analysis], shown: dict[str, str] | None = None,
-             summary: Table1Summary | None = None, figures: Sequence[str] = FIGURES) -> str:
+             summary: Table1Summary | None = None, figures: Sequence[str] = FIGURES,
+             with_claims: bool = True) -> str:
     """report.md: what was analysed and how, Table 1 with p-values and the other readings, collapse
     indices, Fig. 2, the summary over seeds and the claims, the dashboard note, the figures."""
     shown = shown or diagnostics.resolve_readings()
@@ -463,17 +469,73 @@ def markdown(analyses: Sequence[Analysis], shown: dict[str, str] | None = None,
         lines += _md_seeds(summary)
     if summary.has_retrains:
         lines += _md_retrains(summary)
-    if len(analyses) > 1 or summary.has_retrains:
-        found = claims(summary)
-        rules = [f"({c.key}) {c.rule}" for c in found]
-        lines += ["", "## The paper's claims", "", "```", format_claims(found).rstrip(), "```", "",
-                  "Rules: " + "; ".join(rules) + "."]
+    if (len(analyses) > 1 or summary.has_retrains) and with_claims:
+        lines += _md_claims(summary)
     lines += ["", "## These numbers and the dashboard's", ""] + _md_live(analyses)
     lines += ["", "## Figures", ""]
     for name in figures:
         lines += [f"![{CAPTIONS[name]}]({name}.png) ([SVG]({name}.svg))", ""]
     lines += ["table1.json holds these numbers unrounded; summary.json the intervals and the claims.", ""]
     return "\n".join(lines)
+
+
+def _md_claims(summary: Table1Summary) -> list[str]:
+    found = claims(summary)
+    return ["", "## The paper's claims", "", "```", format_claims(found).rstrip(), "```", "",
+            "Rules: " + "; ".join(f"({c.key}) {c.rule}" for c in found) + "."]
+
+
+# -- a sweep's report ---------------------------------------------------------------------------
+def write_sweep_report(name: str, groups: Sequence[tuple[str, Sequence[Analysis]]], out_dir: Path,
+                       readings: dict[str, str | None] | None = None,
+                       left_out: Sequence[str] = ()) -> tuple[Path, list[Table1Summary]]:
+    """A sweep's report: per group of runs sharing the varied settings, Table 1 over seeds with
+    the paper's claims (``table1_seeds``, summary.json), and per controller the paper's figures
+    for its runs (a ``write_report`` folder each: one panel per seed); report.md links them all.
+
+    ``groups``: (label, analyses) with label "" when the sweep varies nothing but controller and
+    seed (its files then sit in ``out_dir`` itself); ``left_out``: lines naming the runs not in it.
+    Returns report.md and each group's summary.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = sum(len(a) for _, a in groups)
+    lines = [f"# enas-tui sweep report: {name}", "",
+             f"{runs} finished run(s), each analysed at its final checkpoint as `paper` does (n architectures "
+             "drawn with the run's seed, scored on the run's own weights). Table 1 over seeds gives each cell's "
+             f"mean ± {CONFIDENCE_TEXT} interval (Student t over the seeds); the claims are checked against those "
+             "intervals. Each controller's folder has the paper's figures for its runs, one panel per seed."]
+    if left_out:
+        lines += ["", "Not in this report (not finished):", "", *(f"- {line}" for line in left_out)]
+    summaries = []
+    for label, analyses in groups:
+        paired = pair_fig2(analyses)
+        summary = aggregate(paired, readings=readings)
+        summaries.append(summary)
+        slug = _slug(label)
+        folder = out_dir / slug if slug else out_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        _save(table1_seeds_figure(summary), folder / "table1_seeds")
+        (folder / "summary.json").write_text(json.dumps(summary_dict(summary), indent=2, allow_nan=False) + "\n")
+        prefix = f"{slug}/" if slug else ""
+        lines += ["", f"## {label or 'All runs'}"] + _md_seeds(summary) + _md_claims(summary)
+        lines += ["", f"![{CAPTIONS['table1_seeds']}]({prefix}table1_seeds.png) ([SVG]({prefix}table1_seeds.svg)); "
+                  f"the intervals and claims as JSON: [{prefix}summary.json]({prefix}summary.json)", "",
+                  "Figures per controller:", ""]
+        for controller in summary.controllers:
+            runs_of = [a for a in paired if a.controller == controller]
+            write_report(runs_of, folder / controller, readings=readings, with_claims=False)
+            seeds = ", ".join(str(a.run_seed) for a in runs_of)
+            lines.append(f"- [{controller}]({prefix}{controller}/report.md) (seeds {seeds}): "
+                         + ", ".join(f"[{fig}]({prefix}{controller}/{fig}.png)" for fig in FIGURES))
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path, summaries
+
+
+def _slug(label: str) -> str:
+    """A folder name for a group's settings ("" for none)."""
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_")
 
 
 def _md_seeds(summary: Table1Summary) -> list[str]:

@@ -627,6 +627,50 @@ def _quiet_decode(record: Record) -> Event | None:
         return None
 
 
+def read_last(path: str | os.PathLike, kind: str, window: int = 256 * 1024) -> Event | None:
+    """The last good event of type ``kind`` in a log, read from its end: the last ``window`` bytes
+    first, doubling back until one is found or the whole log was read (a sweep's overview wants
+    each run's last diagnostics without reading hundreds of large logs). None when there is none."""
+    with LogReader(path) as probe:
+        if not probe._ensure_header():
+            return None
+        size = os.fstat(probe._fd).st_size
+    end, span = size, window
+    while True:
+        start = max(HEADER_SIZE, end - span)
+        found = HEADER_SIZE if start == HEADER_SIZE else _next_frame_in(path, start, end)
+        if found is not None:
+            event = _last_of_kind(path, found, end, kind)
+            if event is not None:
+                return event
+            end = found  # none in the part read: look only before it next time
+        if start == HEADER_SIZE:
+            return None
+        span *= 2
+
+
+def _next_frame_in(path: str | os.PathLike, start: int, size: int) -> int | None:
+    fd = _open(path, os.O_RDONLY)
+    try:
+        return next_frame(fd, start, size)
+    finally:
+        os.close(fd)
+
+
+def _last_of_kind(path: str | os.PathLike, offset: int, end: int, kind: str) -> Event | None:
+    """The last decodable event of ``kind`` among the records starting in [offset, end)."""
+    last: Event | None = None
+    with LogReader(path, None if offset == HEADER_SIZE else offset) as reader:
+        while batch := reader.read_records(max_records=10_000):
+            for record in batch:
+                if record.offset >= end:
+                    return last
+                if record.kind in (kind, None) and (event := _quiet_decode(record)) is not None \
+                        and event.type == kind:
+                    last = event
+    return last
+
+
 def read_first(path: str | os.PathLike, kind: str | None = "session_start", limit: int = 1000) -> Event | None:
     """The first good event of a log of type ``kind`` (any type: None) among its first ``limit``
     records, or None: the session_start says what a session is when its meta.json is damaged."""

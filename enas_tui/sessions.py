@@ -21,6 +21,7 @@ import errno
 import json
 import math
 import os
+import re
 import secrets
 import socket
 import time
@@ -409,45 +410,90 @@ def new_session_id(controller: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{controller}-{secrets.token_hex(2)}"
 
 
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 def _check_root(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise SessionError(f"sessions folder {root} is not a folder")
 
 
-def create_session(root: Path, controller: str, meta: dict[str, Any] | None = None) -> Session:
+def create_session(root: Path, controller: str, meta: dict[str, Any] | None = None, *,
+                   session_id: str | None = None) -> Session:
     """A new session folder, made whole under a hidden name and renamed into place.
 
     With ``meta`` (its ``id`` is filled in) the folder appears with meta.json and a ``running``
     status.json naming this process, so a kill at any later moment leaves a resumable session.
+    ``session_id`` names the folder (a sweep's runs have ids derived from the sweep, so a re-run
+    finds them); it must not exist yet. Without it the id is time-stamped and fresh.
     """
     _check_root(root)
+    if session_id is not None:
+        check_new_session_id(root, session_id)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SessionError(f"cannot create the sessions folder {root}: {err.strerror}") from None
+    if session_id is not None:
+        return _create_named(root, session_id, meta)
     for _ in range(10):
         session_id = new_session_id(controller)
         final = root / session_id
         if final.exists():
             continue
-        temp = root / f".new-{session_id}"
         try:
-            temp.mkdir()
-            (temp / "checkpoints").mkdir()
-            staged = Session(temp)
-            if meta is not None:
-                staged.write_meta({**meta, "id": session_id})
-                staged.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                                    host=socket.gethostname(), epoch=0, best_ppl=None, best_arch=None)
-            os.rename(temp, final)
+            return _stage(root, session_id, meta)
         except FileExistsError:
             continue
-        except (OSError, SessionError) as err:
-            _remove_tree(temp)
-            reason = err.strerror if isinstance(err, OSError) else str(err)
-            raise SessionError(f"cannot create a session in {root}: {reason}") from None
-        return Session(final)
     raise SessionError(f"could not create a new session folder in {root}")
+
+
+def check_new_session_id(root: Path, session_id: str) -> None:
+    """A session id a user chose: well formed and not taken yet (SessionError otherwise)."""
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
+        raise SessionError(f"bad session id {session_id!r}: use letters, digits, '.', '_' and '-'")
+    if (root / session_id).exists():
+        raise _taken(root, session_id)
+
+
+def _taken(root: Path, session_id: str) -> SessionError:
+    return SessionError(f"session {session_id} already exists in {root}; "
+                        f"continue it with: enas-tui train --resume {session_id}")
+
+
+def _create_named(root: Path, session_id: str, meta: dict[str, Any] | None) -> Session:
+    try:
+        return _stage(root, session_id, meta)
+    except FileExistsError:
+        raise _taken(root, session_id) from None
+
+
+def _stage(root: Path, session_id: str, meta: dict[str, Any] | None) -> Session:
+    """Build ``root/.new-<id>`` and rename it to ``root/<id>``; FileExistsError when either is taken."""
+    final, temp = root / session_id, root / f".new-{session_id}"
+    temp.mkdir()  # FileExistsError: another process is making this very id
+    try:
+        (temp / "checkpoints").mkdir()
+        staged = Session(temp)
+        if meta is not None:
+            staged.write_meta({**meta, "id": session_id})
+            staged.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                                host=socket.gethostname(), epoch=0, best_ppl=None, best_arch=None)
+        if final.exists():  # rename would replace an empty folder of that name: never take one over
+            raise FileExistsError(errno.EEXIST, "exists", str(final))
+        os.rename(temp, final)
+    except FileExistsError:
+        _remove_tree(temp)
+        raise
+    except OSError as err:
+        _remove_tree(temp)
+        if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise FileExistsError(err.errno, err.strerror, str(final)) from None
+        raise SessionError(f"cannot create a session in {root}: {err.strerror}") from None
+    except SessionError as err:
+        _remove_tree(temp)
+        raise SessionError(f"cannot create a session in {root}: {err}") from None
+    return Session(final)
 
 
 def _remove_tree(path: Path) -> None:

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "enas_tui"
 # Modules a watching-only laptop runs (attach, replay, compare, sessions, stop, pull; remote watching
 # on both ends): no torch anywhere in them.
 TORCH_FREE = ("events.py", "session_log.py", "sessions.py", "sources.py", "search_space.py",
-              "similarity/", "diagnostics.py", "launcher.py", "commands.py", "tui/", "remote/",
+              "similarity/", "diagnostics.py", "launcher.py", "commands.py", "tui/", "remote/", "sweep/",
               # what a retrain is, where its cell came from, what it measured
               "retrain/source.py", "retrain/settings.py", "retrain/outcome.py")
 
@@ -55,6 +55,13 @@ def test_the_core_never_imports_textual(path: Path) -> None:
 def test_the_watching_paths_never_import_torch(path: Path) -> None:
     bad = {m for m in imported_modules(path) if m.split(".")[0] == "torch"}
     assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}: it must run where torch is not installed"
+
+
+@pytest.mark.parametrize("path", [p for p in modules("sweep/") if p.name != "runner.py"],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_only_the_sweep_runner_imports_ray(path: Path) -> None:
+    bad = {m for m in imported_modules(path) if m.split(".")[0] == "ray"}
+    assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}: sweep status, watch and report run without Ray"
 
 
 def test_event_sources_do_not_depend_on_the_dashboard() -> None:

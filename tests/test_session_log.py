@@ -461,6 +461,52 @@ def test_read_tail_reads_only_the_end(log: Path, monkeypatch: pytest.MonkeyPatch
     assert sum(read) < 64 * 1024 < log.stat().st_size / 40  # the last few KB of a 3 MB log
 
 
+def diag(epoch: int) -> ev.Diagnostics:
+    return ev.Diagnostics(epoch=epoch, step=0, n=3, spearman={"ged_aligned": {"rho": 0.1 * epoch, "p": None}},
+                          collapse_index={"hidden": 0.5, "max_prob": 0.1})
+
+
+def test_read_last_finds_the_last_event_of_a_kind_from_the_end(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with LogWriter(log) as writer:
+        writer.append(diag(1))
+        for i in range(5_000):
+            writer.append(step(i))
+        writer.append(diag(2))  # about a fifth of the way back from the end
+        for i in range(20):
+            writer.append(step(i))
+        writer.append(diag(3))
+        for i in range(20_000):
+            writer.append(step(i))
+    read = []
+    real = os.pread
+
+    def counting(fd: int, n: int, at: int) -> bytes:
+        got = real(fd, n, at)
+        read.append(len(got))
+        return got
+
+    monkeypatch.setattr(sl.os, "pread", counting)
+    found = sl.read_last(log, "diagnostics", window=4096)  # the window doubles back to it
+    assert isinstance(found, ev.Diagnostics) and found.epoch == 3
+    every = [e for e in read_events(log) if e.type == "diagnostics"]
+    assert found.seq == every[-1].seq
+    read.clear()
+    assert sl.read_last(log, "epoch_end", window=4096) is None  # none at all: the whole log, once
+    assert sl.read_last(log, "shared_step", window=4096).seq == every[-1].seq + 20_000
+
+
+def test_read_last_skips_a_damaged_record(log: Path) -> None:
+    with LogWriter(log) as writer:
+        writer.append(diag(1))
+        writer.append(diag(2))
+        writer.append(step(0))
+    records = LogReader(log).read_records()
+    with open(log, "r+b") as f:  # damage the payload of diag(2)
+        f.seek(records[1].offset + 20)
+        f.write(b"\xff\xff")
+    assert sl.read_last(log, "diagnostics").epoch == 1
+
+
 def test_corrupt_error_survives_pickling() -> None:
     import pickle
 

@@ -60,19 +60,26 @@ def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = Non
     return 0 if code is None else int(code)
 
 
-def run_attach(session: Session, source=None) -> int:
+def run_attach(session: Session, source=None, notice: str | None = None) -> int:
     """Follow ``session``'s log (catch up, then live) until the user quits; the trainer runs on.
 
-    ``source``: a follower of the session other than the local one (remote/follower.py).
+    ``source``: a follower of the session other than the local one (remote/follower.py). A run
+    picked in the sweep overview (``o``) replaces it, until the user quits.
     """
     from enas_tui.tui.app import AttachApp
 
-    code = AttachApp(session, source=source).run()
-    return 0 if code is None else int(code)
+    while True:
+        app = AttachApp(session, source=source, notice=notice)
+        code = app.run()
+        if app.switch_to is None:
+            return 0 if code is None else int(code)
+        session, notice = Session(session.path.parent / app.switch_to.session), app.switch_to.notice
+        source = None  # the overview lists the sweep's runs in this machine's folder
 
 
 def run_replay(session: Session) -> int:
-    """Open ``session`` with a timeline (play, speeds, step, jump to an epoch, scrub)."""
+    """Open ``session`` with a timeline (play, speeds, step, jump to an epoch, scrub); a run picked
+    in its sweep's overview opens in ``attach``."""
     from enas_tui.sources import SourceError
     from enas_tui.tui.app import ReplayApp
 
@@ -82,7 +89,32 @@ def run_replay(session: Session) -> int:
         _say(f"enas-tui: error: {err}")
         return 1
     code = app.run()
+    if app.switch_to is not None:
+        return run_attach(Session(session.path.parent / app.switch_to.session), app.switch_to.notice)
     return 0 if code is None else int(code)
+
+
+def run_watch(root: Path, name: str) -> int:
+    """``enas-tui watch NAME``: the sweep's overview; Enter opens a run's dashboard, and quitting
+    that dashboard comes back to the overview (``q`` there quits). A bad NAME raises SweepError."""
+    from enas_tui.sweep.overview import SweepOverview
+    from enas_tui.tui.app import AttachApp
+    from enas_tui.tui.sweep_overview import WatchApp
+
+    overview = SweepOverview(root, name)
+    overview.refresh()
+    back = f"sweep {name}: q returns to its overview"
+    while True:
+        app = WatchApp(overview)
+        app.run()
+        choice = app.choice
+        while choice is not None:  # a run, then another picked from its dashboard's overview (o)
+            notice = back if choice.notice is None else f"{choice.notice}; {back}"
+            dashboard = AttachApp(Session(Path(root) / choice.session), notice=notice)
+            dashboard.run()
+            choice = dashboard.switch_to
+        if app.choice is None:
+            return 0
 
 
 def run_compare(sessions: Sequence[Session]) -> int:
@@ -123,4 +155,4 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr if line.startswith("enas-tui: error") else sys.stdout, flush=True)
 
 
-__all__ = ["run_attach", "run_compare", "run_demo", "run_live", "run_replay"]
+__all__ = ["run_attach", "run_compare", "run_demo", "run_live", "run_replay", "run_watch"]

@@ -31,6 +31,8 @@ from textual.widgets import Footer
 from enas_tui.commands import attach_command
 from enas_tui.sessions import TERMINAL, Session
 from enas_tui.sources import LogFollower, TrainerSource, damage_line, describe_damage
+from enas_tui.sweep.overview import SweepOverview, find_sweep
+from enas_tui.sweep.record import SweepError
 from enas_tui.tui.replay_index import ReplayCursor, ReplayIndex
 from enas_tui.tui.architecture import ArchitecturePanel
 from enas_tui.tui.buffer import BufferPanel
@@ -45,6 +47,7 @@ from enas_tui.tui.shape import ShapePanel
 from enas_tui.tui.spearman import SpearmanPanel
 from enas_tui.tui.state import DashboardState
 from enas_tui.tui.statusbar import StatusBar
+from enas_tui.tui.sweep_overview import OpenRun, OverviewScreen
 from enas_tui.tui.timeline import Timeline, TimelineView
 from enas_tui.tui.training import TrainingPanel
 
@@ -135,12 +138,17 @@ class DashboardApp(App[int]):
         Binding("a", "reading('common_activations')", "Table 1: next common-activations reading", show=False),
         Binding("r", "reading('ged')", "Table 1: next GED reading", show=False),
         Binding("c", "colour_by", "embedding map: colour by the next property", show=False),
+        Binding("o", "sweep_overview", "Sweep"),  # shown only for a session of a sweep (check_action)
         *(Binding(str(n), f"zoom({n})", f"Zoom panel {n} ({PANEL_NAMES[name]})", show=False)
           for n, (name, _) in enumerate(PANELS, start=1)),
     ]
 
-    def __init__(self, refresh_hz: float = REFRESH_HZ):
+    def __init__(self, refresh_hz: float = REFRESH_HZ, notice: str | None = None):
+        """``notice``: a line for the status bar (e.g. why this run's log is read from shared storage)."""
         super().__init__()
+        self.notice = notice
+        self.switch_to: OpenRun | None = None  # another run of the sweep, picked in its overview
+        self._sweep: str | None | bool = False  # the session's sweep (False: not looked up yet)
         self.refresh_hz = refresh_hz
         self.state = DashboardState()
         self.generation = 0  # bumped whenever self.state is replaced by another object
@@ -175,6 +183,8 @@ class DashboardApp(App[int]):
         self._panels: list[Panel] = list(self.query(Panel))
         self.area = self.query_one(PanelArea)
         self.status_bar = self.query_one(StatusBar)
+        if self.notice:
+            self.status_bar.extra_notices.append(Text(" " + self.notice, style="bold magenta"))
         self.start()
         self.paint(force=True)
         self.set_interval(1.0 / self.refresh_hz, self.tick)
@@ -304,13 +314,53 @@ class DashboardApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.key_groups()))
 
+    # -- the session's sweep -------------------------------------------------------------------
+    @property
+    def sweep_name(self) -> str | None:
+        """The sweep this session belongs to (found once, in its sessions folder), or None."""
+        if self._sweep is False:
+            session = self.session
+            self._sweep = find_sweep(session.path.parent, session.id) if session is not None else None
+        return self._sweep or None
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if isinstance(self.screen, OverviewScreen):  # over the overview, its keys only (and quit)
+            return action == "request_quit"
+        if action == "sweep_overview":
+            return self.sweep_name is not None  # no key in the footer for a session outside a sweep
+        return True
+
+    def action_sweep_overview(self) -> None:
+        name, session = self.sweep_name, self.session
+        if name is None or session is None:
+            self.notify("this session is not part of a sweep", severity="warning")
+            return
+        if isinstance(self.screen, OverviewScreen):
+            return
+        overview = SweepOverview(session.path.parent, name)
+        try:
+            overview.refresh()
+        except SweepError as err:
+            self.notify(str(err), severity="error")
+            return
+        self.push_screen(OverviewScreen(overview, can_go_back=True, current=session.id), self.open_run)
+
+    def open_run(self, choice: OpenRun | None) -> None:
+        """The overview's choice: another run replaces this dashboard (the caller opens it)."""
+        session = self.session
+        if choice is None or (session is not None and choice.session == session.id):
+            return
+        self.switch_to = choice
+        self.finish(0)
+
     def key_groups(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """Every key, from the bindings themselves (so the help never drifts from them); a key and
         its opposite (next / previous) share a line."""
         groups = []
         for cls in reversed(type(self).__mro__):
             bindings = [b for b in cls.__dict__.get("BINDINGS", []) if isinstance(b, Binding) and b.description
-                        and not b.key.startswith("ctrl+q") and not b.description.startswith("Zoom panel")]
+                        and not b.key.startswith("ctrl+q") and not b.description.startswith("Zoom panel")
+                        and (b.action != "sweep_overview" or self.sweep_name is not None)]
             if bindings:
                 title = "keys" if cls is DashboardApp else f"{cls.MODE} keys"
                 groups.append((title, paired(bindings)))
@@ -359,6 +409,9 @@ class DashboardApp(App[int]):
                             lambda: self.action_reading("ged"))
         yield SystemCommand("Embedding map: colour by", "Colour the map by the next property",
                             self.action_colour_by)
+        if self.sweep_name is not None:
+            yield SystemCommand("Sweep overview", f"Every run of sweep {self.sweep_name}, live, with its aggregates",
+                                self.action_sweep_overview)
         for number, (name, _) in enumerate(PANELS, start=1):
             yield SystemCommand(f"Zoom {PANEL_NAMES[name]}", f"Show panel {number} full screen (toggle)",
                                 lambda n=number: self.action_zoom(n))
@@ -368,8 +421,8 @@ class DashboardApp(App[int]):
 class FollowApp(DashboardApp):
     """Folds events from a source that grows (a log being written, a trainer's pipe)."""
 
-    def __init__(self, source, refresh_hz: float = REFRESH_HZ):
-        super().__init__(refresh_hz)
+    def __init__(self, source, refresh_hz: float = REFRESH_HZ, notice: str | None = None):
+        super().__init__(refresh_hz, notice)
         self.source = source
         self._chasing = False
         self._damage_seen: set[tuple[int, int, str]] = set()
@@ -417,9 +470,9 @@ class AttachApp(FollowApp):
     MODE = "attach"
 
     def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, source: LogFollower | None = None,
-                 **follower_args):
+                 notice: str | None = None, **follower_args):
         """``source``: a follower of ``session`` other than the default (a remote attach's)."""
-        super().__init__(source or LogFollower(session, **follower_args), refresh_hz)
+        super().__init__(source or LogFollower(session, **follower_args), refresh_hz, notice)
         self._session = session
 
     @property
@@ -464,6 +517,15 @@ class LiveApp(FollowApp):
         elif self.outcome == "stopping" and (self.source.ended or self.source.pipe_done):
             self.outcome = "stopped"
             self.finish(0)
+
+    def open_run(self, choice: OpenRun | None) -> None:
+        """This dashboard runs a trainer: another run of the sweep is named, not switched to."""
+        session = self.session
+        if choice is None or (session is not None and choice.session == session.id):
+            return
+        other = Session(session.path.parent / choice.session) if session is not None else None
+        self.notify(f"this dashboard runs a trainer; open {choice.session} in another terminal: "
+                    f"{attach_command(other) if other else 'enas-tui attach ' + choice.session}", timeout=10)
 
     def _child_code(self) -> int:
         code = getattr(self.source.process, "returncode", None)
@@ -537,8 +599,8 @@ class ReplayApp(DashboardApp):
     GROW_EVERY_S = 2.0
 
     def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, snapshot_every: int | None = None,
-                 start: int | None = None):
-        super().__init__(refresh_hz)
+                 start: int | None = None, notice: str | None = None):
+        super().__init__(refresh_hz, notice)
         self._session = session
         self.index = ReplayIndex(session.log_path, **({"snapshot_every": snapshot_every} if snapshot_every else {}))
         self.cursor: ReplayCursor | None = None
