@@ -471,7 +471,12 @@ def _create_named(root: Path, session_id: str, meta: dict[str, Any] | None) -> S
 def _stage(root: Path, session_id: str, meta: dict[str, Any] | None) -> Session:
     """Build ``root/.new-<id>`` and rename it to ``root/<id>``; FileExistsError when either is taken."""
     final, temp = root / session_id, root / f".new-{session_id}"
-    temp.mkdir()  # FileExistsError: another process is making this very id
+    try:
+        temp.mkdir()  # FileExistsError: another process is making this very id
+    except FileExistsError:
+        raise
+    except OSError as err:  # a read-only or full file system: nothing of ours to remove
+        raise SessionError(f"cannot create a session in {root}: {err.strerror}") from None
     try:
         (temp / "checkpoints").mkdir()
         staged = Session(temp)

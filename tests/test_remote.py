@@ -440,3 +440,27 @@ def test_the_watching_commands_work_without_torch(server, remote, tmp_path):
     out = subprocess.run([sys.executable, "-c", WATCHING, str(tmp_path / "local")], capture_output=True, text=True,
                          env=server.env(), timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_a_sweep_run_on_another_host_is_followed_over_ssh(server, remote):
+    """The sweep overview's Enter on a run going on another host: its log comes over ssh (the
+    sessions folder is the same path there, shared storage); without ssh, the shared folder."""
+    from enas_tui.remote.follower import RemoteFollower
+    from enas_tui.tui import opened_run
+    from enas_tui.tui.sweep_overview import OpenRun
+
+    writer = start_writer(remote / "sweep-run", "--gate", "30")
+    wait_for(lambda: record_count(remote / "sweep-run" / "events.log") >= 30, what="the trainer's first records")
+    try:
+        with opened_run(remote, OpenRun("sweep-run", host="box")) as (session, source, notice):
+            assert isinstance(source, RemoteFollower) and notice is None
+            assert session.path != remote / "sweep-run"  # the local mirror of the box's log
+            wait_for(lambda: record_count(session.log_path) >= 30, what="the mirror to catch up")
+        with opened_run(remote, OpenRun("sweep-run", host="box-wrong-key")) as (session, source, notice):
+            assert source is None and session.path == remote / "sweep-run"
+            assert notice.startswith("sweep-run runs on box-wrong-key, not reachable over ssh (")
+            assert notice.endswith("reading its log through the shared sessions folder")
+            assert "authentication refused" in notice
+    finally:
+        writer.kill()
+        writer.wait(10)

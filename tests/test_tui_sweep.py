@@ -154,6 +154,21 @@ async def test_watch_shows_every_run_sorts_and_opens_one(here):
         await pilot.pause(0.3)
     assert app.choice is not None and app.choice.session == "demo-unsupervised-s0"
     assert app.choice.notice is not None and "ran on node-a" in app.choice.notice  # another host's run
+    assert app.choice.host is None  # finished: read from the shared folder
+
+
+@sync
+async def test_watch_follows_a_run_going_on_another_host_over_ssh(here):
+    app = WatchApp(overview(here))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        assert table_rows(app)[5][:4] == ["supervised", "1", "node-b", "running"]
+        for _ in range(5):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+    assert app.choice is not None and app.choice.session == "demo-supervised-s1"
+    assert app.choice.host == "node-b" and app.choice.notice is None  # opened as attach node-b:ID
 
 
 @sync

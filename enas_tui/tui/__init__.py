@@ -7,10 +7,11 @@ run, the trainer's own code (e.g. 2 for a bad flag) when the trainer could not s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from enas_tui.commands import attach_command, resume_command
@@ -68,13 +69,54 @@ def run_attach(session: Session, source=None, notice: str | None = None) -> int:
     """
     from enas_tui.tui.app import AttachApp
 
-    while True:
-        app = AttachApp(session, source=source, notice=notice)
-        code = app.run()
-        if app.switch_to is None:
-            return 0 if code is None else int(code)
-        session, notice = Session(session.path.parent / app.switch_to.session), app.switch_to.notice
-        source = None  # the overview lists the sweep's runs in this machine's folder
+    app = AttachApp(session, source=source, notice=notice)
+    code = app.run()
+    root = session.path.parent
+    while app.switch_to is not None:  # the overview lists the sweep's runs in this machine's folder
+        with opened_run(root, app.switch_to) as (session, source, notice):
+            app = AttachApp(session, source=source, notice=notice)
+            code = app.run()
+    return 0 if code is None else int(code)
+
+
+@contextlib.contextmanager
+def opened_run(root: Path, choice) -> Iterator[tuple[Session, object | None, str | None]]:
+    """(session, source, notice) for a run picked in a sweep's overview (``OpenRun``).
+
+    A run still going on another host is followed over ssh (``HOST:ID``, its sessions folder the
+    same path there: shared storage), as ``attach HOST:ID`` would, since a shared file system may
+    show its log late; when ssh fails, the dashboard reads the log in the shared folder and says
+    why. Any other run is read from the shared folder.
+    """
+    session = Session(Path(root) / choice.session)
+    if choice.host is None:
+        yield session, None, choice.notice
+        return
+    from enas_tui.remote.follower import RemoteFollower
+    from enas_tui.remote.hosts import HostsError, endpoint
+    from enas_tui.remote.mirror import Mirror
+    from enas_tui.remote.pump import READY_TIMEOUT_S, RemoteStream
+    from enas_tui.remote.ssh import RemoteError
+    from enas_tui.remote.target import parse_target
+
+    target = parse_target(f"{choice.host}:{choice.session}")
+    stream = None
+    try:
+        stream = RemoteStream(endpoint(target, None, str(Path(root))), Mirror.temporary(target.label()))
+        stream.start().wait_ready(READY_TIMEOUT_S)
+    except (RemoteError, HostsError) as exc:
+        if stream is not None:
+            stream.close()
+            stream.mirror.remove()
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        yield session, None, (f"{choice.session} runs on {choice.host}, not reachable over ssh ({reason}): "
+                              f"reading its log through the shared sessions folder")
+        return
+    try:
+        yield stream.mirror.session, RemoteFollower(stream), choice.notice
+    finally:
+        stream.close()
+        stream.mirror.remove()
 
 
 def run_replay(session: Session) -> int:
@@ -90,7 +132,8 @@ def run_replay(session: Session) -> int:
         return 1
     code = app.run()
     if app.switch_to is not None:
-        return run_attach(Session(session.path.parent / app.switch_to.session), app.switch_to.notice)
+        with opened_run(session.path.parent, app.switch_to) as (picked, source, notice):
+            return run_attach(picked, source=source, notice=notice)
     return 0 if code is None else int(code)
 
 
@@ -109,9 +152,10 @@ def run_watch(root: Path, name: str) -> int:
         app.run()
         choice = app.choice
         while choice is not None:  # a run, then another picked from its dashboard's overview (o)
-            notice = back if choice.notice is None else f"{choice.notice}; {back}"
-            dashboard = AttachApp(Session(Path(root) / choice.session), notice=notice)
-            dashboard.run()
+            with opened_run(root, choice) as (session, source, notice):
+                notice = back if notice is None else f"{notice}; {back}"
+                dashboard = AttachApp(session, source=source, notice=notice)
+                dashboard.run()
             choice = dashboard.switch_to
         if app.choice is None:
             return 0

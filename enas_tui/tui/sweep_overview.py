@@ -53,6 +53,7 @@ class OpenRun:
 
     session: str
     notice: str | None = None
+    host: str | None = None  # a run going on another machine: followed there over ssh (HOST:ID)
 
 
 @dataclass(frozen=True)
@@ -260,10 +261,13 @@ class OverviewScreen(Screen[OpenRun | None]):
         if row.state.status == "pending" or not (self.overview.root / row.session).is_dir():
             self.notify(f"{row.session} has not started yet: nothing to attach to", severity="warning")
             return
+        if row.remote and row.state.status == "running":  # its trainer writes there: follow it over ssh
+            self.dismiss(OpenRun(row.session, host=row.state.host))
+            return
         notice = None
         if row.remote:
-            notice = (f"{row.session} ran on {row.state.host}: this dashboard reads its log through the shared "
-                      f"sessions folder ({self.overview.root}); attaching over ssh (HOST:ID) is not in this version")
+            notice = (f"{row.session} ran on {row.state.host}: its log is read through the shared sessions "
+                      f"folder ({self.overview.root})")
         self.dismiss(OpenRun(row.session, notice))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
