@@ -9,7 +9,8 @@ per-step state clip and dropouts; the state carried between minibatches) for N s
 loss curve in windows of W steps, beside two reference perplexities: a uniform guess over the
 vocabulary and the unigram perplexity of the training text (what a model that has learned only
 word frequencies reaches). A model that learns falls below the first within a few dozen steps and
-then below the second.
+then towards the second. Each window shows the median step's perplexity and that of the mean loss:
+a few sampled cells far worse than the rest (sigmoid-heavy ones, early on) dominate the mean.
 
 The data default to the real-PTB split of the tests (``$ENAS_TUI_SHARED/data/ptb``: train =
 ptb.valid.txt, valid/test = the halves of ptb.test.txt; vocabulary about 7.6k), since the full
@@ -70,7 +71,7 @@ def first_steps(settings: config.Settings, corpus, device: torch.device, steps: 
     gen = torch.Generator(device).manual_seed(settings.seed + 1)
     data = batchify(corpus.train, m.batch_size).to(device)
     hidden, cursor = net.init_hidden(m.batch_size), 0
-    losses, finite, times = [], [], []
+    losses, finite, times, archs = [], [], [], []
     net.train()
     for _ in range(steps):
         if cursor + 2 > data.shape[0]:
@@ -87,8 +88,9 @@ def first_steps(settings: config.Settings, corpus, device: torch.device, steps: 
         cursor += tokens.shape[0]
         losses.append(loss)
         finite.append(ok)
+        archs.append(arch.to_text())
     return {"loss": torch.stack(losses).tolist(), "finite": torch.stack(finite).tolist(), "step_s": times,
-            "tokens_per_step": m.batch_size * m.bptt}
+            "archs": archs, "tokens_per_step": m.batch_size * m.bptt}
 
 
 def _sync(device: torch.device) -> None:
@@ -147,14 +149,24 @@ def _text(r: dict, window: int) -> str:
              f"  vocabulary {r['vocab']:,}: uniform guess ppl {r['uniform_ppl']:,.0f}, "
              f"unigram ppl of the training text {r['unigram_ppl']:,.0f}",
              f"  median step {r['median_step_s']:.3f} s ({r['tokens_per_step'] / r['median_step_s']:,.0f} tokens/s)"]
+    lines.append("  steps        median ppl  ppl of the mean loss  best ppl  steps above uniform")
     loss, ok = np.array(r["loss"]), np.array(r["finite"])
     for s in range(0, len(loss), window):
         part = loss[s:s + window][ok[s:s + window]]
         skipped = int((~ok[s:s + window]).sum())
-        mean = f"mean loss {part.mean():6.3f}  ppl {math.exp(part.mean()):9,.1f}" if part.size else "no finite step"
+        span = f"{s + 1:4d}-{min(s + window, len(loss)):4d}"
+        if not part.size:
+            lines.append(f"  {span}   no finite step")
+            continue
+        above = int((part > math.log(r["uniform_ppl"])).sum())
         note = f"  ({skipped} skipped)" if skipped else ""
-        lines.append(f"  steps {s + 1:4d}-{min(s + window, len(loss)):4d}: {mean}{note}")
+        lines.append(f"  {span}  {_ppl(np.median(part)):10,.0f}  {_ppl(part.mean()):20,.0f}  {_ppl(part.min()):8,.0f}"
+                     f"  {above:19d}{note}")
     return "\n".join(lines)
+
+
+def _ppl(loss: float) -> float:
+    return math.exp(min(loss, 700.0))
 
 
 if __name__ == "__main__":
