@@ -222,7 +222,8 @@ def analyze_session(session: Session, epoch: int | None = None, n: int = 100, se
         raise AnalysisError(f"n must be at least 3 architectures (Spearman over pairs), got {n}")
     if valid_batches < 1:
         raise AnalysisError(f"valid_batches must be at least 1, got {valid_batches}")
-    session.meta()  # a folder that is not a session fails here, with SessionError
+    if session.meta().get("kind") == "retrain":  # a folder that is not a session fails here, with SessionError
+        raise AnalysisError(f"session {session.id} is a retrain; analyze and report read search sessions")
     path, state = checkpoints.load_epoch(session, epoch)
     settings = Settings.from_dict(state["settings"])
     mode = probe_mode or settings.train.probe_mode

@@ -23,8 +23,10 @@ class CheckpointError(Exception):
     """A missing or unreadable checkpoint; one line for the user."""
 
 
-def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 0) -> Path:
-    """Write ``checkpoints/<name>`` atomically, point LATEST at it, prune old epoch files.
+def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 0, latest: bool = True) -> Path:
+    """Write ``checkpoints/<name>`` atomically, point LATEST at it (unless ``latest`` is False: a file
+    kept beside the run, such as a retrain's best weights, that a resume must not start from),
+    prune old epoch files.
 
     A failure (a full disk, say) removes the temporary files and leaves LATEST on the previous
     checkpoint, which stays intact; it raises CheckpointError with the OS's reason.
@@ -40,8 +42,9 @@ def save(session: Session, state: dict[str, Any], name: str, keep_epochs: int = 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        latest_tmp.write_text(name + "\n")
-        os.replace(latest_tmp, folder / "LATEST")
+        if latest:
+            latest_tmp.write_text(name + "\n")
+            os.replace(latest_tmp, folder / "LATEST")
     except Exception as exc:  # torch wraps the OS error of a failed write in a RuntimeError
         for leftover in (tmp, latest_tmp):
             try:

@@ -1,8 +1,12 @@
-"""The commands enas-tui prints for the user to copy: resume a session, attach to it.
+"""The commands enas-tui prints for the user to copy: resume a session, attach to it, stop it,
+replay it.
 
 A printed command must work when pasted into the same shell: it names the sessions folder when
 the session is not in the default one (``--sessions-dir``, given as a flag or by
-$ENAS_TUI_SESSIONS), and quotes anything a shell would split (a path with a space).
+$ENAS_TUI_SESSIONS), and quotes anything a shell would split (a path with a space). A command for
+another machine names the session as ``HOST:ID``; the folder is then the one on the host, named
+unless it is where enas-tui looks over ssh by default (``~/sessions``: a non-interactive login
+starts in the home folder).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 import shlex
 from pathlib import Path
 
-from enas_tui.sessions import DEFAULT_SESSIONS_DIR, Session
+from enas_tui.sessions import DEFAULT_SESSIONS_DIR, RETRAIN, Session, kind_of
 
 
 def _folder_args(session: Session) -> list[str]:
@@ -26,14 +30,51 @@ def _folder_args(session: Session) -> list[str]:
     return ["--sessions-dir", str(folder)]
 
 
-def resume_command(session: Session) -> str:
-    """``enas-tui train --resume ID [--sessions-dir DIR]``, quoted for a POSIX shell."""
-    return shlex.join(["enas-tui", "train", "--resume", session.id, *_folder_args(session)])
+def _remote_folder_args(session: Session) -> list[str]:
+    """``--sessions-dir DIR`` for a command run on another machine over ssh, unless the folder is
+    ~/sessions and this shell has no $ENAS_TUI_SESSIONS (so neither, likely, has an ssh login)."""
+    folder = session.path.parent
+    try:
+        default = folder.resolve() == (Path.home() / DEFAULT_SESSIONS_DIR).resolve()
+    except OSError:
+        default = False
+    if default and not os.environ.get("ENAS_TUI_SESSIONS"):
+        return []
+    return ["--sessions-dir", str(folder)]
 
 
-def attach_command(session: Session) -> str:
-    """``enas-tui attach ID [--sessions-dir DIR]``, quoted for a POSIX shell."""
-    return shlex.join(["enas-tui", "attach", session.id, *_folder_args(session)])
+def _session_command(verb: list[str], session: Session, host: str | None) -> str:
+    if host is None:
+        return shlex.join(["enas-tui", *verb, session.id, *_folder_args(session)])
+    return shlex.join(["enas-tui", *verb, f"{host}:{session.id}", *_remote_folder_args(session)])
+
+
+def resume_command(session: Session, always_folder: bool = False) -> str:
+    """``enas-tui train --resume ID [--sessions-dir DIR]`` (``retrain`` for a retrain session),
+    quoted for a POSIX shell.
+
+    ``always_folder``: name the folder even where it is the default (a command to run on another
+    machine, whose working folder is not known here).
+    """
+    command = "retrain" if kind_of(session) == RETRAIN else "train"
+    folder = ["--sessions-dir", str(session.path.parent)] if always_folder else _folder_args(session)
+    return shlex.join(["enas-tui", command, "--resume", session.id, *folder])
+
+
+def attach_command(session: Session, host: str | None = None) -> str:
+    """``enas-tui attach ID [--sessions-dir DIR]``; with ``host``, ``enas-tui attach HOST:ID ...``
+    to watch it from another machine."""
+    return _session_command(["attach"], session, host)
+
+
+def stop_command(session: Session, host: str | None = None) -> str:
+    """``enas-tui stop ID [--sessions-dir DIR]`` (``HOST:ID`` with ``host``)."""
+    return _session_command(["stop"], session, host)
+
+
+def replay_command(session: Session) -> str:
+    """``enas-tui replay ID [--sessions-dir DIR]``."""
+    return _session_command(["replay"], session, None)
 
 
 def wrap_command(lead: str, command: str, width: int) -> list[str]:

@@ -125,26 +125,35 @@ class Settings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Settings":
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in sections:
-                continue
-            section_cls = _SECTIONS.get(key)
-            if section_cls is not None:
-                known = {f.name for f in dataclasses.fields(section_cls)}
-                kwargs[key] = section_cls(**{k: v for k, v in value.items() if k in known})
-            else:
-                kwargs[key] = value
-        return cls(**kwargs)
+        return from_dict(cls, data)
 
 
-_SECTIONS: dict[str, type] = {
-    "model": ModelConfig,
-    "ctrl": ControllerConfig,
-    "buffer": BufferConfig,
-    "train": TrainConfig,
-}
+def sections(settings: Any) -> dict[str, Any]:
+    """The settings sections of a settings dataclass (its dataclass-valued fields), by name.
+
+    Overrides, ``describe`` and ``from_dict`` work on any such object (the search's Settings, the
+    retrain's RetrainSettings), so each settings class states its sections once, as fields.
+    """
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+            if dataclasses.is_dataclass(getattr(settings, f.name))}
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a settings dataclass from ``to_dict`` output, ignoring keys this version lacks."""
+    defaults = cls()
+    known_sections = sections(defaults)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            continue
+        if key in known_sections:
+            section_cls = type(known_sections[key])
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            kwargs[key] = section_cls(**{k: v for k, v in value.items() if k in known})
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
 
 
 def cpu_preset() -> dict[str, dict[str, Any]]:
@@ -212,16 +221,17 @@ def resolve(
     return settings
 
 
-def apply_override(settings: Settings, item: str) -> None:
+def apply_override(settings: Any, item: str) -> None:
     """Apply one ``section.field=value`` override, converting value to the field's type."""
     key, sep, raw = item.partition("=")
     section_name, dot, field_name = key.strip().partition(".")
     if not sep or not dot:
         raise SettingsError(f"bad override {item!r}: expected section.field=value, e.g. model.hidden=128")
-    section = getattr(settings, section_name, None)
-    if section_name not in _SECTIONS or section is None:
+    known = sections(settings)
+    section = known.get(section_name)
+    if section is None:
         raise SettingsError(f"bad override {item!r}: unknown section {section_name!r} "
-                            f"(choose from {', '.join(_SECTIONS)})")
+                            f"(choose from {', '.join(known)})")
     fields = {f.name: f for f in dataclasses.fields(section)}
     if field_name not in fields:
         raise SettingsError(f"bad override {item!r}: {section_name} has no setting {field_name!r} "
@@ -237,29 +247,8 @@ def apply_override(settings: Settings, item: str) -> None:
 
 def validate(settings: Settings) -> None:
     """Reject settings that cannot run, with a message naming the setting."""
-    for name in _SECTIONS:  # NaN passes every comparison below as False, so it is caught here first
-        section = getattr(settings, name)
-        for f in dataclasses.fields(section):
-            value, default = getattr(section, f.name), f.default
-            kind = type(default) if isinstance(default, (bool, int, float)) else None
-            wrong = kind is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(
-                value, (int, float) if kind is float else kind))
-            if wrong:  # e.g. a settings dict from a damaged meta.json
-                raise SettingsError(f"{name}.{f.name} must be a {kind.__name__}, not {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise SettingsError(f"{name}.{f.name} must be a finite number, not {value}")
-    checks = [
-        (settings.model.num_nodes >= 2, "model.num_nodes must be at least 2"),
-        (settings.model.hidden >= 1, "model.hidden must be positive"),
-        (settings.model.bptt >= 1, "model.bptt must be positive"),
-        (settings.model.batch_size >= 1, "model.batch_size must be positive"),
-        (settings.model.eval_batch_size >= 1, "model.eval_batch_size must be positive"),
-        (settings.model.lr > 0, "model.lr must be positive"),
-        (settings.model.grad_clip > 0, "model.grad_clip must be positive"),
-        (settings.model.max_hidden_norm >= 0, "model.max_hidden_norm must not be negative (0 turns it off)"),
-        (all(0 <= p < 1 for p in (settings.model.dropout_emb, settings.model.dropout_in,
-                                  settings.model.dropout_out, settings.model.dropconnect)),
-         "dropout rates must be in [0, 1)"),
+    check_types(settings)
+    checks = model_checks(settings.model) + [
         (settings.ctrl.hidden >= 1, "ctrl.hidden must be positive"),
         (settings.ctrl.temperature > 0, "ctrl.temperature must be positive"),
         (settings.ctrl.batch_size >= 1, "ctrl.batch_size must be positive"),
@@ -289,10 +278,49 @@ def validate(settings: Settings) -> None:
         (settings.train.checkpoint_every_s >= 0, "train.checkpoint_every_s must not be negative"),
         (settings.seed >= 0, "seed must not be negative"),
     ]
+    raise_failed(checks)
+    live_ged_readings(settings.train.live_ged)
+
+
+def check_types(settings: Any) -> None:
+    """Every number of every section is of its default's type and finite.
+
+    NaN passes every comparison of the range checks as False, so it is caught here first; a wrong
+    type comes from a settings dict of a damaged meta.json.
+    """
+    for name, section in sections(settings).items():
+        for f in dataclasses.fields(section):
+            value, default = getattr(section, f.name), f.default
+            kind = type(default) if isinstance(default, (bool, int, float)) else None
+            wrong = kind is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(
+                value, (int, float) if kind is float else kind))
+            if wrong:
+                raise SettingsError(f"{name}.{f.name} must be a {kind.__name__}, not {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{name}.{f.name} must be a finite number, not {value}")
+
+
+def model_checks(model: ModelConfig) -> list[tuple[bool, str]]:
+    """(ok, message) for every rule on the model section (shared by the search and the retrain)."""
+    return [
+        (model.num_nodes >= 2, "model.num_nodes must be at least 2"),
+        (model.hidden >= 1, "model.hidden must be positive"),
+        (model.bptt >= 1, "model.bptt must be positive"),
+        (model.batch_size >= 1, "model.batch_size must be positive"),
+        (model.eval_batch_size >= 1, "model.eval_batch_size must be positive"),
+        (model.lr > 0, "model.lr must be positive"),
+        (model.grad_clip > 0, "model.grad_clip must be positive"),
+        (model.max_hidden_norm >= 0, "model.max_hidden_norm must not be negative (0 turns it off)"),
+        (all(0 <= p < 1 for p in (model.dropout_emb, model.dropout_in, model.dropout_out, model.dropconnect)),
+         "dropout rates must be in [0, 1)"),
+    ]
+
+
+def raise_failed(checks: list[tuple[bool, str]]) -> None:
+    """Raise SettingsError with the first failed check's message."""
     for ok, message in checks:
         if not ok:
             raise SettingsError(message)
-    live_ged_readings(settings.train.live_ged)
 
 
 def live_ged_readings(value: str) -> tuple[str, ...]:
@@ -307,13 +335,12 @@ def live_ged_readings(value: str) -> tuple[str, ...]:
     return names
 
 
-def describe(settings: Settings, width: int = 0) -> list[str]:
+def describe(settings: Any, width: int = 0) -> list[str]:
     """The resolved settings as ``name = value`` items, packed into lines of ``width`` (0: one per line)."""
-    items = [f"controller = {settings.controller}", f"preset = {settings.preset}",
-             f"seed = {settings.seed}", f"device = {settings.device}",
-             f"data = {settings.data or '(generated corpus)'}"]
-    for name in _SECTIONS:
-        section = getattr(settings, name)
+    known = sections(settings)
+    items = [f"{f.name} = {_shown(f.name, getattr(settings, f.name))}"
+             for f in dataclasses.fields(settings) if f.name not in known]
+    for name, section in known.items():
         items += [f"{name}.{f.name} = {getattr(section, f.name)}" for f in dataclasses.fields(section)]
     if width <= 0:
         return items
@@ -328,3 +355,7 @@ def describe(settings: Settings, width: int = 0) -> list[str]:
         else:
             lines.append(item)
     return lines
+
+
+def _shown(name: str, value: Any) -> Any:
+    return "(generated corpus)" if name == "data" and value is None else value

@@ -102,6 +102,9 @@ class SessionStart(Event):
     versions: dict[str, str] = field(default_factory=dict)
     resumed_from: str | None = None
     schema: int = SCHEMA_VERSION
+    kind: str = "search"  # search | retrain
+    arch: str | None = None  # a retrain's cell
+    source: str | None = None  # a retrain's search session (None: the cell was given by hand)
 
 
 @_register
@@ -219,6 +222,7 @@ class Validation(Event):
     epoch: int
     ppl: float
     arch: str
+    averaged: bool = False  # a retrain's check with NT-ASGD's averaged weights
 
 
 @_register
@@ -233,6 +237,35 @@ class Derived(Event):
     candidates: int
     best_ppl: float
     best_arch: str
+
+
+@_register
+@dataclass(kw_only=True)
+class AsgdSwitch(Event):
+    """A retrain switched to averaged SGD: ``valid_ppl`` is worse than ``reference_ppl``, the best
+    check before the last ``nonmono`` ones (NT-ASGD); averaging starts with step ``step + 1``."""
+
+    type: ClassVar[str] = "asgd_switch"
+    epoch: int
+    step: int
+    valid_ppl: float
+    reference_ppl: float
+    nonmono: int
+
+
+@_register
+@dataclass(kw_only=True)
+class RetrainResult(Event):
+    """A retrain's outcome: its best-validation weights on the whole validation and test splits."""
+
+    type: ClassVar[str] = "retrain_result"
+    arch: str
+    epoch: int  # the epoch whose weights scored best on validation (the ones tested)
+    valid_ppl: float
+    test_ppl: float
+    averaged: bool  # those weights were NT-ASGD's average
+    params: int
+    search_ppl: float | None = None  # the supernet's validation ppl of this cell at the end of its search
 
 
 @_register
@@ -264,7 +297,7 @@ class Checkpoint(Event):
     type: ClassVar[str] = "checkpoint"
     epoch: int
     path: str
-    kind: str  # epoch | interrupt | final
+    kind: str  # epoch | interrupt | best (a retrain's best validation weights)
 
 
 @_register

@@ -11,6 +11,11 @@ contributes (small, JSON-able, picklable: a distributed runner can ship them), `
 reduces any collection of them to a ``Table1Summary``, and ``claims`` reads only the summary. How
 the runs were scheduled (one after another in ``paper``, on a cluster later) does not matter.
 
+Retrained cells (ENAS's final step) join the summary the same way: each run's ``RetrainOutcome``
+rides on its SeedResult, each controller gets intervals of its cells' search-phase, validation
+and test perplexities, and claim (f), the paper's first finding, pairs each seed's trained
+controller with that seed's random search with weight sharing.
+
 Rules (``CLAIM_RULES`` has them in words). Two quantities are *separated* when their 95%
 intervals do not overlap (a conservative test: about p < 0.01 for equal widths); a quantity is
 *near zero* when its interval contains 0. A claim PASSes when its rule holds, FAILs when the
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import diagnostics
+from .retrain.outcome import RetrainOutcome
 
 if TYPE_CHECKING:  # analysis.py needs torch; this module does not
     from .analysis import Analysis
@@ -48,7 +54,11 @@ CLAIM_RULES: dict[str, str] = {
          "when entirely above",
     "e": "'positive': interval above 0; 'near zero': interval contains 0. PASS when both hold; FAIL when "
          "supervised's interval is at or below 0 or another's excludes 0",
+    "f": "per seed, the random run's retrained test ppl minus the unsupervised run's (> 0: the trained "
+         "controller's cell is better); PASS ('no better') when that difference's interval does not lie "
+         "entirely above 0; FAIL when it does",
 }
+TRAINED = "unsupervised"  # the trained controller of the paper's first finding (ENAS's own)
 
 
 # -- intervals ----------------------------------------------------------------------------------
@@ -120,9 +130,10 @@ class SeedResult:
     fig1: list[float]  # per step: mean over the probe architectures of the top action's probability
     fig1_random: list[float]  # the same for the untrained (random setting's) controller
     fig2_iqr: float | None  # IQR of this controller's sampled perplexities on its own run's weights
+    retrain: RetrainOutcome | None = None  # this run's derived cell, retrained (paper's last step)
 
     @classmethod
-    def from_analysis(cls, a: "Analysis") -> "SeedResult":
+    def from_analysis(cls, a: "Analysis", retrain: RetrainOutcome | None = None) -> "SeedResult":
         summary = diagnostics.ppl_summary(a.trained.ppl)
         iqr = None if summary["q25"] is None else float(summary["q75"] - summary["q25"])  # type: ignore[operator]
         return cls(controller=a.controller, run_seed=a.run_seed, session=a.session,
@@ -130,14 +141,15 @@ class SeedResult:
                    collapse=dict(a.collapse_index),
                    fig1=np.asarray(a.trained.max_probs, dtype=np.float64).mean(axis=0).tolist(),
                    fig1_random=np.asarray(a.random.max_probs, dtype=np.float64).mean(axis=0).tolist(),
-                   fig2_iqr=iqr)
+                   fig2_iqr=iqr, retrain=retrain)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SeedResult":
-        return cls(**data)
+        retrain = data.get("retrain")
+        return cls(**{**data, "retrain": RetrainOutcome.from_dict(retrain) if retrain else None})
 
 
 # -- the summary --------------------------------------------------------------------------------
@@ -155,6 +167,10 @@ class ControllerSummary:
     steps_above: Interval  # per seed: steps at which this controller's mean is above the untrained one's
     steps: int
     fig2_iqr: Interval
+    # retrained derived cells (n = 0 without retrains): search-phase, validation and test ppl
+    search_ppl: Interval = field(default_factory=lambda: Interval(None, None, 0))
+    retrain_valid: Interval = field(default_factory=lambda: Interval(None, None, 0))
+    retrain_test: Interval = field(default_factory=lambda: Interval(None, None, 0))
 
 
 @dataclass
@@ -164,6 +180,14 @@ class Table1Summary:
     controllers: dict[str, ControllerSummary]
     confidence: float = CONFIDENCE
     shown: dict[str, str] = field(default_factory=lambda: diagnostics.resolve_readings())  # column -> measure
+    # per trained controller: the interval over seeds of (random's retrained test ppl - its own), paired
+    # by seed; > 0 means its derived cell beat random search with weight sharing's
+    retrain_gaps: dict[str, Interval] = field(default_factory=dict)
+    retrains: list[RetrainOutcome] = field(default_factory=list)  # every retrained cell, in run order
+
+    @property
+    def has_retrains(self) -> bool:
+        return bool(self.retrains)
 
     @property
     def seeds(self) -> int:
@@ -171,15 +195,40 @@ class Table1Summary:
 
 
 def aggregate(results: Sequence["SeedResult | Analysis"], confidence: float = CONFIDENCE,
-              readings: dict[str, str | None] | None = None) -> Table1Summary:
-    """Mean and interval per cell over the runs of each controller setting."""
+              readings: dict[str, str | None] | None = None,
+              retrains: Sequence[RetrainOutcome] = ()) -> Table1Summary:
+    """Mean and interval per cell over the runs of each controller setting.
+
+    ``retrains`` are joined to the runs their cells were derived in (by search session); a run's
+    SeedResult may carry its retrain already. Retrains of cells from no run here are listed only.
+    """
+    by_search = {r.search_session: r for r in retrains if r.search_session}
     seeds = [r if isinstance(r, SeedResult) else SeedResult.from_analysis(r) for r in results]
+    for r in seeds:
+        if r.retrain is None and r.session in by_search:
+            r.retrain = by_search[r.session]
     by_controller: dict[str, list[SeedResult]] = {}
     for r in seeds:
         by_controller.setdefault(r.controller, []).append(r)
     order = sorted(by_controller, key=lambda c: (CONTROLLER_ORDER.index(c) if c in CONTROLLER_ORDER else 99, c))
+    joined = [r.retrain for r in seeds if r.retrain is not None]
+    listed = joined + [r for r in retrains if all(r is not j for j in joined)]
     return Table1Summary({c: _summarise(c, by_controller[c], confidence) for c in order}, confidence,
-                         diagnostics.resolve_readings(readings))
+                         diagnostics.resolve_readings(readings), _retrain_gaps(by_controller, confidence), listed)
+
+
+def _retrain_gaps(by_controller: dict[str, list[SeedResult]], confidence: float) -> dict[str, Interval]:
+    """Per trained controller: random's retrained test ppl minus its own, for each seed both retrained."""
+    random = {r.run_seed: r.retrain.test_ppl for r in by_controller.get("random", []) if r.retrain is not None}
+    gaps = {}
+    for controller, runs in by_controller.items():
+        if controller == "random":
+            continue
+        diffs = [random[r.run_seed] - r.retrain.test_ppl for r in runs
+                 if r.retrain is not None and r.run_seed in random]
+        if diffs:
+            gaps[controller] = interval(diffs, confidence)
+    return gaps
 
 
 def _summarise(controller: str, runs: list[SeedResult], confidence: float) -> ControllerSummary:
@@ -199,6 +248,9 @@ def _summarise(controller: str, runs: list[SeedResult], confidence: float) -> Co
         collapse={k: over([r.collapse.get(k) for r in runs]) for k in ("hidden", "max_prob")},
         fig1_gap=over(gaps), steps_above=over(above), steps=len(runs[0].fig1),
         fig2_iqr=over([r.fig2_iqr for r in runs]),
+        search_ppl=over([r.retrain.search_ppl for r in runs if r.retrain is not None]),
+        retrain_valid=over([r.retrain.valid_ppl for r in runs if r.retrain is not None]),
+        retrain_test=over([r.retrain.test_ppl for r in runs if r.retrain is not None]),
     )
 
 
@@ -225,9 +277,10 @@ class Claim:
 
 
 def claims(summary: Table1Summary) -> list[Claim]:
-    """The paper's five claims, checked against ``summary`` (see the module doc for the rules)."""
-    return [_fig1(summary), _common_activations(summary), _collapse(summary), _fig2(summary),
-            _perf(summary)]
+    """The paper's claims, checked against ``summary`` (see the module doc for the rules): five on
+    the controllers, and (f) on the retrained cells when the summary has any."""
+    found = [_fig1(summary), _common_activations(summary), _collapse(summary), _fig2(summary), _perf(summary)]
+    return found + ([_retrained(summary)] if summary.has_retrains else [])
 
 
 def _verdict(passed: bool, failed: bool) -> str:
@@ -303,10 +356,34 @@ def _perf(s: Table1Summary) -> Claim:
     return Claim("e", statement, _verdict(passed, failed), detail)
 
 
+def _retrained(s: Table1Summary) -> Claim:
+    statement = (f"retrained from scratch, the trained ({TRAINED}) controller's derived cell does no better than "
+                 "random search with weight sharing's (test ppl)")
+    gap = s.retrain_gaps.get(TRAINED)
+    if gap is None or gap.mean is None:
+        return Claim("f", statement, UNDECIDED, f"no seed with both the random and the {TRAINED} cell retrained")
+    return Claim("f", statement, _verdict(gap.defined and not gap.low > 0, gap.defined and gap.low > 0),
+                 f"random - {TRAINED} test ppl {gap.text(2, signed=True)} ({gap.range_text(2)})")
+
+
+def retrain_verdict(summary: Table1Summary, controller: str = TRAINED) -> str | None:
+    """The paper's first finding as one line: "trained controller better than random search with
+    weight sharing: yes/no, by X ppl (...)". X is random's test ppl minus the controller's (mean
+    over seeds); "yes" when it is positive. None when no seed has both cells retrained."""
+    gap = summary.retrain_gaps.get(controller)
+    if gap is None or gap.mean is None:
+        return None
+    answer = "yes" if gap.mean > 0 else "no"
+    spread = (f"{summary.confidence:.0%} interval {gap.low:+.2f}..{gap.high:+.2f} over {gap.n} seeds"
+              if gap.defined else "one seed: no interval")
+    return (f"trained controller ({controller}) better than random search with weight sharing: {answer}, "
+            f"by {gap.mean:+.2f} ppl ({spread})")
+
+
 # -- text -------------------------------------------------------------------------------------
 def format_summary(summary: Table1Summary, found: Sequence[Claim] | None = None) -> str:
     """Table 1 as mean ± 95% interval beside the paper's value, the other readings, collapse and
-    Fig. 2 over seeds, then the claim lines."""
+    Fig. 2 over seeds, the retrained cells (when any), then the claim lines."""
     from rich.console import Console
     from rich.table import Table
 
@@ -340,8 +417,56 @@ def format_summary(summary: Table1Summary, found: Sequence[Claim] | None = None)
     console = Console(file=io.StringIO(), width=150, color_system=None, highlight=False)
     for part in (main, apart, extra):
         console.print(part)
+    retrained = format_retrains(summary)
+    if retrained:
+        console.print(retrained, end="", soft_wrap=True)
     console.print(format_claims(claims(summary) if found is None else found), soft_wrap=True)
     return console.file.getvalue()
+
+
+def format_retrains(summary: Table1Summary) -> str:
+    """The retrained cells side by side: per run its cell and its search-phase, best validation and
+    test perplexities; with several seeds, each controller's mean ± interval; then the paper's
+    first finding as one line (``retrain_verdict``). Empty without retrains."""
+    if not summary.has_retrains:
+        return ""
+    from rich.console import Console
+    from rich.table import Table
+
+    runs = Table(title="Retrained from scratch (ENAS's final step): each search's derived cell, the same budget "
+                       "for every cell", title_justify="left", header_style="bold")
+    for column in ("controller", "seed", "search-phase ppl", "valid ppl", "test ppl", "retrain session"):
+        runs.add_column(column, justify="right" if "ppl" in column or column == "seed" else "left", no_wrap=True)
+    order = {c: i for i, c in enumerate(("random", "unsupervised", "supervised"))}
+    retrains = sorted(summary.retrains, key=lambda r: (r.run_seed, order.get(r.controller or "", 9)))
+    for r in retrains:
+        runs.add_row(r.controller or "(--arch)", str(r.run_seed), _ppl(r.search_ppl), _ppl(r.valid_ppl),
+                     _ppl(r.test_ppl), r.session)
+    console = Console(file=io.StringIO(), width=150, color_system=None, highlight=False)
+    console.print(runs)
+    console.print("cells:", soft_wrap=True)
+    for r in retrains:
+        console.print(f"  {r.controller or '(--arch)'}, seed {r.run_seed}: {r.arch}", soft_wrap=True)
+    if summary.seeds > 1:
+        level = f"{summary.confidence:.0%}"
+        over = Table(title=f"Retrained cells over seeds (mean ± {level} interval; gap: random's test ppl minus "
+                           "this controller's, paired by seed)", title_justify="left", header_style="bold")
+        for column in ("controller", "search-phase ppl", "valid ppl", "test ppl", "gap vs random"):
+            over.add_column(column, justify="left" if column == "controller" else "right")
+        for name, c in summary.controllers.items():
+            if c.retrain_test.n:
+                gap = summary.retrain_gaps.get(name)
+                over.add_row(name, c.search_ppl.text(2), c.retrain_valid.text(2), c.retrain_test.text(2),
+                             gap.text(2, signed=True) if gap is not None else "-")
+        console.print(over)
+    verdict = retrain_verdict(summary)
+    if verdict is not None:
+        console.print(verdict, soft_wrap=True)
+    return console.file.getvalue()
+
+
+def _ppl(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
 def format_claims(found: Sequence[Claim]) -> str:

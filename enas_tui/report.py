@@ -22,11 +22,15 @@ Files (PNG at 300 dpi and SVG for each figure):
   probe set on one shared pair of axes, coloured by each architecture's validation perplexity;
 - cell_shape: depth and width of the sampled cells over each search, from the live probe sets in
   the session log (cell_shape.plot_shape_history), against uniform sampling and the derived cell;
+- retrain (with retrained cells): each retrained cell's whole-split validation perplexity per
+  epoch, its switch to averaged SGD and its test perplexity marked at the epoch whose weights
+  were tested;
 - table1.json: a list with each analysis's ``to_dict(figures=False)``: the numbers, not the arrays
-  (``analyze --format json`` gives those); summary.json: the intervals and the paper's claims;
+  (``analyze --format json`` gives those); summary.json: the intervals, the retrained cells and the
+  paper's claims;
 - report.md: what was analysed and how, Table 1 and the other readings, collapse indices, the
-  Fig. 2 summary, the summary over seeds and the claims, how these numbers relate to the
-  dashboard's, links to the figures.
+  Fig. 2 summary, the summary over seeds, the retrained cells' table, the claims, how these
+  numbers relate to the dashboard's, links to the figures.
 
 Drawn with matplotlib's object API on Agg canvases (no pyplot, no global backend switch).
 """
@@ -46,7 +50,8 @@ from matplotlib.ticker import MaxNLocator
 from . import cell_shape, diagnostics, embedding
 from .analysis import Analysis, pair_fig2
 from .search_space import Architecture
-from .replication import CLAIM_RULES, Table1Summary, aggregate, claims, format_claims
+from .replication import Table1Summary, aggregate, claims, format_claims, retrain_verdict
+from .retrain.outcome import RetrainOutcome
 
 COLORS = {"random": "tab:green", "unsupervised": "tab:orange", "supervised": "tab:blue"}
 REFERENCE = "0.55"  # the untrained controller, in grey
@@ -61,48 +66,68 @@ CAPTIONS = {"fig1": "Fig. 1: most likely action's probability per step, trained 
                          "components, coloured by validation perplexity; one pair of axes for every panel",
             "cell_shape": "Cell shape over the search: depth and width of the sampled cells per live probe set "
                           "(median, quartiles), uniform sampling and the derived cell",
-            "table1_seeds": "Table 1 over seeds: mean ± 95% interval"}
+            "table1_seeds": "Table 1 over seeds: mean ± 95% interval",
+            "retrain": "Retrained cells: whole-split validation perplexity per epoch, test perplexity marked"}
 
 
 def write_report(analyses: Sequence[Analysis], out_dir: Path,
-                 readings: dict[str, str | None] | None = None) -> Path:
+                 readings: dict[str, str | None] | None = None, retrains: Sequence[RetrainOutcome] = ()) -> Path:
     """Write the figures, table1.json, summary.json and report.md into ``out_dir``; returns report.md.
 
     Analyses are paired for Fig. 2 first (analysis.pair_fig2): with a random session among them,
-    each trained session's reference is that session's samples on its own weights.
+    each trained session's reference is that session's samples on its own weights. ``retrains``
+    (finished retrain sessions' outcomes) add their curves, their table and claim (f).
     """
     if not analyses:
         raise ValueError("a report needs at least one analysis")
     analyses = pair_fig2(analyses)
     shown = diagnostics.resolve_readings(readings)
-    summary = aggregate(analyses, readings=readings)
+    summary = aggregate(analyses, readings=readings, retrains=retrains)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(figure_names(summary))
     drawers = {"fig1": fig1, "fig2": fig2, "fig3": fig3, "fig4": fig4, "embedding": embedding_figure,
                "cell_shape": cell_shape_figure,
-               "table1": lambda a: table1_figure(a, shown), "table1_seeds": lambda a: table1_seeds_figure(summary)}
+               "table1": lambda a: table1_figure(a, shown), "table1_seeds": lambda a: table1_seeds_figure(summary),
+               "retrain": lambda a: retrain_figure(summary.retrains)}
     for name in names:
         _save(drawers[name](analyses), out_dir / name)
     (out_dir / "table1.json").write_text(
         json.dumps([a.to_dict(figures=False) for a in analyses], indent=2, allow_nan=False) + "\n")
-    (out_dir / "summary.json").write_text(json.dumps(summary_dict(summary), indent=2, allow_nan=False) + "\n")
+    (out_dir / "summary.json").write_text(json.dumps(_finite(summary_dict(summary)), indent=2, allow_nan=False) + "\n")
     path = out_dir / "report.md"
     path.write_text(markdown(analyses, shown, summary, names))
     return path
 
 
 def figure_names(summary: Table1Summary) -> tuple[str, ...]:
-    """The figures a report has: the paper's, plus Table 1 over seeds when a controller has several runs."""
-    return FIGURES + (("table1_seeds",) if summary.seeds > 1 else ())
+    """The figures a report has: the paper's, plus Table 1 over seeds when a controller has several
+    runs, plus the retrain curves when there are retrained cells."""
+    return (FIGURES + (("table1_seeds",) if summary.seeds > 1 else ())
+            + (("retrain",) if summary.has_retrains else ()))
 
 
 def summary_dict(summary: Table1Summary) -> dict:
-    """summary.json: per controller, every interval (mean, half_width, n), and the claims."""
+    """summary.json: per controller, every interval (mean, half_width, n); the retrained cells and,
+    per trained controller, the interval of random's test ppl minus its own; and the claims."""
     return {"confidence": summary.confidence, "shown": summary.shown,
             "controllers": {name: asdict(c) for name, c in summary.controllers.items()},
+            "retrains": [r.to_dict() for r in summary.retrains],
+            "retrain_gaps": {name: asdict(gap) for name, gap in summary.retrain_gaps.items()},
+            "retrain_verdict": retrain_verdict(summary),
             "claims": [{"key": c.key, "statement": c.statement, "outcome": c.outcome, "detail": c.detail,
                         "rule": c.rule} for c in claims(summary)]}
+
+
+def _finite(value):
+    """JSON's numbers: a non-finite float (a retrain whose checks all diverged) becomes null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -286,6 +311,40 @@ def table1_seeds_figure(summary: Table1Summary) -> Figure:
     return fig
 
 
+def retrain_figure(retrains: Sequence[RetrainOutcome]) -> Figure:
+    """Each retrained cell's whole-split validation ppl per epoch (a line), its NT-ASGD switch (a
+    hollow circle: averaging from the next epoch) and its test ppl (a star at the epoch whose
+    weights were tested), coloured by the controller whose search derived the cell."""
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    styles = ("-", "--", ":", "-.")
+    seeds = sorted({r.run_seed for r in retrains})
+    for r in retrains:
+        color = COLORS.get(r.controller or "", "tab:purple")
+        epochs = np.arange(1, len(r.curve) + 1)
+        curve = np.array([np.nan if v is None else v for v in r.curve], dtype=np.float64)
+        label = f"{r.controller or '--arch'} seed {r.run_seed}: test {_fmt(r.test_ppl, 1)}"
+        ax.plot(epochs, curve, color=color, linestyle=styles[seeds.index(r.run_seed) % len(styles)],
+                linewidth=1.6, marker=".", markersize=5, label=label)
+        if r.switch_epoch is not None and r.switch_epoch <= len(curve):
+            ax.plot([r.switch_epoch], [curve[r.switch_epoch - 1]], "o", color=color, fillstyle="none", markersize=7)
+        if math.isfinite(r.test_ppl):
+            ax.plot([r.best_epoch], [r.test_ppl], "*", color=color, markersize=12, markeredgecolor="black",
+                    markeredgewidth=0.5)
+    values = np.array([v for r in retrains for v in [*r.curve, r.test_ppl] if v is not None and math.isfinite(v)])
+    if values.size and values.min() > 0 and values.max() / values.min() > 5:
+        ax.set_yscale("log")
+    ax.set_xlim(0.5, max([len(r.curve) for r in retrains] + [r.best_epoch for r in retrains] + [1]) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch", fontsize=9)
+    ax.set_ylabel("perplexity", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, loc="upper right", title="line: validation · ★ test · ○ switch to ASGD",
+              title_fontsize=7)
+    ax.set_title("Retrained cells: each search's derived cell trained from scratch, the same budget", fontsize=10)
+    return fig
+
+
 def _panels(count: int, title: str, sharey: bool = True, height: float = 3.4) -> tuple[Figure, list]:
     """A grid of at most three panels a row (several seeds fill several rows)."""
     cols = min(count, 3)
@@ -402,9 +461,13 @@ def markdown(analyses: Sequence[Analysis], shown: dict[str, str] | None = None,
                      + f" | {e['explained'][0]:.0%} | {e['explained'][1]:.0%} |")
     if summary.seeds > 1:
         lines += _md_seeds(summary)
-    if len(analyses) > 1:
-        lines += ["", "## The paper's claims", "", "```", format_claims(claims(summary)).rstrip(), "```", "",
-                  "Rules: " + "; ".join(f"({k}) {rule}" for k, rule in CLAIM_RULES.items()) + "."]
+    if summary.has_retrains:
+        lines += _md_retrains(summary)
+    if len(analyses) > 1 or summary.has_retrains:
+        found = claims(summary)
+        rules = [f"({c.key}) {c.rule}" for c in found]
+        lines += ["", "## The paper's claims", "", "```", format_claims(found).rstrip(), "```", "",
+                  "Rules: " + "; ".join(rules) + "."]
     lines += ["", "## These numbers and the dashboard's", ""] + _md_live(analyses)
     lines += ["", "## Figures", ""]
     for name in figures:
@@ -429,6 +492,37 @@ def _md_seeds(summary: Table1Summary) -> list[str]:
                      + f" | {c.collapse['hidden'].text(4)} | {c.fig2_iqr.text(1)} |")
         lines.append(f"| {name} | {seeds} | n | " + " | ".join(str(x.n) if x else "0" for x in cells) + " | | |")
         lines.append(f"| {name} | {seeds} | paper | " + " | ".join(_fmt(paper.get(col)) for col in columns) + " | | |")
+    return lines
+
+
+def _md_retrains(summary: Table1Summary) -> list[str]:
+    """The final table: each retrained cell beside the search-phase ppl the search gave it."""
+    lines = ["", "## Retrained cells", "",
+             "ENAS's final step: each search's derived cell (the random run's: the best of the random controller's "
+             "samples, i.e. random search with weight sharing) trained from scratch as a standalone model, every cell "
+             "with the same settings and budget. *search-phase ppl*: the search's shared weights on the whole "
+             "validation split at its end; *valid* and *test*: the retrained model's best validation check and those "
+             "weights on the whole test split.", "",
+             "| controller | seed | retrain session | cell | search-phase ppl | retrained valid ppl "
+             "| retrained test ppl | best epoch |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary.retrains:
+        weights = f"{r.best_epoch} (averaged)" if r.averaged else str(r.best_epoch)
+        lines.append(f"| {r.controller or '-'} | {r.run_seed} | {r.session} | `{r.arch}` | {_fmt(r.search_ppl, 2)} "
+                     f"| {_fmt(r.valid_ppl, 2)} | {_fmt(r.test_ppl, 2)} | {weights} |")
+    if summary.seeds > 1:
+        lines += ["", f"Over seeds (mean ± {summary.confidence:.0%} interval; gap: random's test ppl minus this "
+                      "controller's, paired by seed):", "",
+                  "| controller | search-phase ppl | retrained valid ppl | retrained test ppl | gap vs random |",
+                  "|---|---|---|---|---|"]
+        for name, c in summary.controllers.items():
+            if c.retrain_test.n:
+                gap = summary.retrain_gaps.get(name)
+                lines.append(f"| {name} | {c.search_ppl.text(2)} | {c.retrain_valid.text(2)} | "
+                             f"{c.retrain_test.text(2)} | {gap.text(2, signed=True) if gap else '-'} |")
+    verdict = retrain_verdict(summary)
+    if verdict is not None:
+        lines += ["", f"**{verdict}**"]
     return lines
 
 

@@ -171,11 +171,12 @@ def encode_frame(payload: bytes) -> bytes:
     return b"".join((length, length_crc, payload, payload_crc))
 
 
-def _parse_frame(buf: bytes, pos: int, offset: int) -> Record | int | str:
+def parse_frame(buf: bytes, pos: int, offset: int) -> Record | int | str:
     """The record at ``buf[pos:]`` (file offset ``offset``), the byte count its frame needs, or why
     it can never be valid.
 
-    A size means ``buf`` holds only a prefix of the frame (more bytes may yet arrive).
+    A size means ``buf`` holds only a prefix of the frame (more bytes may yet arrive). Public for
+    readers of frames that arrive in a byte stream rather than from a file (the remote protocol).
     """
     avail = len(buf) - pos
     if avail < _FRAME_HEAD.size:
@@ -208,7 +209,7 @@ def _valid_frame_at(fd: int, buf: bytes, o: int, base: int, size: int) -> bool:
         frame = buf[o : o + FRAME_OVERHEAD + length]
     else:
         frame = os.pread(fd, FRAME_OVERHEAD + length, base + o)
-    return isinstance(_parse_frame(frame, 0, base + o), Record)
+    return isinstance(parse_frame(frame, 0, base + o), Record)
 
 
 def next_frame(fd: int, start: int, size: int) -> int | None:
@@ -344,7 +345,7 @@ class LogReader:
         buf, pos, base = b"", 0, self._offset
         rechecked = -1  # offset of a bad frame already re-read from disk once
         while max_records is None or len(out) < max_records:
-            item = _parse_frame(buf, pos, base + pos)
+            item = parse_frame(buf, pos, base + pos)
             if isinstance(item, int):
                 more = os.pread(self._fd, max(_CHUNK, item - (len(buf) - pos)), base + len(buf))
                 if more:
@@ -566,9 +567,9 @@ class LogTail:
         return self.events[-1] if self.events else None
 
 
-# Event types read_tail decodes (the status, the epoch and the start of a run); others are framed,
-# seq-checked and counted but not decoded, so listing hundreds of sessions stays cheap.
-TAIL_TYPES = frozenset({"session_start", "session_end", "epoch_end"})
+# Event types read_tail decodes (the status, the epoch, the start of a run, a retrain's result);
+# others are framed, seq-checked and counted but not decoded, so listing hundreds of sessions stays cheap.
+TAIL_TYPES = frozenset({"session_start", "session_end", "epoch_end", "retrain_result"})
 
 
 def read_tail(path: str | os.PathLike, window: int = 256 * 1024, min_records: int = 3) -> LogTail:
@@ -799,6 +800,7 @@ class LogWriter:
 __all__ = [
     "FORMAT_VERSION", "FRAME_OVERHEAD", "HEADER", "HEADER_SIZE", "MAGIC", "MAX_FRAME", "MAX_PAYLOAD",
     "CorruptLogError", "Damage", "LogContents", "LogError", "LogFormatError", "LogReader", "LogTail",
-    "LogWriter", "Record", "SetAside", "check_event", "encode_frame", "next_frame", "payload_damage",
+    "LogWriter", "Record", "SetAside", "check_event", "encode_frame", "next_frame", "parse_frame",
+    "payload_damage",
     "read_event_at", "read_events", "read_first", "read_log", "read_tail", "scan",
 ]

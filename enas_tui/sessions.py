@@ -28,11 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .events import Event, EpochEnd, SessionEnd, SessionStart
+from .events import Event, EpochEnd, RetrainResult, SessionEnd, SessionStart
 from .session_log import LogError, LogTail, read_first, read_tail
 
 ENV_SESSIONS_DIR = "ENAS_TUI_SESSIONS"
 DEFAULT_SESSIONS_DIR = "sessions"
+KINDS = ("search", "retrain")  # meta.json "kind": what the session runs
+RETRAIN = "retrain"
 STATUSES = ("running", "finished", "stopped", "crashed", "failed")
 TERMINAL = ("finished", "stopped", "failed")  # what a trainer records when it ends on its own
 STATUS_RESERVE = 4096  # status.json's size on disk: one block, room to be rewritten in place on a full disk
@@ -138,6 +140,7 @@ class SessionState:
     best_ppl: float | None = None
     problems: list[str] = field(default_factory=list)
     tail: LogTail | None = field(default=None, repr=False)
+    test_ppl: float | None = None  # a finished retrain's test perplexity (retrain_result)
 
 
 @dataclass
@@ -204,7 +207,8 @@ class Session:
             at, size = tail.torn_tail
             problems.append(f"events.log ends in an incomplete record ({size:,} bytes at byte {at})")
         end = tail.last if tail is not None and isinstance(tail.last, SessionEnd) else None
-        return SessionState(word, reason, _epoch(end, status, tail), _best(end, status), problems, tail)
+        return SessionState(word, reason, _epoch(end, status, tail), _best(end, status), problems, tail,
+                            _test_ppl(status, tail))
 
     def live_status(self) -> str:
         """The status a user should see: ``running`` only while the trainer process is alive."""
@@ -251,7 +255,8 @@ def _checked_status(session: Session, problems: list[str]) -> dict[str, Any] | N
         return None
     checks = {"status": lambda v: v in STATUSES, "epoch": _is_count, "pid": _is_count,
               "pid_start": lambda v: v is None or _is_count(v), "host": lambda v: v is None or isinstance(v, str),
-              "best_ppl": lambda v: v is None or _is_number(v), "updated": is_time}
+              "best_ppl": lambda v: v is None or _is_number(v), "test_ppl": lambda v: v is None or _is_number(v),
+              "updated": is_time}
     for key, ok in checks.items():
         if key in data and not ok(data[key]):
             problems.append(f"status.json: {key} is {_show(data[key])}")
@@ -286,6 +291,14 @@ def _checked_meta(session: Session, problems: list[str]) -> dict[str, Any]:
         out["started"] = float(started)
     elif "started" in data:
         problems.append(f"meta.json: started is {_show(started)}, not a time")
+    kind = data.get("kind", "search")  # sessions from before retrains existed are searches
+    if kind in KINDS:
+        out["kind"] = kind
+    else:
+        problems.append(f"meta.json: kind is {_show(kind)}")
+    source = data.get("source")
+    if isinstance(source, dict) and isinstance(source.get("controller"), str):
+        out["source_controller"] = source["controller"]
     epochs = _settings_epochs(data.get("settings"))
     if epochs is not None:
         out["epochs"] = epochs
@@ -366,6 +379,15 @@ def _best(end: SessionEnd | None, status: dict[str, Any] | None) -> float | None
     if end is not None and end.best_ppl is not None and math.isfinite(end.best_ppl):
         return end.best_ppl
     value = status.get("best_ppl") if status is not None else None
+    return float(value) if _is_number(value) else None
+
+
+def _test_ppl(status: dict[str, Any] | None, tail: LogTail | None) -> float | None:
+    """A retrain's test perplexity: its log's retrain_result, else status.json's (None: not tested)."""
+    results = [e for e in (tail.events if tail is not None else []) if isinstance(e, RetrainResult)]
+    if results and _is_number(results[-1].test_ppl):
+        return results[-1].test_ppl
+    value = status.get("test_ppl") if status is not None else None
     return float(value) if _is_number(value) else None
 
 
@@ -511,14 +533,16 @@ class SessionSummary:
     """One row of ``enas-tui sessions``; ``damaged`` names damaged or missing files (None: none)."""
 
     id: str
-    controller: str
+    kind: str  # search | retrain
+    controller: str  # a retrain's: the controller of the search its cell came from ("-": given by hand)
     status: str
     epoch: int
     epochs: int
-    best_ppl: float | None
+    best_ppl: float | None  # best validation perplexity (a search's: the shared-weight model's)
     started: float | None
     reason: str = ""
     damaged: str | None = None
+    test_ppl: float | None = None  # a finished retrain's test perplexity
 
 
 def summarize(session: Session) -> SessionSummary:
@@ -526,7 +550,7 @@ def summarize(session: Session) -> SessionSummary:
     try:
         return _summarize(session)
     except Exception as err:  # noqa: BLE001 - one bad session must never hide the others
-        return SessionSummary(session.id, "?", "damaged", 0, 0, None, None, _one_line(err), _one_line(err))
+        return SessionSummary(session.id, "?", "?", "damaged", 0, 0, None, None, _one_line(err), _one_line(err))
 
 
 def _summarize(session: Session) -> SessionSummary:
@@ -535,17 +559,30 @@ def _summarize(session: Session) -> SessionSummary:
     meta = _checked_meta(session, problems)
     problems += state.problems
     first = None
-    if "controller" not in meta or "epochs" not in meta or "started" not in meta:
+    if not {"controller", "epochs", "started", "kind"} <= meta.keys():
         first = _first_event(session)  # a damaged meta.json: the log's session_start says it too
     start = first if isinstance(first, SessionStart) else None
+    kind = meta.get("kind") or (start.kind if start else "search")
     controller = meta.get("controller") or (start.controller if start else "?")
+    if kind == RETRAIN:  # the controller of the search the cell came from
+        controller = meta.get("source_controller") or "-"
     epochs = meta.get("epochs") or (_settings_epochs(start.settings) if start else None) or 0
     started = meta.get("started") or (start.t if start and is_time(start.t) else None)
     return SessionSummary(
-        id=session.id, controller=controller, status=state.status, epoch=state.epoch, epochs=epochs,
+        id=session.id, kind=kind, controller=controller, status=state.status, epoch=state.epoch, epochs=epochs,
         best_ppl=state.best_ppl, started=started, reason=state.reason,
-        damaged="; ".join(problems) or None,
+        damaged="; ".join(problems) or None, test_ppl=state.test_ppl if kind == RETRAIN else None,
     )
+
+
+def kind_of(session: Session) -> str:
+    """What the session runs ("search" or "retrain"): meta.json's kind, else its log's session_start's."""
+    problems: list[str] = []
+    kind = _checked_meta(session, problems).get("kind")
+    if kind is None:
+        first = _first_event(session)
+        kind = first.kind if isinstance(first, SessionStart) else "search"
+    return kind
 
 
 def newest_running(root: Path) -> Session | None:

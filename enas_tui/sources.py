@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from enas_tui import events
+from enas_tui import cell_shape, events
 from enas_tui.events import Event, EventError, SessionEnd, SessionStart
 from enas_tui.session_log import Damage, LogError, LogReader, Record, payload_damage
-from enas_tui.sessions import Session, sessions_root
+from enas_tui.sessions import Session, SessionState, sessions_root
 
 CHUNK_RECORDS = 2000
 CHUNK_SECONDS = 0.05
@@ -58,6 +58,8 @@ class ProbeArchs(Event):
     epoch: int
     step: int
     archs: list[str] = field(default_factory=list)
+    # their cell shape, when a reader computed it already (a remote attach does, off the UI thread)
+    shape: cell_shape.ShapeSummary | None = field(default=None, repr=False, compare=False)
 
 
 class SourceError(Exception):
@@ -150,7 +152,7 @@ def merged(*lists: Sequence[Damage]) -> list[Damage]:
 _HINTS = ("stopped; continue with:", "training continues in the background")
 
 
-def _tail_line(path: Path, since: float | None = None, limit: int = 4096) -> str:
+def tail_line(path: Path, since: float | None = None, limit: int = 4096) -> str:
     """The last non-empty line of a text file (e.g. trainer.log), or ''.
 
     A file last written before ``since`` (the latest trainer start) belongs to an earlier run and
@@ -183,6 +185,8 @@ def _note_lifecycle(source: "LogFollower | TrainerSource", event: Event) -> None
 
 class LogFollower:
     """Follows a session's log: bounded chunks while catching up, then polling as it grows."""
+
+    connection: str | None = None  # a remote source's link trouble, for the status bar (None: fine)
 
     def __init__(self, session: Session, max_records: int = CHUNK_RECORDS, max_seconds: float = CHUNK_SECONDS,
                  check_every: float = 1.0, stale_after: float = STALE_AFTER_S,
@@ -220,7 +224,7 @@ class LogFollower:
         if reader is None:
             return []
         records = reader.read_records(self.max_records, self.max_seconds)
-        events = decode_records(records, self._decode_damage)
+        events = self.decode(records)
         if records:
             self.records += len(records)
             self._last_growth = self.clock()
@@ -228,6 +232,10 @@ class LogFollower:
         for event in events:
             _note_lifecycle(self, event)
         return events
+
+    def decode(self, records: Sequence[Record]) -> list[Event]:
+        """The events of records just read (a remote source adds what the box sent beside them)."""
+        return decode_records(records, self._decode_damage)
 
     @property
     def damage(self) -> list[Damage]:
@@ -252,18 +260,24 @@ class LogFollower:
         self._status = self._check(now)
         return self._status
 
+    def session_state(self) -> SessionState | None:
+        """The session's status as ``enas-tui sessions`` decides it (sessions.Session.state), None
+        while nobody has said yet. A remote source asks the box instead: only it sees the trainer."""
+        return self.session.state()
+
     def _check(self, now: float) -> tuple[str, str] | None:
-        """The session's status as ``enas-tui sessions`` decides it (sessions.Session.state)."""
         try:
-            state = self.session.state()
+            state = self.session_state()
         except Exception as err:  # noqa: BLE001 - an unreadable session: say so, keep showing the log
             return "error", str(err).splitlines()[0]
+        if state is None:
+            return None
         if state.status == "running":
             idle = now - self._last_growth
             if idle >= self.stale_after:
                 return "stale", f"no new events for {idle / 60:.0f} min (trainer on another host?)"
             return None
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t) or state.reason
+        reason = self.last_error or tail_line(self.session.path / "trainer.log", self.started_t) or state.reason
         return state.status, reason
 
     def close(self) -> None:
@@ -292,13 +306,14 @@ class TrainerSource:
         self._pending: deque[Record] = deque()
         self._finished = False
 
-    def start(self, args: list[str], launch: Callable | None = None) -> TrainerSource:
-        """Launch ``enas-tui train`` with ``args`` (plus --sessions-dir) as a detached child."""
+    def start(self, args: list[str], launch: Callable | None = None, command: str = "train") -> TrainerSource:
+        """Launch ``enas-tui COMMAND`` (train or retrain) with ``args`` (plus --sessions-dir) as a
+        detached child."""
         if launch is None:
             from enas_tui.launcher import launch
         if "--sessions-dir" not in args:
             args = [*args, "--sessions-dir", str(self.root)]
-        self.process = launch(args, self.queue.append)
+        self.process = launch(args, self.queue.append, command=command)
         return self
 
     @property
@@ -404,7 +419,7 @@ class TrainerSource:
             return None
         if self.session is None:
             return "failed", self.start_error() or f"the trainer exited with code {self.process.returncode}"
-        reason = self.last_error or _tail_line(self.session.path / "trainer.log", self.started_t)
+        reason = self.last_error or tail_line(self.session.path / "trainer.log", self.started_t)
         return "crashed", reason or f"the trainer exited with code {self.process.returncode}"
 
     def start_error(self) -> str:
@@ -430,4 +445,5 @@ class TrainerSource:
 __all__ = [
     "CHUNK_RECORDS", "CHUNK_SECONDS", "LogFollower", "ProbeArchs", "SourceError", "TrainerSource",
     "damage_line", "decode_indexed", "decode_records", "describe_damage", "merged", "peek", "probe_archs",
+    "tail_line",
 ]

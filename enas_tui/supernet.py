@@ -49,6 +49,7 @@ cell, ``benchmarks/memory.py`` the peak memory of each epoch of a search.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -560,18 +561,23 @@ def _locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return x * _dropout_mask(x, (1, *x.shape[1:]), p) if training and p > 0 else x
 
 
-class SuperNet(nn.Module):
-    """Embedding -> ENAS cell (any architecture of ``cfg.num_nodes`` nodes) -> tied decoder."""
+class CellLanguageModel(nn.Module, ABC):
+    """Embedding -> ENAS cell -> tied decoder, with ``edge_rows`` edge weight pairs in ``edges``.
 
-    def __init__(self, vocab_size: int, cfg: ModelConfig):
+    The search's SuperNet holds one pair per possible (parent, node) edge and picks an architecture's
+    rows at every step; a retrained cell (retrain/model.py) holds only its own. Both run the same
+    forward and backward (``run_cell``): subclasses only say which rows an architecture uses.
+    """
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig, edge_rows: int):
         super().__init__()
         self.vocab_size, self.cfg = vocab_size, cfg
-        n, h = cfg.num_nodes, cfg.hidden
+        h = cfg.hidden
         self.encoder = nn.Embedding(vocab_size, h)  # also the decoder's weight (tied)
         self.decoder_bias = nn.Parameter(torch.zeros(vocab_size))
         self.w_x = nn.Parameter(torch.empty(h, 2 * h))  # x -> [c | pre-activation] of node 0
         self.w_h = nn.Parameter(torch.empty(h, 2 * h))  # h_{t-1} -> [c | pre-activation] of node 0
-        self.edges = nn.Parameter(torch.empty(num_edges(n), h, 2 * h))
+        self.edges = nn.Parameter(torch.empty(edge_rows, h, 2 * h))
         for p in (self.encoder.weight, self.w_x, self.w_h, self.edges):
             nn.init.uniform_(p, -INIT_RANGE, INIT_RANGE)
         self.workspace = Workspace()  # the cell's buffers, reused across calls and architectures
@@ -585,6 +591,10 @@ class SuperNet(nn.Module):
                 f"architecture has {arch.num_nodes} nodes, the model has {self.cfg.num_nodes}")
         return make_plan(arch, self.w_h.device, self.w_h.dtype)
 
+    @abstractmethod
+    def edge_weights(self, plan: CellPlan) -> Tensor:
+        """The weight pairs of ``plan``'s edges in storage order, (N-1, H, 2H): what run_cell reads."""
+
     def features(self, tokens: Tensor, hidden: Tensor, arch: Architecture) -> tuple[Tensor, Tensor]:
         """Decoder inputs (T, B, H) after output dropout, and the new state (B, H)."""
         plan, cfg, training = self.plan(arch), self.cfg, self.training
@@ -593,7 +603,7 @@ class SuperNet(nn.Module):
             x = x * _dropout_mask(x, (self.vocab_size, 1), cfg.dropout_emb)[tokens]
         x = _locked_dropout(x, cfg.dropout_in, training)
         w0 = _dropout(self.w_h, cfg.dropconnect, training)  # DropConnect, once per minibatch
-        we = _dropout(self.edges.index_select(0, plan.edge_rows), cfg.dropconnect, training)
+        we = _dropout(self.edge_weights(plan), cfg.dropconnect, training)
         states = run_cell(x @ self.w_x, hidden, w0, we, plan, cfg.max_hidden_norm, self.workspace)
         # the new state in its own storage: a view would keep all T states alive, and a checkpoint
         # of it would save them all
@@ -636,6 +646,17 @@ class SuperNet(nn.Module):
         return math.exp(mean_nll) if mean_nll < 700 else math.inf
 
 
+class SuperNet(CellLanguageModel):
+    """The weight-sharing model: one weight pair per (parent, node) edge, for any architecture of
+    ``cfg.num_nodes`` nodes; ``edges[edge_index(i, j)]`` is the (i -> j) pair."""
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig):
+        super().__init__(vocab_size, cfg, num_edges(cfg.num_nodes))
+
+    def edge_weights(self, plan: CellPlan) -> Tensor:
+        return self.edges.index_select(0, plan.edge_rows)
+
+
 def reads_on_host(x: Tensor) -> bool:
     """Whether code may read a value of ``x`` back to Python to decide what to do next.
 
@@ -646,17 +667,18 @@ def reads_on_host(x: Tensor) -> bool:
     return x.device.type == "cpu"
 
 
-def train_step(model: SuperNet, optimizer: torch.optim.Optimizer, tokens: Tensor, targets: Tensor,
+def train_step(model: CellLanguageModel, optimizer: torch.optim.Optimizer, tokens: Tensor, targets: Tensor,
                hidden: Tensor, arch: Architecture, grad_clip: float) -> tuple[Tensor, Tensor, Tensor]:
-    """One shared-weight SGD step: (loss, new state, finite), 0-dim tensors and the (B, H) state on
-    the model's device, none of them waited for. A step whose loss or gradient norm is not finite
-    changes no weight and ``finite`` is False, so the trainer can record it and skip the minibatch.
+    """One SGD step of a cell model (the search's shared weights or a retrained cell): (loss, new
+    state, finite), 0-dim tensors and the (B, H) state on the model's device, none of them waited
+    for. A step whose loss or gradient norm is not finite changes no weight and ``finite`` is
+    False, so the caller can record it and skip the minibatch.
 
     Off the CPU the step never reads a value back (see ``reads_on_host``): the backward always
     runs, and a non-finite step has its gradients zeroed on the device (``masked_fill_``, since
     NaN * 0 is NaN) before the update, which then leaves the weights as they were: that needs an
-    SGD step without momentum or weight decay (the ENAS shared optimiser); any other optimiser is
-    checked on the host.
+    SGD step without momentum or weight decay (the ENAS shared optimiser); any other optimiser
+    (e.g. the retrain's SGD with weight decay) is checked on the host.
     """
     optimizer.zero_grad(set_to_none=True)
     loss, hidden = model.loss(tokens, targets, hidden, arch)
@@ -674,7 +696,7 @@ def train_step(model: SuperNet, optimizer: torch.optim.Optimizer, tokens: Tensor
     return loss.detach(), hidden, finite
 
 
-def _host_checked_step(model: SuperNet, optimizer: torch.optim.Optimizer, loss: Tensor, hidden: Tensor,
+def _host_checked_step(model: CellLanguageModel, optimizer: torch.optim.Optimizer, loss: Tensor, hidden: Tensor,
                        grad_clip: float) -> tuple[Tensor, Tensor, Tensor]:
     """train_step deciding on the host: a non-finite loss skips the backward, a non-finite norm the update."""
     value = loss.detach()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -31,58 +30,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoints, diagnostics
-from .checkpoints import CheckpointError
-from .config import Settings, live_ged_readings
+from . import diagnostics
+from .config import Settings, live_ged_readings, validate
 from .controller import Controller
 from .data import Corpus, batchify
 from .events import (
-    BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    BufferFill, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Probe, SessionStart, SharedStep,
+    Validation, Warning,
 )
 from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
-from .session_log import LogError, LogWriter, read_first
-from .sessions import Session, SessionError, is_time, process_start_time
+from .session_log import LogWriter
+from .session_run import (  # noqa: F401 - DeviceError, Listener, TrainingFailed: this module's API too
+    DeviceError, Listener, Phase, Recorder, SessionRun, TrainingFailed, build_run, pick_device, resume_session,
+    run_meta, versions,
+)
+from .sessions import Session
 from .supernet import SuperNet, get_batch, train_step
 
-Listener = Callable[[Event], None]
-
-
-class TrainingFailed(Exception):
-    """The run cannot go on (e.g. repeated non-finite losses); the last checkpoint is intact."""
-
-
-class DeviceError(Exception):
-    """A device that does not exist here (e.g. ``cuda`` without CUDA); one line for the user."""
-
-
-# Writing the record failed (a full disk, a read-only folder): the run fails cleanly, not with a traceback.
-RESOURCE_ERRORS = (OSError, LogError, CheckpointError, SessionError)
-TIMED_CHECKPOINT = "timed.pt"
-MAX_DAMAGE_WARNINGS = 5  # damaged spans of a resumed log listed one by one; the rest are counted
 # Shared steps whose losses are read back from the device (and recorded) together: at most this
 # many, or this many seconds' worth. A read waits for the device's queue to drain, so it is kept
 # off the per-step path; on the CPU, where nothing is queued, it only batches the bookkeeping.
 SYNC_STEPS = 32
 SYNC_SECONDS = 0.5
-# What each phase of the run allocates on the device, so an out-of-memory error can name the
-# settings that lower it.
-MEMORY_SETTINGS = {
-    "setup": "model.hidden (the shared weights are num_nodes*(num_nodes-1)/2 x hidden x 2*hidden)",
-    "buffer": "buffer.add_per_epoch",
-    "shared": "model.batch_size, model.bptt or model.hidden",
-    "reward": "model.eval_batch_size or model.hidden",
-    "supervised": "buffer.supervised_batch",
-    "controller": "ctrl.batch_size",
-    "probe": "train.probe_size (or model.eval_batch_size for its performance column)",
-    "validation": "model.eval_batch_size or model.hidden",
-    "derivation": "train.derive_samples or model.eval_batch_size",
-}
-PHASE_NAMES = {"setup": "setting up", "buffer": "the memory buffer's update", "shared": "a shared step",
-               "reward": "a controller step's reward", "supervised": "the supervised loss",
-               "controller": "a controller step", "probe": "a probe", "validation": "validation",
-               "derivation": "derivation"}
 
 
 @dataclass
@@ -109,49 +79,25 @@ class Position:
     begun: bool = False
 
 
-class Recorder:
-    """Appends every event to the session log, then hands it to the live listeners."""
-
-    def __init__(self, writer: LogWriter, listeners: list[Listener] | None = None):
-        self.writer = writer
-        self.listeners = list(listeners or [])
-
-    def __call__(self, event: Event) -> Event:
-        self.writer.append(event)
-        for listener in self.listeners:
-            listener(event)
-        return event
-
-
-def pick_device(requested: str | None) -> torch.device:
-    """``auto`` (or None) means CUDA when available; a device this machine lacks is a DeviceError."""
-    if requested in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(requested)
-    except (RuntimeError, TypeError):
-        raise DeviceError(f"unknown device {requested!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {requested!r}: CUDA is not available on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        try:
-            torch.empty(1, device=device)
-        except Exception as exc:  # noqa: BLE001 - each backend fails in its own way
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DeviceError(f"device {requested!r} is not usable here: {first}") from None
-    return device
-
-
-class Trainer:
+class Trainer(SessionRun):
     """Runs one session's search from a position to the last epoch."""
+
+    PHASES = {
+        "setup": Phase("setting up", "model.hidden (the shared weights are num_nodes*(num_nodes-1)/2 x hidden "
+                                     "x 2*hidden)"),
+        "buffer": Phase("the memory buffer's update", "buffer.add_per_epoch"),
+        "shared": Phase("a shared step", "model.batch_size, model.bptt or model.hidden"),
+        "reward": Phase("a controller step's reward", "model.eval_batch_size or model.hidden"),
+        "supervised": Phase("the supervised loss", "buffer.supervised_batch"),
+        "controller": Phase("a controller step", "ctrl.batch_size"),
+        "probe": Phase("a probe", "train.probe_size (or model.eval_batch_size for its performance column)"),
+        "validation": Phase("validation", "model.eval_batch_size or model.hidden"),
+        "derivation": Phase("derivation", "train.derive_samples or model.eval_batch_size"),
+    }
 
     def __init__(self, settings: Settings, corpus: Corpus, session: Session, record: Recorder,
                  device: torch.device):
         self.s, self.session, self.record, self.device = settings, session, record, device
-        self.phase = "setup"  # what the run is doing, for an out-of-memory message
         if device.type == "cpu" and settings.train.threads > 0:
             torch.set_num_threads(settings.train.threads)
         torch.manual_seed(settings.seed)
@@ -172,13 +118,10 @@ class Trainer:
         self.best_ppl: float | None = None
         self.best_arch: str | None = None
         self.nonfinite = {"shared": 0, "controller": 0}  # non-finite losses in a row, per kind of step
-        self.stop_requested = False
-        self.resumed_from: str | None = None
-        self._last_checkpoint = time.monotonic()
-        self._start_warnings: list[tuple[str, str]] = []  # (kind, message) recorded after session_start
         self._pending: list[PendingStep] = []  # shared steps run, not yet read back and recorded
         self._window_start = time.perf_counter()  # when the first pending step began
         self._epoch_losses: list[float] = []  # this epoch's shared losses since the run (re)started
+        self._init_run()
 
     # -- schedule -------------------------------------------------------------------------
     @property
@@ -190,60 +133,20 @@ class Trainer:
     def ctrl_steps_per_epoch(self) -> int:
         return self.s.ctrl.steps_per_epoch
 
-    def request_stop(self) -> None:
-        """Ask for a graceful stop at the next step boundary (Ctrl-C, SIGTERM, the dashboard)."""
-        self.stop_requested = True
-
-    # -- main loop ------------------------------------------------------------------------
-    def run(self) -> str:
-        """Train to the last epoch; returns the final status (finished / stopped / failed).
-
-        A run that cannot write its record (a full disk) fails cleanly: temporary files removed,
-        the last good checkpoint kept, status "failed", and TrainingFailed with the OS's reason.
-        """
-        try:
-            self._start()
-            while self.pos.epoch <= self.s.train.epochs:
-                if not self._run_epoch():
-                    return self._finish("stopped", "stopped by request; resume with --resume", interrupt=True)
-            return self._finish("finished", "search finished")
-        except TrainingFailed as exc:
-            self._fail(str(exc))
-            raise
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            message = out_of_memory_message(exc, self.phase, self.device)
-            if message is None:  # not an allocation failure: a bug or a dead device (below)
-                self._fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
-                raise
-            message += "; stopped with the last checkpoint intact"
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()  # room for the steps still pending to be read back
-            self._fail(message)
-            raise TrainingFailed(message) from None
-        except RESOURCE_ERRORS as exc:
-            message = f"{_one_line(exc)}; stopped with the last good checkpoint intact"
-            self._fail(message)
-            raise TrainingFailed(message) from None
-        except Exception as exc:  # a bug or a dead device: leave a clear record, then fail loudly
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._fail(message)
-            raise
-        finally:
-            self.record.writer.close()
-
-    def _start(self) -> None:
-        self.session.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
-                                  host=socket.gethostname(), epoch=self.pos.epoch - 1,
-                                  best_ppl=self.best_ppl, best_arch=self.best_arch, message="")
-        self.record(SessionStart(
+    # -- the run (SessionRun) -------------------------------------------------------------
+    def _start_event(self) -> SessionStart:
+        return SessionStart(
             session_id=self.session.id, controller=self.s.controller, seed=self.s.seed,
             settings=self.s.to_dict(), num_nodes=self.s.model.num_nodes,
             decision_sizes=list(self.ctrl.sizes), device=str(self.device), pid=os.getpid(),
             host=socket.gethostname(), versions=versions(), resumed_from=self.resumed_from,
-        ))
-        for kind, message in self._start_warnings + _log_warnings(self.record.writer):
-            self.record(Warning(message=message, kind=kind, epoch=self.pos.epoch - 1))
-        self._last_checkpoint = time.monotonic()
+        )
+
+    def _complete(self) -> str:
+        return self._finish("finished", "search finished")
+
+    def _end_fields(self) -> dict[str, Any]:
+        return {"best_ppl": self.best_ppl, "best_arch": self.best_arch}
 
     def _run_epoch(self) -> bool:
         """One epoch from the current position; False when a stop was requested mid-way."""
@@ -264,7 +167,7 @@ class Trainer:
             self._shared_step(epoch)
             self.pos.shared_done += 1
             self._maybe_checkpoint(epoch)
-        self._record_shared_steps()
+        self._record_pending()
         losses = self._epoch_losses
         rewards, entropies = [], []
         while self.pos.ctrl_done < self.ctrl_steps_per_epoch:
@@ -286,41 +189,9 @@ class Trainer:
             valid_ppl=valid_ppl, reward=_finite_mean(rewards), entropy=_finite_mean(entropies),
             elapsed_s=time.perf_counter() - started, skipped_shared_steps=len(losses) - len(finite)))
         self.pos = Position(epoch + 1, 0, 0)
-        self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
-        (self.session.checkpoint_dir / TIMED_CHECKPOINT).unlink(missing_ok=True)  # superseded
+        self._epoch_checkpoint(epoch)
         self.session.write_status(epoch=epoch, best_ppl=self.best_ppl, best_arch=self.best_arch)
         return True
-
-    def _finish(self, status: str, message: str, interrupt: bool = False) -> str:
-        """Record the end; ``epoch`` in the end record and status.json is the last epoch completed."""
-        if interrupt:
-            self._checkpoint("interrupt.pt", "interrupt", self.pos.epoch)
-        completed = self.pos.epoch - 1
-        self.record(SessionEnd(status=status, message=message, epoch=completed,
-                               best_ppl=self.best_ppl, best_arch=self.best_arch))
-        self.record.writer.sync()
-        self.session.write_status(status=status, epoch=completed, best_ppl=self.best_ppl,
-                                  best_arch=self.best_arch, message=message)
-        return status
-
-    def _fail(self, message: str) -> None:
-        """Record a failure as far as the disk allows: each write is tried even if one before failed,
-        so status.json says "failed" even when the log can take no more."""
-        try:  # the steps that ran before the failure are part of the record
-            self._record_shared_steps()
-        except Exception:  # noqa: BLE001 - a dead device, a full disk, a streak: the failure at hand wins
-            self._pending.clear()
-        completed = self.pos.epoch - 1
-        end = SessionEnd(status="failed", message=message, epoch=completed,
-                         best_ppl=self.best_ppl, best_arch=self.best_arch)
-        for write in (lambda: self.record(Error(message=message, epoch=self.pos.epoch)),
-                      lambda: self.record(end), self.record.writer.sync,
-                      lambda: self.session.write_status(status="failed", epoch=completed, best_ppl=self.best_ppl,
-                                                        best_arch=self.best_arch, message=message)):
-            try:
-                write()
-            except RESOURCE_ERRORS:
-                continue
 
     # -- steps ----------------------------------------------------------------------------
     def _sample(self, n: int) -> list[Architecture]:
@@ -328,7 +199,7 @@ class Trainer:
             return self.ctrl.sample(n, generator=self.sample_gen).architectures()
 
     def _shared_step(self, epoch: int) -> None:
-        """Run one shared step; it is recorded later, with others (``_record_shared_steps``).
+        """Run one shared step; it is recorded later, with others (``_record_pending``).
 
         A non-finite step skips its minibatch and starts the next from a zero state (the state may
         be what overflowed), decided on the device, so nothing here waits for it.
@@ -352,11 +223,12 @@ class Trainer:
                                          finite=finite, tokens=tokens.numel(),
                                          lr=self.shared_opt.param_groups[0]["lr"]))
         if len(self._pending) >= SYNC_STEPS or time.perf_counter() - self._window_start >= SYNC_SECONDS:
-            self._record_shared_steps()
+            self._record_pending()
 
-    def _record_shared_steps(self) -> None:
-        """Read the pending steps' losses back in one transfer and record them in order; a
-        non-finite one is a warning (and counts towards ``train.max_nonfinite`` in a row)."""
+    def _record_pending(self) -> None:
+        """Read the pending shared steps' losses back in one transfer and record them in order; a
+        non-finite one is a warning (and counts towards ``train.max_nonfinite`` in a row). Also
+        before every checkpoint and failure (SessionRun)."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -573,68 +445,11 @@ class Trainer:
         return (f"checkpoint written on {saved or 'another kind of device'}, resumed on {self.device.type}: "
                 f"the architecture sampling was reseeded, so the run goes on as a different draw")
 
-    def _checkpoint(self, name: str, kind: str, epoch: int) -> None:
-        self._record_shared_steps()  # the record reaches as far as the checkpoint does
-        path = checkpoints.save(self.session, self.state_dict(), name, keep_epochs=self.s.train.keep_checkpoints)
-        self.record.writer.sync()
-        self.record(Checkpoint(epoch=epoch, path=str(path.relative_to(self.session.path)), kind=kind))
-        self._last_checkpoint = time.monotonic()
-
-    def _maybe_checkpoint(self, epoch: int) -> None:
-        """A mid-epoch checkpoint every ``train.checkpoint_every_s`` seconds: a kill loses minutes, not an epoch."""
-        every = self.s.train.checkpoint_every_s
-        if every > 0 and time.monotonic() - self._last_checkpoint >= every:
-            self._checkpoint(TIMED_CHECKPOINT, "timed", epoch)
-
 
 def stream_seed(seed: int, stream: str, position: tuple[int, ...]) -> int:
     """A seed for a random stream restarted at ``position`` of run ``seed`` (stable across runs)."""
     digest = hashlib.sha256(f"{seed}/{stream}/{position}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-def out_of_memory_message(exc: BaseException, phase: str, device: torch.device) -> str | None:
-    """One line for an allocation failure, naming the settings that lower what ``phase`` allocates;
-    None when ``exc`` is not one. CUDA raises torch.OutOfMemoryError; the CPU allocator a plain
-    RuntimeError that says it cannot allocate memory."""
-    text = str(exc)
-    if isinstance(exc, torch.OutOfMemoryError):
-        found = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]?i?B)", text)
-        size = found.group(1) if found else None
-    elif "can't allocate memory" in text or "not enough memory" in text:
-        found = re.search(r"tried to allocate (\d+) bytes", text)
-        size = _bytes(int(found.group(1))) if found else None
-    else:
-        return None
-    tried = f" (tried to allocate {size})" if size else ""
-    return (f"out of memory on {device} in {PHASE_NAMES.get(phase, phase)}{tried}: "
-            f"lower {MEMORY_SETTINGS.get(phase, 'model.hidden or model.batch_size')}")
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return f"{n:.2f} TiB"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _log_warnings(writer: LogWriter) -> list[tuple[str, str]]:
-    """What a reopened log's writer found: the tail it set aside and the damage left in place."""
-    out = []
-    if writer.set_aside is not None:
-        out.append(f"events.log: {writer.set_aside.describe()}")
-    spans = writer.damage
-    for span in spans[:MAX_DAMAGE_WARNINGS]:
-        out.append(f"events.log: damaged {span.describe()}; left in place (readers skip it)")
-    if len(spans) > MAX_DAMAGE_WARNINGS:
-        out.append(f"events.log: {len(spans) - MAX_DAMAGE_WARNINGS} more damaged spans left in place")
-    return [("log_damaged", message) for message in out]
 
 
 def _finite_mean(values: list[float]) -> float | None:
@@ -646,22 +461,10 @@ def _safe_exp(x: float) -> float:
     return math.exp(min(x, 700.0)) if math.isfinite(x) else float("nan")
 
 
-def versions() -> dict[str, str]:
-    import platform
-
-    from . import __version__
-
-    return {"enas_tui": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
 # -- starting and resuming sessions ---------------------------------------------------------------
 def session_meta(settings: Settings, command: list[str], started: float | None = None) -> dict[str, Any]:
-    """meta.json for a new session (create_session fills in its id)."""
-    return {"controller": settings.controller, "preset": settings.preset,
-            "seed": settings.seed, "settings": settings.to_dict(), "versions": versions(),
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "started": time.time() if started is None else started, "command": command}
+    """meta.json for a new search session (create_session fills in its id)."""
+    return run_meta(settings, command, started, controller=settings.controller)
 
 
 def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: list[Listener],
@@ -670,107 +473,25 @@ def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: lis
     device = pick_device(settings.device)
     if not session.meta_path.exists():  # create_session(meta=...) has written it already
         session.write_meta({**session_meta(settings, command or []), "id": session.id})
-    return _build_trainer(settings, corpus, session, LogWriter(session.log_path), listeners, device)
+    return build_run(lambda record: Trainer(settings, corpus, session, record, device), LogWriter(session.log_path),
+                     listeners, session, device, Trainer.PHASES["setup"])
 
 
-def _build_trainer(settings: Settings, corpus: Corpus, session: Session, writer: LogWriter,
-                   listeners: list[Listener], device: torch.device) -> Trainer:
-    """The Trainer, its log closed again if it cannot be built; running out of memory while
-    building it (the shared weights) is TrainingFailed with a one-line message, status "failed"."""
-    try:
-        return Trainer(settings, corpus, session, Recorder(writer, listeners), device)
-    except BaseException as exc:
-        writer.close()
-        message = out_of_memory_message(exc, "setup", device) if isinstance(exc, RuntimeError) else None
-        if message is None:
-            raise
-        session.write_status(status="failed", message=message)
-        raise TrainingFailed(message) from None
-
-
-def recorded_settings(session: Session) -> tuple[dict[str, Any], Settings]:
-    """(meta, settings) of a session: meta.json's, else the settings its log's session_start recorded."""
-    try:
-        meta = session.meta()
-        settings = _checked_settings(meta.get("settings"), "meta.json")
-        if not is_time(meta.get("started")):  # e.g. NaN: the rewritten meta.json must be valid JSON
-            first = read_first(session.log_path) if session.log_path.exists() else None
-            meta["started"] = first.t if first is not None and is_time(first.t) else time.time()
-        return meta, settings
-    except SessionError as exc:
-        problem = str(exc).removeprefix(f"session {session.id}: ")
-    first = read_first(session.log_path) if session.log_path.exists() else None
-    if not isinstance(first, SessionStart):
-        raise SessionError(f"session {session.id}: {problem}, and its log has no session_start to "
-                           f"recover the settings from")
-    settings = _checked_settings(first.settings, "the log's session_start")
-    meta = {**session_meta(settings, [], started=first.t), "id": session.id}
-    return meta, settings
-
-
-def _checked_settings(data: Any, where: str) -> Settings:
-    from .config import SettingsError, validate
-
-    try:
-        settings = Settings.from_dict(data)
-        validate(settings)
-    except (SettingsError, TypeError, AttributeError, ValueError) as exc:
-        raise SessionError(f"the settings in {where} are unusable ({_one_line(exc)})") from None
+def read_settings(data: Any) -> Settings:
+    """A search's recorded settings dict as validated Settings (SettingsError, TypeError... if unusable)."""
+    settings = Settings.from_dict(data)
+    validate(settings)
     return settings
 
 
 def resume_run(session: Session, corpus_loader: Callable[[Settings], Corpus], listeners: list[Listener],
                epochs: int | None = None, device: str | None = None,
                command: list[str] | None = None) -> Trainer:
-    """A trainer restored from the session's latest checkpoint; the log continues where it ends.
+    """A trainer restored from the session's latest checkpoint; the log continues where it ends
+    (from the start, with a warning, when it has none: session_run.resume_session)."""
 
-    A session with no checkpoint (killed before its first) starts again from the beginning with
-    the same settings and seed, appending to the same log (``resumed_from="start"``, a warning).
-    """
-    meta, settings = recorded_settings(session)
-    if epochs is not None:
-        settings.train.epochs = epochs
-    if device is not None:
-        settings.device = device
-    torch_device = pick_device(settings.device)
-    path, state, problems = _latest_state(session)
-    corpus = corpus_loader(settings)
-    resumed_from = path.name if path is not None else "start"
-    meta.update(pid=os.getpid(), host=socket.gethostname(), settings=settings.to_dict(),
-                resumed=[*meta.get("resumed", []), {"at": time.time(), "checkpoint": resumed_from,
-                                                     "command": command or []}])
-    writer = LogWriter(session.log_path)  # a log that cannot be continued fails before meta.json changes
-    try:
-        session.write_meta(meta)
-    except BaseException:
-        writer.close()
-        raise
-    trainer = _build_trainer(settings, corpus, session, writer, listeners, torch_device)
-    warnings = [("checkpoint_unreadable", problem) for problem in problems]
-    if state is not None:
-        trainer.load_state_dict(state)
-    else:
-        warnings.append(("restarted", "no checkpoint to resume from: started again from the beginning "
-                                      "with the same settings and seed"))
-    trainer.resumed_from = resumed_from
-    trainer._start_warnings = warnings + trainer._start_warnings  # the latter: a change of device
-    return trainer
+    def make(settings: Settings, corpus: Corpus, record: Recorder, torch_device: torch.device) -> Trainer:
+        return Trainer(settings, corpus, session, record, torch_device)
 
-
-def _latest_state(session: Session) -> tuple[Any, dict[str, Any] | None, list[str]]:
-    """(path, state, problems) of the newest checkpoint that loads: LATEST, else the newest epoch one."""
-    problems: list[str] = []
-    candidates = [session.latest_checkpoint()]
-    candidates += [session.epoch_checkpoint(e) for e in reversed(session.checkpoint_epochs())]
-    seen = set()
-    for path in candidates:
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        try:
-            return path, checkpoints.load(path, map_location="cpu"), problems
-        except CheckpointError as exc:
-            problems.append(f"{exc}; trying an older one")
-    if seen:
-        raise CheckpointError(f"session {session.id}: no checkpoint loads ({problems[-1].removesuffix('; trying an older one')})")
-    return None, None, problems
+    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command,
+                          setup=Trainer.PHASES["setup"])

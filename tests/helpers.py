@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
 TINY = [
     "model.hidden=16", "model.batch_size=8", "model.bptt=10", "model.eval_batch_size=4",
     "ctrl.hidden=16", "ctrl.steps_per_epoch=4", "ctrl.batch_size=2",
@@ -10,6 +15,10 @@ TINY = [
     "train.shared_steps_per_epoch=4", "train.probe_every=2", "train.probe_size=12", "train.perf_every=1",
     "train.derive_every=2", "train.valid_batches=10", "train.derive_samples=5", "train.derive_batches=1",
 ]
+
+# A retrain small enough for tests (with TINY's model.* settings, which paper passes on to its
+# retrains): 4 steps an epoch, and the whole-split evaluations in few, wide batches.
+RETRAIN_TINY = ["train.steps_per_epoch=4", "train.test_batch_size=16", "model.eval_batch_size=16", "train.threads=1"]
 
 VOLATILE = {"t", "tokens_per_s", "elapsed_s", "session_id", "pid", "host", "resumed_from", "path"}
 
@@ -55,6 +64,31 @@ class FakeProcess:
 
     def detach(self) -> None:
         self.detached = True
+
+
+# -- the command line as a subprocess ---------------------------------------------------------------
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    """Run ``enas-tui ARGS`` to completion (a deadline of 300 s)."""
+    return subprocess.run([sys.executable, "-m", "enas_tui", *args], capture_output=True, text=True,
+                          env=ENV, timeout=300, **kw)
+
+
+def start(*args: str) -> subprocess.Popen:
+    """Start ``enas-tui ARGS`` without waiting (to signal or kill it)."""
+    return subprocess.Popen([sys.executable, "-m", "enas_tui", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
 
 
 def screen_lines(app) -> list[str]:

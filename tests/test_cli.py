@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shlex
 import signal
@@ -19,31 +18,11 @@ from enas_tui.search_space import random_architecture
 from enas_tui.session_log import LogReader, read_events, read_log
 from enas_tui.sessions import all_sessions
 
-from helpers import TINY
+from helpers import ENV, TINY, cli, start, wait_for
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "120"}
 SETS = [arg for item in TINY for arg in ("--set", item)]
 # a short run whose epochs are long enough to kill it in the middle of one
 SLOW = [*SETS, "--set", "train.shared_steps_per_epoch=40", "--set", "ctrl.steps_per_epoch=10"]
-
-
-def cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "enas_tui", *args], capture_output=True, text=True,
-                          env=ENV, timeout=300, **kw)
-
-
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "enas_tui", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def only_session(root: Path):

@@ -20,9 +20,11 @@ ENV = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
 USAGE = {
     (): "enas-tui [OPTIONS] COMMAND [ARGS]...",
     ("train",): "enas-tui train [OPTIONS]",
-    ("attach",): "enas-tui attach [OPTIONS] [SESSION]",
-    ("replay",): "enas-tui replay [OPTIONS] SESSION",
+    ("attach",): "enas-tui attach [OPTIONS] [SESSION | HOST:[ID]]",
+    ("replay",): "enas-tui replay [OPTIONS] SESSION | HOST:ID",
     ("compare",): "enas-tui compare [OPTIONS] S1 S2 [S3]",
+    ("stop",): "enas-tui stop [OPTIONS] SESSION | HOST:ID",
+    ("pull",): "enas-tui pull [OPTIONS] HOST:ID",
     ("demo",): "enas-tui demo [OPTIONS]",
     ("sessions",): "enas-tui sessions [OPTIONS]",
     ("analyze",): "enas-tui analyze [OPTIONS] SESSION",
@@ -32,7 +34,7 @@ USAGE = {
     ("arch", "distance"): "enas-tui arch distance [OPTIONS] A B",
 }
 HAS_SESSIONS_DIR = {("train",), ("attach",), ("replay",), ("compare",), ("sessions",), ("analyze",), ("report",),
-                    ("paper",)}
+                    ("paper",), ("stop",), ("pull",)}
 
 
 def help_text(*command: str) -> str:
@@ -48,7 +50,8 @@ def test_help_text(command):
     assert f"Usage: {USAGE[command]}" in text
     assert "<bool>" not in text and "<list[" not in text  # flags and arguments carry no type tags
     assert not re.search(r"\{[A-Za-z .\[\]]+\}", text)  # no {SESSION} / {a} wrapping
-    assert "[[" not in text and "Sessions folder ." not in text
+    assert "[[" not in text and not re.search(r" \.(\s|$)", text)  # no [markup] eaten from a help text
+    assert not any(ord(c) > 0x2FFF for c in text)  # no emoji made of ":ID:" and the like
     if command in HAS_SESSIONS_DIR:
         assert "Sessions folder (default: ./sessions)." in text and "ENAS_TUI_SESSIONS" in text
     if command == ("train",):
@@ -123,7 +126,7 @@ def test_run_live_prints_commands_that_work_when_pasted(tmp_path, monkeypatch, c
     root = tmp_path / "my runs"
     session = write_synthetic_session(root, SyntheticRun(epochs=1, end=None))
 
-    def start(self, args, launch=None):  # the trainer child is tested in test_cli; here: what is printed
+    def start(self, args, launch=None, command="train"):  # the child is tested in test_cli; here: what is printed
         self.process = FakeProcess(session.id, alive=True, returncode=None)
         return self
 

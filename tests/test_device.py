@@ -19,6 +19,7 @@ import torch
 from enas_tui import checkpoints, config
 from enas_tui import trainer as trainer_module
 from enas_tui.cli import main
+from enas_tui.retrain import trainer as retrain_module
 from enas_tui.data import Corpus, load_corpus
 from enas_tui.session_log import read_events
 from enas_tui.sessions import all_sessions, create_session
@@ -27,6 +28,10 @@ from enas_tui.trainer import DeviceError, new_run, pick_device, resume_run
 from helpers import TINY
 
 SETS = [arg for item in TINY for arg in ("--set", item)]
+RETRAIN_SETS = [arg for item in ("model.hidden=16", "model.batch_size=8", "model.bptt=10", "model.eval_batch_size=4",
+                                 "train.steps_per_epoch=4", "train.test_batch_size=4", "train.threads=1")
+                for arg in ("--set", item)]
+CELL = "tanh,0:relu,1:identity,1:sigmoid,0:tanh,2:relu,3:identity,3:tanh,5:sigmoid,1:relu,4:identity,10:tanh"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 
@@ -186,14 +191,15 @@ def test_out_of_gpu_memory_in_a_shared_step_is_one_line_naming_the_settings(tmp_
     assert events[-1].type == "session_end" and events[-1].status == "failed" and events[-1].epoch == 1
 
 
-def run_limited(tmp_path: Path, *args: str, limit: int = 3 << 30) -> subprocess.CompletedProcess:
-    """``enas-tui train`` in a process whose address space is capped at ``limit`` bytes: an
-    allocation past it fails at once, as it does when memory runs out, without using any."""
+def run_limited(tmp_path: Path, *args: str, command: tuple[str, ...] = ("train", *SETS),
+                limit: int = 3 << 30) -> subprocess.CompletedProcess:
+    """``enas-tui train`` (or ``command``) in a process whose address space is capped at ``limit``
+    bytes: an allocation past it fails at once, as it does when memory runs out, without using any."""
     def cap() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    return subprocess.run([sys.executable, "-m", "enas_tui", "train", "--headless", "--sessions-dir",
-                           str(tmp_path), *SETS, *args], capture_output=True, text=True, env=ENV,
+    return subprocess.run([sys.executable, "-m", "enas_tui", command[0], "--headless", "--sessions-dir",
+                           str(tmp_path), *command[1:], *args], capture_output=True, text=True, env=ENV,
                           timeout=300, preexec_fn=cap)
 
 
@@ -217,6 +223,41 @@ def test_a_model_too_large_to_build_is_one_line_naming_model_hidden(tmp_path):
     out = run_limited(tmp_path, "--set", "model.hidden=20000")
     message = ("out of memory on cpu in setting up (tried to allocate 2.98 GiB): lower model.hidden "
                "(the shared weights are num_nodes*(num_nodes-1)/2 x hidden x 2*hidden)")
+    assert out.returncode == 1 and out.stderr == f"enas-tui: error: {message}\n", out.stderr
+    session = only_session(tmp_path)
+    assert session.status()["status"] == "failed" and session.status()["message"] == message
+
+
+def test_out_of_gpu_memory_in_a_retrain_step_is_one_line_naming_the_settings(tmp_path, capsys, monkeypatch):
+    """The retrain shares the run loop (session_run): CUDA's error from its 7th step (the third of
+    epoch 2) is the same one line, naming the retrain's settings, with epoch 1's checkpoint kept."""
+    real, calls = retrain_module.train_step, []
+
+    def step(*args):
+        calls.append(args)
+        if len(calls) == 7:
+            raise torch.cuda.OutOfMemoryError(CUDA_OOM)
+        return real(*args)
+
+    monkeypatch.setattr(retrain_module, "train_step", step)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["retrain", "--arch", CELL, "--headless", "--epochs", "3", "--sessions-dir", str(tmp_path),
+              *RETRAIN_SETS])
+    message = ("out of memory on cpu in a training step (tried to allocate 1.95 GiB): lower model.batch_size, "
+               "model.bptt or model.hidden; stopped with the last checkpoint intact")
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"enas-tui: error: {message}\n"
+    session = only_session(tmp_path)
+    assert session.status()["status"] == "failed" and session.status()["message"] == message
+    assert session.latest_checkpoint() == session.epoch_checkpoint(1)
+    events = read_events(session.log_path)
+    assert [e.step for e in events if e.type == "shared_step"] == [1, 2, 3, 4, 5, 6]
+    assert [(e.type, e.message) for e in events[-2:-1]] == [("error", message)]
+
+
+def test_a_retrain_model_too_large_to_build_is_one_line_naming_model_hidden(tmp_path):
+    out = run_limited(tmp_path, "--set", "model.hidden=20000", command=("retrain", "--arch", CELL, *RETRAIN_SETS))
+    message = "out of memory on cpu in setting up (tried to allocate 2.98 GiB): lower model.hidden"
     assert out.returncode == 1 and out.stderr == f"enas-tui: error: {message}\n", out.stderr
     session = only_session(tmp_path)
     assert session.status()["status"] == "failed" and session.status()["message"] == message

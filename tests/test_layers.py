@@ -13,9 +13,12 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "enas_tui"
 
-# Modules a watching-only laptop runs (attach, replay, compare, sessions): no torch anywhere in them.
+# Modules a watching-only laptop runs (attach, replay, compare, sessions, stop, pull; remote watching
+# on both ends): no torch anywhere in them.
 TORCH_FREE = ("events.py", "session_log.py", "sessions.py", "sources.py", "search_space.py",
-              "similarity/", "diagnostics.py", "launcher.py", "tui/")
+              "similarity/", "diagnostics.py", "launcher.py", "commands.py", "tui/", "remote/",
+              # what a retrain is, where its cell came from, what it measured
+              "retrain/source.py", "retrain/settings.py", "retrain/outcome.py")
 
 
 def imported_modules(path: Path, source: str | None = None) -> set[str]:

@@ -16,9 +16,12 @@ from enas_tui.replication import (
     SeedResult,
     aggregate,
     claims,
+    format_retrains,
     format_summary,
     interval,
+    retrain_verdict,
 )
+from enas_tui.retrain.outcome import RetrainOutcome
 
 D = 23
 
@@ -139,3 +142,72 @@ def test_summary_text_has_intervals_beside_the_paper_and_claim_lines():
     for key in "abcde":
         assert f"({key}) " in text
     assert text.count("PASS") + text.count("FAIL") + text.count("UNDECIDED") >= 5
+
+
+# -- the retrained cells (ENAS's final step) --------------------------------------------------------
+
+def retrained(controller: str, seed: int, test: float, search: float = 500.0) -> RetrainOutcome:
+    """A finished retrain of the ``controller``-``seed`` run's derived cell."""
+    return RetrainOutcome(session=f"retrain-{controller}-{seed}", arch="tanh,0:relu", controller=controller,
+                          search_session=f"{controller}-{seed}", run_seed=seed, search_ppl=search,
+                          valid_ppl=test + 3, test_ppl=test, best_epoch=2, averaged=False, epochs=2,
+                          curve=[test + 20, test + 3])
+
+
+def with_retrains(tests: dict[str, list[float]]) -> tuple[list[SeedResult], list[RetrainOutcome]]:
+    """paper_like runs, and a retrain of each with the given test ppl per controller and seed."""
+    runs = paper_like(len(tests["random"]))
+    return runs, [retrained(c, s, test) for c, values in tests.items() for s, test in enumerate(values)]
+
+
+def test_retrained_cells_join_their_runs_and_are_aggregated_per_controller():
+    runs, retrains = with_retrains({"random": [100.0, 104.0, 99.0], "unsupervised": [101.0, 103.0, 100.0],
+                                    "supervised": [90.0, 92.0, 95.0]})
+    summary = aggregate(runs, retrains=retrains)
+    assert [r.retrain.test_ppl for r in runs if r.controller == "supervised"] == [90.0, 92.0, 95.0]
+    assert summary.controllers["supervised"].retrain_test == interval([90.0, 92.0, 95.0])
+    assert summary.controllers["random"].retrain_valid == interval([103.0, 107.0, 102.0])
+    assert summary.controllers["random"].search_ppl == interval([500.0] * 3)
+    # paired by seed: random's test ppl minus the controller's
+    assert summary.retrain_gaps["unsupervised"] == interval([-1.0, 1.0, -1.0])
+    assert summary.retrain_gaps["supervised"] == interval([10.0, 12.0, 4.0])
+    assert "random" not in summary.retrain_gaps and len(summary.retrains) == 9
+    assert aggregate(paper_like(3)).controllers["random"].retrain_test.n == 0  # no retrains: nothing invented
+
+
+def test_claim_f_the_trained_controller_no_better_than_random_search_with_weight_sharing():
+    runs, retrains = with_retrains({"random": [100.0, 104.0, 99.0], "unsupervised": [101.0, 103.0, 100.0]})
+    found = by_key(claims(aggregate(runs, retrains=retrains)))
+    assert found["f"].outcome == PASS and "-0.33 ±" in found["f"].detail  # the paper's finding: no better
+    runs, retrains = with_retrains({"random": [100.0, 104.0, 99.0], "unsupervised": [90.0, 95.0, 89.0]})
+    found = by_key(claims(aggregate(runs, retrains=retrains)))
+    assert found["f"].outcome == FAIL  # separated: the trained controller's cells are better
+    runs, retrains = with_retrains({"random": [100.0], "unsupervised": [90.0]})
+    assert by_key(claims(aggregate(runs, retrains=retrains)))["f"].outcome == UNDECIDED  # one seed
+    assert "f" not in by_key(claims(aggregate(paper_like(2))))  # no retrains: no claim (f)
+
+
+def test_the_verdict_line_says_yes_or_no_by_how_much_with_the_interval():
+    runs, retrains = with_retrains({"random": [100.0, 104.0, 99.0], "unsupervised": [90.0, 95.0, 89.0]})
+    summary = aggregate(runs, retrains=retrains)
+    gap = summary.retrain_gaps["unsupervised"]
+    assert retrain_verdict(summary) == (
+        "trained controller (unsupervised) better than random search with weight sharing: yes, by +9.67 ppl "
+        f"(95% interval {gap.low:+.2f}..{gap.high:+.2f} over 3 seeds)")
+    runs, retrains = with_retrains({"random": [100.0], "unsupervised": [103.5]})
+    assert retrain_verdict(aggregate(runs, retrains=retrains)) == (
+        "trained controller (unsupervised) better than random search with weight sharing: no, by -3.50 ppl "
+        "(one seed: no interval)")
+    assert retrain_verdict(aggregate(paper_like(1))) is None
+    text = format_retrains(summary)
+    assert retrain_verdict(summary) in text and "retrain-supervised" not in text
+    assert "retrain-unsupervised-2" in text and "  unsupervised, seed 2: tanh,0:relu" in text
+    assert "gap vs random" in text and gap.text(2, signed=True) in text
+
+
+def test_seed_results_with_a_retrain_travel_as_json():
+    runs, retrains = with_retrains({"random": [100.0], "unsupervised": [101.0]})
+    aggregate(runs, retrains=retrains)
+    result = runs[0]
+    assert result.retrain is not None
+    assert SeedResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result

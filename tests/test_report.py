@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
+import math
+import pickle
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -16,15 +17,19 @@ from enas_tui import config
 from enas_tui.analysis import UNTRAINED_REFERENCE, Analysis, analyze_session, pair_fig2
 from enas_tui.data import Corpus, load_corpus
 from enas_tui.diagnostics import MEASURE_LABELS, PAPER_TABLE1, TABLE1_COLUMNS, other_measures, resolve_readings
-from enas_tui.paper import RUN_ORDER, PaperInterrupted, format_paper_table, run_paper
-from enas_tui.replication import interval
+from enas_tui.paper import RUN_ORDER, LocalRunner, PaperInterrupted, format_paper_table, run_paper
+from enas_tui.replication import interval, retrain_verdict
+from enas_tui.retrain.source import last_derived
 from enas_tui.embedding import map_limit, project
-from enas_tui.report import cell_shape_figure, embedding_figure, fig2, fig3, table1_figure, write_report
+from enas_tui.report import (
+    cell_shape_figure, embedding_figure, fig2, fig3, retrain_figure, table1_figure, write_report,
+)
+from enas_tui.retrain.outcome import RetrainOutcome
 from enas_tui.session_log import read_events
-from enas_tui.sessions import all_sessions, create_session
+from enas_tui.sessions import Session, all_sessions, create_session, kind_of
 from enas_tui.trainer import new_run
 
-from helpers import TINY
+from helpers import RETRAIN_TINY, TINY
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FILES = [f"{name}.{ext}" for name in ("fig1", "fig2", "fig3", "fig4", "table1", "embedding", "cell_shape")
@@ -67,7 +72,7 @@ def number(cell: str) -> float | None:
     return None if cell == "-" else float(cell)
 
 
-def check_folder(folder, analyses, seeds: bool = False) -> None:
+def check_folder(folder, analyses, seeds: bool = False, retrains: bool = False) -> None:
     shown = resolve_readings()
     for name in FILES + (SEED_FILES if seeds else []):
         path = folder / name
@@ -83,7 +88,7 @@ def check_folder(folder, analyses, seeds: bool = False) -> None:
     assert [d["session"] for d in data] == [a.session for a in analyses]
     summary = json.loads((folder / "summary.json").read_text())
     assert set(summary["controllers"]) == {a.controller for a in analyses}
-    assert [c["key"] for c in summary["claims"]] == list("abcde")
+    assert [c["key"] for c in summary["claims"]] == list("abcdef" if retrains else "abcde")
     text = (folder / "report.md").read_text()
     for name in FILES + (SEED_FILES if seeds else []):
         assert f"({name})" in text
@@ -212,16 +217,30 @@ def test_paper_trains_analyses_and_reports_the_three_settings(tmp_path, corpus):
         return [lambda event: seen.append(controller)]
 
     result = run_paper(tmp_path, overrides=TINY, epochs=1, corpus=corpus, listeners_factory=listeners,
-                       n=8, valid_batches=1, device="cpu", seed=3, seeds=2)
-    sessions = all_sessions(tmp_path)
+                       n=8, valid_batches=1, device="cpu", seed=3, seeds=2, retrain_epochs=1,
+                       retrain_overrides=RETRAIN_TINY)
+    sessions = [s for s in all_sessions(tmp_path) if kind_of(s) == "search"]
     assert sorted(s.id for s in sessions) == sorted(result.sessions) and len(sessions) == 6
     assert [a.controller for a in result.analyses] == list(RUN_ORDER) * 2
     assert [a.run_seed for a in result.analyses] == [3, 3, 3, 4, 4, 4]
-    assert sorted(set(seen)) == sorted(RUN_ORDER)
+    assert sorted(set(seen)) == sorted([*RUN_ORDER, *(f"retrain {c}" for c in RUN_ORDER)])
     for session in sessions:  # same data and budget for all, seeds 3 and 4
         start = read_events(session.log_path)[0]
         assert start.seed in (3, 4) and start.settings["train"]["epochs"] == 1
         assert start.settings["model"]["hidden"] == 16 and session.status()["status"] == "finished"
+    # the last step: each search's derived cell retrained with the same settings, the search's seed
+    assert [(r.controller, r.run_seed) for r in result.retrains] == [(c, s) for s in (3, 4) for c in RUN_ORDER]
+    for r, a in zip(result.retrains, result.analyses):
+        search = Session(tmp_path / a.session)
+        assert r.search_session == a.session and r.arch == last_derived(search).best_arch
+        start = read_events((tmp_path / r.session) / "events.log")[0]
+        assert start.kind == "retrain" and start.seed == a.run_seed and start.settings["train"]["epochs"] == 1
+        assert start.settings["model"]["hidden"] == 16 and start.settings["train"]["steps_per_epoch"] == 4
+        assert math.isfinite(r.test_ppl) and math.isfinite(r.search_ppl) and len(r.curve) == 1
+    assert result.retrain_epochs == 1
+    gaps = [rand.test_ppl - unsup.test_ppl for rand, unsup in zip(result.retrains[0::3], result.retrains[1::3])]
+    assert result.summary.retrain_gaps["unsupervised"] == interval(gaps)
+    assert [c.key for c in result.claims] == list("abcdef")
     # Fig. 2: each run against the random run of its own seed, on that run's weights
     for a in result.analyses:
         rand = next(r for r in result.analyses if r.controller == "random" and r.run_seed == a.run_seed)
@@ -232,9 +251,13 @@ def test_paper_trains_analyses_and_reports_the_three_settings(tmp_path, corpus):
     measure = "common_activations_paper"
     assert result.summary.controllers["supervised"].spearman[measure] == interval(
         [a.spearman[measure]["rho"] for a in sup])
-    assert [c.key for c in result.claims] == list("abcde")
     assert result.report.parent.parent == tmp_path and result.report.parent.name.startswith("paper-")
-    check_folder(result.report.parent, result.analyses, seeds=True)
+    check_folder(result.report.parent, result.analyses, seeds=True, retrains=True)
+    assert (result.report.parent / "retrain.png").is_file() and (result.report.parent / "retrain.svg").is_file()
+    summary = json.loads((result.report.parent / "summary.json").read_text())
+    assert [r["session"] for r in summary["retrains"]] == [r.session for r in result.retrains]
+    assert summary["retrain_gaps"]["unsupervised"]["mean"] == pytest.approx(np.mean(gaps))
+    assert summary["claims"][-1]["key"] == "f" and summary["retrain_verdict"] == retrain_verdict(result.summary)
     text = format_paper_table(result)
     assert "seeds 3..4 (2 runs per controller)" in text and "Table 1 over seeds" in text
     cell = result.summary.controllers["supervised"].spearman[measure]
@@ -244,6 +267,9 @@ def test_paper_trains_analyses_and_reports_the_three_settings(tmp_path, corpus):
             assert f"{value:+.3f}" in text
     for claim in result.claims:
         assert claim.line() in text
+    assert retrain_verdict(result.summary) in text and "retrains 1 epochs" in text
+    for r in result.retrains:
+        assert f"{r.controller}, seed {r.run_seed}: {r.arch}" in text and f"{r.test_ppl:.2f}" in text
     assert str(result.report) in text
     order = [text.index(f"│ {c}") for c in ("random", "supervised", "unsupervised")]
     assert order == sorted(order)  # the paper's row order
@@ -252,7 +278,30 @@ def test_paper_trains_analyses_and_reports_the_three_settings(tmp_path, corpus):
 def test_paper_rejects_bad_settings_before_training(tmp_path):
     with pytest.raises(config.SettingsError, match="no setting"):
         run_paper(tmp_path, overrides=["train.nope=1"], epochs=1)
-    assert not re.search("random|supervised", " ".join(p.name for p in tmp_path.iterdir()))
+    with pytest.raises(config.SettingsError, match="train.nonmono must not be negative"):  # a retrain setting
+        run_paper(tmp_path, overrides=TINY, epochs=1, retrain_overrides=["train.nonmono=-1"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_paper_runs_its_searches_and_retrains_through_the_runner_it_is_given(tmp_path, corpus):
+    """A runner (e.g. one that ships jobs to a cluster) gets picklable jobs, phase by phase."""
+    calls: list[list[tuple[str, str, int]]] = []
+    local = LocalRunner(tmp_path, corpus)
+
+    def runner(jobs):
+        jobs = [pickle.loads(pickle.dumps(job)) for job in jobs]  # what a remote runner would receive
+        calls.append([(job.kind, job.controller, job.settings.seed) for job in jobs])
+        return local(jobs)
+
+    result = run_paper(tmp_path, overrides=TINY, epochs=1, corpus=corpus, n=8, valid_batches=1, device="cpu",
+                       seed=2, runner=runner, retrain_epochs=1, retrain_overrides=RETRAIN_TINY)
+    assert calls == [[("search", c, 2) for c in RUN_ORDER], [("retrain", c, 2) for c in RUN_ORDER]]
+    assert [r.controller for r in result.retrains] == list(RUN_ORDER)
+    without = run_paper(tmp_path / "no", overrides=TINY, epochs=1, corpus=corpus, n=8, valid_batches=1,
+                        device="cpu", retrain=False)
+    assert without.retrains == [] and [c.key for c in without.claims] == list("abcde")
+    assert all(kind_of(s) == "search" for s in all_sessions(tmp_path / "no"))
+    assert "no retrain" in format_paper_table(without) and "Retrained" not in format_paper_table(without)
 
 
 def test_paper_stops_with_a_one_line_error_when_a_run_is_stopped(tmp_path, corpus):
@@ -262,3 +311,35 @@ def test_paper_stops_with_a_one_line_error_when_a_run_is_stopped(tmp_path, corpu
     message = str(excinfo.value)
     assert "\n" not in message and "random run" in message and "stopped" in message
     assert [s.status()["status"] for s in all_sessions(tmp_path)] == ["stopped"]  # nothing after it ran
+
+
+def test_report_draws_the_retrain_curves_and_the_final_table(tmp_path, analyses):
+    retrains = [RetrainOutcome(session=f"retrain-{a.controller}", arch=f"tanh,0:relu,{i}:tanh",
+                               controller=a.controller, search_session=a.session, run_seed=a.run_seed,
+                               search_ppl=500.0 + i, valid_ppl=300.0 + i, test_ppl=290.0 + i, best_epoch=2,
+                               averaged=i == 1, epochs=3, curve=[400.0 + i, 300.0 + i, None],
+                               switch_epoch=1 if i == 1 else None)
+                for i, a in enumerate(analyses[:3])]
+    fig = retrain_figure(retrains)
+    ax = fig.axes[0]
+    curves = [line for line in ax.lines if line.get_linestyle() != "None"]
+    assert [line.get_label() for line in curves] == [f"{r.controller} seed {r.run_seed}: test {r.test_ppl:.1f}"
+                                                     for r in retrains]
+    for i, line in enumerate(curves):  # whole-split validation per epoch; a missing check is a gap
+        np.testing.assert_array_equal(line.get_ydata(), [400.0 + i, 300.0 + i, np.nan])
+    stars = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "*"]
+    assert stars == [(2, r.test_ppl) for r in retrains]  # test ppl at the epoch whose weights were tested
+    circles = [(line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o"]
+    assert circles == [(1, 401.0)]  # the second cell's switch to averaged SGD, on its curve
+    path = write_report(analyses[:3], tmp_path, retrains=retrains)
+    text = path.read_text()
+    rows = md_table(text, "Retrained cells")
+    assert [row[:3] for row in rows] == [[r.controller, str(r.run_seed), r.session] for r in retrains]
+    assert [[number(c) for c in row[4:7]] for row in rows] == [[r.search_ppl, r.valid_ppl, r.test_ppl]
+                                                              for r in retrains]
+    assert [row[3] for row in rows] == [f"`{r.arch}`" for r in retrains] and rows[1][7] == "2 (averaged)"
+    assert "![Retrained cells" in text and (tmp_path / "retrain.png").is_file()
+    assert "better than random search with weight sharing: no, by -1.00 ppl (one seed: no interval)" in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["retrains"][0]["curve"] == [400.0, 300.0, None]
+    assert summary["claims"][-1]["key"] == "f" and summary["claims"][-1]["outcome"] == "UNDECIDED"

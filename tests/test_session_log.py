@@ -38,7 +38,7 @@ def sample_events() -> dict[str, ev.Event]:
         "session_start": ev.SessionStart(
             session_id="s1", controller="supervised", seed=7, settings={"model": {"hidden": 64}},
             num_nodes=12, decision_sizes=[4, 1, 4], device="cpu", pid=123, host="box",
-            versions={"numpy": "2"}, resumed_from="s0",
+            versions={"numpy": "2"}, resumed_from="s0", kind="retrain", arch="tanh,0:relu", source="s0",
         ),
         "session_end": ev.SessionEnd(status="stopped", message="ctrl-c", epoch=3, best_ppl=91.5,
                                      best_arch="tanh,0:relu"),
@@ -55,7 +55,7 @@ def sample_events() -> dict[str, ev.Event]:
                           hidden=rng.standard_normal((2, 100))),
         "buffer": ev.BufferFill(epoch=5, size=1000, capacity=10000, added=1000, replaced=0,
                                 phase="filling", supervised=False),
-        "validation": ev.Validation(epoch=2, ppl=150.25, arch="tanh,0:relu"),
+        "validation": ev.Validation(epoch=2, ppl=150.25, arch="tanh,0:relu", averaged=True),
         "derived": ev.Derived(epoch=2, arch="tanh,0:relu", ppl=140.0, candidates=100,
                               best_ppl=139.0, best_arch="relu,0:tanh"),
         "diagnostics": ev.Diagnostics(epoch=2, step=4, n=100,
@@ -64,6 +64,9 @@ def sample_events() -> dict[str, ev.Event]:
         "checkpoint": ev.Checkpoint(epoch=2, path="ckpt/e2.pt", kind="epoch"),
         "warning": ev.Warning(message="loss is nan", kind="nonfinite_loss", epoch=2),
         "error": ev.Error(message="boom", epoch=2),
+        "asgd_switch": ev.AsgdSwitch(epoch=7, step=700, valid_ppl=120.5, reference_ppl=118.25, nonmono=5),
+        "retrain_result": ev.RetrainResult(arch="tanh,0:relu", epoch=9, valid_ppl=101.5, test_ppl=98.25,
+                                           averaged=True, params=24_000_000, search_ppl=float("inf")),
     }
 
 

@@ -87,9 +87,9 @@ def test_summaries_name_damaged_files_and_fall_back_to_the_log(tmp_path):
     nolog.status_path.unlink()
     rows = {s.id: summarize(s) for s in all_sessions(tmp_path)}
     assert set(rows) == {"a-good", "b-meta", "c-status", "d-nometa", "e-notjson", "f-nolog"}  # none vanishes
-    assert vars(rows["a-good"]) == {"id": "a-good", "controller": "supervised", "status": "finished", "epoch": 2,
-                                    "epochs": 2, "best_ppl": rows["a-good"].best_ppl, "started": T0, "reason": "",
-                                    "damaged": None}
+    assert vars(rows["a-good"]) == {"id": "a-good", "kind": "search", "controller": "supervised",
+                                    "status": "finished", "epoch": 2, "epochs": 2, "best_ppl": rows["a-good"].best_ppl,
+                                    "started": T0, "reason": "", "damaged": None, "test_ppl": None}
     assert (rows["b-meta"].controller, rows["b-meta"].epochs, rows["b-meta"].started) == ("supervised", 2, T0)
     assert rows["b-meta"].damaged == ('meta.json: controller is 5; meta.json: started is "yesterday", not a time; '
                                       "meta.json: settings.train.epochs is not a positive integer")
@@ -112,8 +112,8 @@ def test_sessions_command_lists_every_session_and_never_a_traceback(tmp_path):
                          capture_output=True, text=True, env=ENV, timeout=60)
     assert out.returncode == 0 and out.stderr == ""
     lines = out.stdout.splitlines()
-    assert lines[1].split()[:4] == ["a-good", "supervised", "finished", "2/2"]
-    assert lines[2].split()[:4] == ["b-bad", "supervised", "finished", "2/2"]  # from the log's records
+    assert lines[1].split()[:5] == ["a-good", "search", "supervised", "finished", "2/2"]
+    assert lines[2].split()[:5] == ["b-bad", "search", "supervised", "finished", "2/2"]  # from the log's records
     assert lines[2].endswith('damaged: meta.json is not a JSON object; status.json: status is 7; '
                              'status.json: epoch is -1; status.json: pid is "x"')
     listing = subprocess.run([sys.executable, "-m", "enas_tui", "sessions", "--json", "--sessions-dir", str(tmp_path)],

@@ -306,12 +306,14 @@ def test_trainer_source_of_a_child_that_never_started(tmp_path):
 def test_trainer_source_passes_the_sessions_dir(tmp_path):
     seen = {}
 
-    def launch(args, on_event):
-        seen["args"] = args
+    def launch(args, on_event, command):
+        seen["args"], seen["command"] = args, command
         return FakeProcess("x")
 
     TrainerSource(tmp_path).start(["--controller", "random"], launch=launch)
-    assert seen["args"] == ["--controller", "random", "--sessions-dir", str(tmp_path)]
+    assert seen == {"args": ["--controller", "random", "--sessions-dir", str(tmp_path)], "command": "train"}
+    TrainerSource(tmp_path).start(["s1", "--epochs", "2"], launch=launch, command="retrain")
+    assert seen == {"args": ["s1", "--epochs", "2", "--sessions-dir", str(tmp_path)], "command": "retrain"}
 
 
 CHILD = textwrap.dedent("""
@@ -336,7 +338,7 @@ CHILD = textwrap.dedent("""
 def test_trainer_source_reads_a_real_child_through_the_launcher(tmp_path, monkeypatch):
     from enas_tui import launcher
 
-    monkeypatch.setattr(launcher, "train_command", lambda args: [sys.executable, "-c", CHILD, *args])
+    monkeypatch.setattr(launcher, "train_command", lambda args, command: [sys.executable, "-c", CHILD, *args])
     source = TrainerSource(tmp_path).start(["--controller", "supervised"])
     got, deadline = [], time.monotonic() + 60
     while not (source.ended and source.pipe_done) and time.monotonic() < deadline:

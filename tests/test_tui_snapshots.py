@@ -1,7 +1,7 @@
 """Snapshots of every screen at 80x24 and 120x36 (fixed synthetic data: no clock, no paths).
 
-The main screen (attach and replay), the help, the live quit question, jump-to-epoch, compare and
-the embedding map zoomed. Update them after an intended change of the layout with
+The main screen (attach and replay), the help, the live quit question, jump-to-epoch, compare,
+the embedding map zoomed, and a retrain session's main screen. Update them after an intended change of the layout with
 ``pytest --snapshot-update`` and look at the SVGs in tests/__snapshots__/ (as PNG) before
 committing: a blank dialog that matches its snapshot is still a bug.
 """
@@ -13,7 +13,7 @@ import pytest
 from enas_tui.sources import TrainerSource
 from enas_tui.tui.app import AttachApp, LiveApp, ReplayApp
 from enas_tui.tui.compare import CompareApp
-from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_session
+from enas_tui.tui.synthetic import SyntheticRun, synthetic_events, write_synthetic_retrain, write_synthetic_session
 
 from helpers import FakeProcess
 
@@ -121,3 +121,11 @@ def test_embedding_map_zoomed(snap_compare, here, size):
 @pytest.mark.parametrize("size", SIZES, ids=ids)
 def test_cell_shape_zoomed(snap_compare, session, size):
     assert snap_compare(ReplayApp(session), terminal_size=size, run_before=pressing("9"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=ids)
+def test_retrain_screen(snap_compare, here, size):
+    from pathlib import Path
+
+    session = write_synthetic_retrain(Path("sessions"))
+    assert snap_compare(AttachApp(session), terminal_size=size, run_before=caught_up)

@@ -22,10 +22,11 @@ from enas_tui.sessions import Session
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = None) -> int:
-    """Start ``enas-tui train --headless --events-pipe TRAIN_ARGS`` as a child and show it live.
+def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = None, command: str = "train") -> int:
+    """Start ``enas-tui COMMAND --headless --events-pipe TRAIN_ARGS`` as a child and show it live.
 
-    ``train_args`` are the train command's own options (no --headless / --events-pipe);
+    ``command`` is ``train`` (a search) or ``retrain``; ``train_args`` are its own options (no
+    --headless / --events-pipe);
     ``--sessions-dir`` is added from ``sessions_dir`` unless present. On quit the user either stops
     the training (graceful: checkpoint and end record) or leaves it running; either way the
     command to continue (resume or attach) is printed.
@@ -33,7 +34,7 @@ def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = Non
     from enas_tui.sources import TrainerSource
     from enas_tui.tui.app import LiveApp
 
-    source = TrainerSource(sessions_dir).start(list(train_args))
+    source = TrainerSource(sessions_dir).start(list(train_args), command=command)
     app = LiveApp(source)
     try:
         code = app.run()
@@ -59,11 +60,14 @@ def run_live(train_args: list[str], sessions_dir: str | os.PathLike | None = Non
     return 0 if code is None else int(code)
 
 
-def run_attach(session: Session) -> int:
-    """Follow ``session``'s log (catch up, then live) until the user quits; the trainer runs on."""
+def run_attach(session: Session, source=None) -> int:
+    """Follow ``session``'s log (catch up, then live) until the user quits; the trainer runs on.
+
+    ``source``: a follower of the session other than the local one (remote/follower.py).
+    """
     from enas_tui.tui.app import AttachApp
 
-    code = AttachApp(session).run()
+    code = AttachApp(session, source=source).run()
     return 0 if code is None else int(code)
 
 

@@ -183,8 +183,8 @@ class DashboardApp(App[int]):
         """Place the panels for the area's size and what they need now (when either changed)."""
         size = self.area.size
         state = self.state
-        key = (size, state.controller, state.num_nodes, state.probe is not None and state.probe.hidden.shape[0],
-               bool(state.best_arch), self.no_color)
+        key = (size, state.controller, state.kind, state.num_nodes,
+               state.probe is not None and state.probe.hidden.shape[0], bool(state.best_arch), self.no_color)
         if (key == self._layout_key and not force) or size.width <= 0 or size.height <= 0:
             return
         self._layout_key = key
@@ -192,7 +192,7 @@ class DashboardApp(App[int]):
         self.area.set_class(not boxed, "-compact")
         chrome, pad = (2, 4) if boxed else (1, 1)
         panels = {p.id: p for p in self._panels}
-        placements = plan(size.width, size.height, lambda name, width: panels[name].need(width), chrome,
+        placements = plan(size.width, size.height, lambda name, width: panels[name].layout_need(width), chrome,
                           lambda outer: max(1, outer - pad))
         self.placements = {p.name: p for p in placements}
         zoomed = self.screen.maximized if self.screen is self.area.screen else None
@@ -384,6 +384,10 @@ class FollowApp(DashboardApp):
                 break
         status = self.source.trainer_status()
         self.state.set_trainer(*(status if status else (None, "")))
+        self.state.set_connection(getattr(self.source, "connection", None))
+        history = getattr(self.source, "take_shape_history", None)  # a remote catch-up's, after its first frame
+        if history is not None and (earlier := history()):
+            self.state.prepend_shapes(earlier)
         self._show_damage()
         self.catching_up = not self.source.caught_up
         if self.catching_up and not self._chasing:  # go on at once, not at the next tick
@@ -412,13 +416,24 @@ class AttachApp(FollowApp):
 
     MODE = "attach"
 
-    def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, **follower_args):
-        super().__init__(LogFollower(session, **follower_args), refresh_hz)
+    def __init__(self, session: Session, refresh_hz: float = REFRESH_HZ, source: LogFollower | None = None,
+                 **follower_args):
+        """``source``: a follower of ``session`` other than the default (a remote attach's)."""
+        super().__init__(source or LogFollower(session, **follower_args), refresh_hz)
         self._session = session
 
     @property
     def session(self) -> Session | None:
         return self._session
+
+    def start(self) -> None:
+        hint = getattr(self.source, "resume_hint", None)  # a remote session continues on its host
+        if hint is not None:
+            self.status_bar.resume_hint = hint
+
+    def screenshot_dir(self) -> Path:
+        # A remote attach follows a temporary mirror of the log: keep screenshots where the user is.
+        return Path.cwd() if getattr(self.source, "remote", False) else super().screenshot_dir()
 
     def on_unmount(self) -> None:
         self.source.close()

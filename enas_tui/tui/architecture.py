@@ -1,4 +1,4 @@
-"""Panel 6: the best architecture so far, drawn as a tree, with its text form.
+"""Panel 6: the best architecture so far (a retrain's: its cell), drawn as a tree, with its text form.
 
 Every node of an ENAS cell has exactly one parent, so the cell is a tree under node 0 (which reads
 x_t and h_{t-1}); the leaves are averaged into the output. The panel draws the tallest form that
@@ -85,23 +85,32 @@ class ArchitecturePanel(Panel):
     TITLE = "best architecture"
     PARTS = ("arch",)
 
+    def title(self, state: DashboardState) -> str:
+        return "retrained cell" if state.is_retrain else self.TITLE
+
+    @staticmethod
+    def shown(state: DashboardState) -> str | None:
+        """The architecture drawn: a retrain's cell from its first event, else the best validated."""
+        return state.cell if state.is_retrain else state.best_arch
+
     def need(self, width: int) -> Need:
         state = self.state
         nodes = state.num_nodes if state is not None else 12
-        form = len(wrap(state.best_arch, max(10, width))) if state is not None and state.best_arch else 2
+        text = self.shown(state) if state is not None else None
+        form = len(wrap(text, max(10, width))) if text else 2
         return Need(essential=1 + form, full=1 + nodes + 1 + form, grow=0)
 
     def draw(self, state: DashboardState, width: int, height: int) -> Text:
-        if not state.best_arch:
+        text = self.shown(state)
+        if not text:
             return Text("no validated architecture yet", style="dim")
         try:
-            arch = Architecture.parse(state.best_arch)
+            arch = Architecture.parse(text)
         except ArchitectureError as err:
             return Text(f"unreadable architecture: {err}", style="red")
-        when = f" (epoch {state.best_epoch})" if state.best_epoch else ""
-        head = Text(f"valid ppl {fmt(state.best_ppl, 2)}{when}", style="bold")
+        head = self.headline(state)
         head.append(f" · {len(arch.leaves)} leaves, depth {max(arch.depths)}", style="dim")
-        form = [Text(line, style="cyan") for line in wrap(state.best_arch, max(10, width))]
+        form = [Text(line, style="cyan") for line in wrap(text, max(10, width))]
         legend = Text(f"{LEAF} leaf: averaged into the output", style="dim")
         tree = tree_lines(arch)
         if height >= 1 + len(tree) + 1 + len(form) and max(map(len, tree)) <= width:
@@ -111,3 +120,15 @@ class ArchitecturePanel(Panel):
             extra = [legend] if height >= 2 + len(side) + len(form) else []
             return lines_to_text([head, *map(Text, side), *extra, *form], height)
         return lines_to_text([head, *form], height)
+
+    @staticmethod
+    def headline(state: DashboardState) -> Text:
+        """Best validation ppl and its epoch; a retrain's test ppl once tested, or where its cell came from."""
+        when = f" (epoch {state.best_epoch})" if state.best_epoch else ""
+        head = Text(f"valid ppl {fmt(state.best_ppl, 2)}{when}", style="bold")
+        if state.is_retrain and state.result is not None:
+            head = Text.assemble((f"test ppl {fmt(state.result.test_ppl, 2)}", "bold green"), " · ",
+                                 (f"valid {fmt(state.best_ppl, 2)}{when}", "bold"))
+        elif state.is_retrain:
+            head.append(f" · from {state.source or '--arch'}", style="dim")
+        return head

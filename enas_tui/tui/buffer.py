@@ -22,6 +22,7 @@ PHASES = {"waiting": ("waiting", "dim"), "filling": ("filling", "cyan"), "full":
 class BufferPanel(Panel):
     TITLE = "memory buffer"
     PARTS = ("buffer", "status")
+    SEARCH_ONLY = "the controller's memory buffer"
 
     def need(self, width: int) -> Need:
         state = self.state

@@ -32,6 +32,7 @@ _STYLES = [Style(color=rgb(c), bold=True) for c in SEQUENTIAL]
 class EmbeddingPanel(Panel):
     TITLE = "embedding map (PCA of hidden states)"
     PARTS = ("probe", "spearman")
+    SEARCH_ONLY = "the map of the controller's hidden states"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -38,6 +38,7 @@ def pick(count: int, room: int) -> np.ndarray:
 class HeatmapPanel(Panel):
     TITLE = "hidden states"
     PARTS = ("probe", "spearman")
+    SEARCH_ONLY = "the controller's hidden states"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -87,6 +88,13 @@ class HeatmapPanel(Panel):
     # -- drawing ------------------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
         width = self.content_size.width
+        note = self.search_only()
+        if note is not None:  # a retrain: the note's lines, as render() gives them elsewhere
+            lines = note.split()
+            if y >= len(lines):
+                return Strip.blank(width, PLAIN)
+            lines[y].truncate(width, overflow="ellipsis")
+            return Strip(list(lines[y].render(self.app.console, end=""))).adjust_cell_length(width, PLAIN)
         if self.state is None or self.state.probe is None:
             text = "waiting for events…" if self.state is None else "no probe yet"
             line = Strip([Segment(text, Style(dim=True))]) if y == 0 else Strip.blank(width, PLAIN)
@@ -138,6 +146,9 @@ class HeatmapPanel(Panel):
         return Strip(segments).crop(0, width)
 
     def text(self) -> str:
+        note = self.search_only()
+        if note is not None:
+            return note.plain
         if self.state is None or self.state.probe is None:
             return ""
         return "".join(t for t, _ in self.info(self.state))

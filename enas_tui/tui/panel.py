@@ -3,7 +3,8 @@
 Panels never see events: the app folds events into the state and hands the state to every panel
 at most ``refresh_hz`` times a second. A panel repaints only when the parts of the state it draws
 changed (or a different state object arrived, after a seek), so a burst of events costs one
-repaint, not one per event.
+repaint, not one per event. A panel about the controller (``SEARCH_ONLY``) says so in a retrain
+session, which has none, and asks for no more than those lines.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Panel(Widget, can_focus=True):
     ALLOW_MAXIMIZE = True
     TITLE = "panel"
     PARTS: tuple[str, ...] = ()  # the DashboardState parts this panel draws
+    SEARCH_ONLY = ""  # what a search shows here, for a panel about the controller ("" elsewhere)
     DEFAULT_CSS = """
     Panel {
         border: round $primary-darken-1;
@@ -63,9 +65,25 @@ class Panel(Widget, can_focus=True):
         """Content lines this panel wants at ``width`` (the layout gives it at least ``essential``)."""
         return Need(essential=1, full=None, grow=1)
 
+    def layout_need(self, width: int) -> Need:
+        """What the layout gives: ``need``, or the search-only note's line in a retrain."""
+        return Need(essential=1, full=1, grow=0) if self.search_only() is not None else self.need(width)
+
+    def search_only(self) -> Text | None:
+        """The note a controller panel shows in a retrain session (None: the panel draws as usual):
+        one line that says why it is empty, and what a search shows there when zoomed."""
+        if not self.SEARCH_ONLY or self.state is None or not self.state.is_retrain:
+            return None
+        return Text.assemble(("search only: no controller in a retrain", "dim"), "\n",
+                             (f"(a retrain trains one fixed cell; a search shows {self.SEARCH_ONLY} here)", "dim"))
+
     def render(self) -> RenderableType:
         if self.state is None:
             return Text("waiting for events…", style="dim")
+        note = self.search_only()
+        if note is not None:
+            note.no_wrap, note.overflow = True, "ellipsis"
+            return note
         size = self.content_size
         drawn = self.draw(self.state, max(1, size.width), max(1, size.height))
         if isinstance(drawn, Text):
@@ -79,6 +97,9 @@ class Panel(Widget, can_focus=True):
         """What the panel shows, as plain text (for tests and the command palette)."""
         if self.state is None:
             return ""
+        note = self.search_only()
+        if note is not None:
+            return note.plain
         size = self.content_size
         drawn = self.draw(self.state, max(1, size.width), max(1, size.height))
         return drawn.plain if isinstance(drawn, Text) else str(drawn)

@@ -26,6 +26,7 @@ LABEL = 9  # "parent 11"
 class ProbabilitiesPanel(Panel):
     TITLE = "action probabilities"
     PARTS = ("probe",)
+    SEARCH_ONLY = "the controller's action probabilities"
 
     def title(self, state: DashboardState) -> str:
         mode, where = state.probe_mode, state.probe_state

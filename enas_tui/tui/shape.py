@@ -38,6 +38,7 @@ def verdict(summary: cell_shape.ShapeSummary, reference: cell_shape.ShapeSummary
 class ShapePanel(Panel):
     TITLE = "cell shape (depth, width)"
     PARTS = ("shape", "arch")
+    SEARCH_ONLY = "the shape of the cells the controller samples"
 
     def need(self, width: int) -> Need:
         return Need(essential=2, full=None, grow=1)

@@ -58,6 +58,7 @@ def rho_text(rho: float | None, paper: float | None) -> Text:
 class SpearmanPanel(Panel):
     TITLE = "rolling Table 1 (Spearman)"
     PARTS = ("spearman", "status")
+    SEARCH_ONLY = "Table 1: the controller's hidden states against its cells"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

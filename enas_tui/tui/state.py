@@ -23,8 +23,8 @@ import numpy as np
 from enas_tui import cell_shape, embedding
 from enas_tui.diagnostics import PAPER_TABLE1, READINGS, collapse_index, column_measure, max_action_probs
 from enas_tui.events import (
-    BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    AsgdSwitch, BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
+    Probe, RetrainResult, SessionEnd, SessionStart, SharedStep, Validation, Warning,
 )
 from enas_tui.search_space import DEFAULT_NUM_NODES, decision_sizes
 from enas_tui.sources import ProbeArchs
@@ -150,6 +150,9 @@ class DashboardState:
 
     # identity
     session_id: str = ""
+    kind: str = "search"  # search | retrain (SessionStart.kind)
+    cell: str | None = None  # a retrain's cell (SessionStart.arch)
+    source: str | None = None  # a retrain's search session (None: a cell given with --arch)
     controller: str = ""
     device: str = ""
     num_nodes: int = DEFAULT_NUM_NODES
@@ -167,6 +170,8 @@ class DashboardState:
     trainer_message: str = ""
     # damage the source found in the session log (spans skipped, records lost): the header's notice
     log_damage: str = ""
+    # a remote attach's link trouble, e.g. "connection lost, reconnecting (2): ..." (None: fine)
+    connection: str | None = None
     # progress
     seq: int = -1
     last_t: float | None = None
@@ -182,6 +187,7 @@ class DashboardState:
     epoch_seconds: Series = field(default_factory=lambda: Series(EPOCH_HISTORY))
     tokens_per_s: float | None = None
     lr: float | None = None
+    lr_history: Series = field(default_factory=Series)  # x = the trainer's global step counter
     skipped: int | None = None  # non-finite shared steps skipped in the last epoch (EpochEnd.skipped_shared_steps)
     skipped_total: int = 0
     # step series (x = the trainer's global step counter)
@@ -211,6 +217,10 @@ class DashboardState:
     shape_latest: cell_shape.ShapeSummary | None = None
     # memory buffer
     buffer: BufferFill | None = None
+    # a retrain's averaged SGD and result
+    averaged: bool = False  # the latest validation check used NT-ASGD's averaged weights
+    asgd: AsgdSwitch | None = None
+    result: RetrainResult | None = None
     # best architecture
     best_ppl: float | None = None
     best_arch: str | None = None
@@ -265,6 +275,18 @@ class DashboardState:
             self._touch("log")
         self._touch("status")
 
+    def set_connection(self, message: str | None) -> None:
+        """Record the link's state (remote attach); the event log gets a line when it changes."""
+        if message == self.connection:
+            return
+        self.ticks += 1
+        before, self.connection = self.connection, message
+        if message is not None and before is None:
+            self.note("warn", message)
+        elif message is None:
+            self.note("phase", "reconnected")
+        self._touch("status")
+
     def set_log_damage(self, summary: str) -> None:
         """The header's one-line notice of damage in the log ("" when it is whole)."""
         if summary != self.log_damage:
@@ -278,9 +300,14 @@ class DashboardState:
         self.log.append(LogLine(self.seq, self.epoch, level, text))
         self._touch("log")
 
+    @property
+    def is_retrain(self) -> bool:
+        return self.kind == "retrain"
+
     def _session_start(self, e: SessionStart) -> None:
         first = not self.session_id
         self.session_id, self.controller, self.device = e.session_id, e.controller, e.device
+        self.kind, self.cell, self.source = e.kind, e.arch, e.source
         self.num_nodes, self.decision_sizes = e.num_nodes, list(e.decision_sizes)
         self.settings = e.settings
         self.schema = int(getattr(e, "schema", 1) or 1)
@@ -291,9 +318,12 @@ class DashboardState:
         if e.resumed_from:
             self.resumes += 1
             self._log(e, "phase", f"session resumed from {e.resumed_from} (pid {e.pid})")
+        elif self.is_retrain:
+            origin = f"session {e.source}'s derived cell" if e.source else "a cell given with --arch"
+            self._log(e, "phase", f"retrain started: {origin}, from scratch on {e.device} (pid {e.pid})")
         else:
             self._log(e, "phase", f"session started: {e.controller} controller on {e.device} (pid {e.pid})")
-        self._touch("status", "progress", "spearman")
+        self._touch(*PARTS)  # a retrain's panels say what they show from the first event
 
     def _session_end(self, e: SessionEnd) -> None:
         self.status, self.message = e.status, e.message
@@ -325,8 +355,10 @@ class DashboardState:
         skipped = e.skipped_shared_steps  # 0 in logs that predate the count
         self.skipped = skipped
         self.skipped_total += skipped
-        text = (f"epoch {e.epoch} done: train ppl {fmt(e.train_ppl)}, valid ppl {fmt(e.valid_ppl)}, "
-                f"reward {fmt(e.reward, 3)} ({e.elapsed_s:.1f} s)")
+        reward = "" if self.is_retrain else f", reward {fmt(e.reward, 3)}"
+        averaged = " (averaged weights)" if self.is_retrain and self.averaged else ""
+        text = (f"epoch {e.epoch} done: train ppl {fmt(e.train_ppl)}, valid ppl {fmt(e.valid_ppl)}{averaged}"
+                f"{reward} ({e.elapsed_s:.1f} s)")
         if skipped:
             text += f", {skipped} non-finite shared steps skipped"
         self._log(e, "info", text)
@@ -338,6 +370,7 @@ class DashboardState:
             self._shared_base = e.step - 1
         self.shared_done = max(0, e.step - self._shared_base)
         self.shared_ppl.add(e.step, e.ppl)
+        self.lr_history.add(e.step, e.lr)
         self.tokens_per_s, self.lr = e.tokens_per_s, e.lr
         self._touch("progress", "training")
 
@@ -364,10 +397,10 @@ class DashboardState:
         self._touch("probe")
 
     def _probe_archs(self, e: ProbeArchs) -> None:
-        self._shape(e.epoch, e.step, e.archs)
+        self._shape(e.epoch, e.step, e.archs, e.shape)
 
-    def _shape(self, epoch: int, step: int, archs: list[str]) -> None:
-        summary = cell_shape.summarize(archs)
+    def _shape(self, epoch: int, step: int, archs: list[str], summary: cell_shape.ShapeSummary | None = None) -> None:
+        summary = summary or cell_shape.summarize(archs)
         if summary is None:
             return
         self.shape_latest = summary
@@ -375,6 +408,26 @@ class DashboardState:
         self.shape.add(step, (d.q25, d.median, d.q75, w.q25, w.median, w.q75))
         self.shape_epoch["depth"].add(epoch, d.median)
         self.shape_epoch["width"].add(epoch, w.median)
+        self._touch("shape")
+
+    def prepend_shapes(self, earlier: Iterable[ProbeArchs]) -> None:
+        """Fold probe sets that came before every probe folded so far (a remote catch-up sends them
+        after its first frame). The points folded since are added again on top, so a rewind among
+        them drops the earlier points it would have dropped (every point kept is at or past the
+        smallest x it added): the result is what folding them first gives, except that where the
+        history was full and a rewind came later (a resume during the attach), up to that many more
+        earlier points stay than a fold from the start would have kept."""
+        current, epochs, latest = self.shape, self.shape_epoch, self.shape_latest
+        self.shape = Series(PROBE_HISTORY)
+        self.shape_epoch = {q: Series(EPOCH_HISTORY) for q in cell_shape.QUANTITIES}
+        for e in earlier:
+            self._shape(e.epoch, e.step, e.archs, e.shape)
+        for x, y in current.points:
+            self.shape.add(x, y)
+        for q, series in epochs.items():
+            for x, y in series.points:
+                self.shape_epoch[q].add(x, y)
+        self.shape_latest = latest or self.shape_latest
         self._touch("shape")
 
     def shape_series(self, key: str) -> list[float]:
@@ -436,11 +489,27 @@ class DashboardState:
         self._touch("buffer")
 
     def _validation(self, e: Validation) -> None:
-        self.greedy_arch = e.arch
+        self.greedy_arch, self.averaged = e.arch, e.averaged
         if _finite(e.ppl) is not None:
             self.valid_ppl.add(e.epoch, e.ppl)
+        which = ("averaged weights" if e.averaged else "the cell's weights") if self.is_retrain \
+            else "most likely architecture"
         if self._set_best(e.ppl, e.arch, e.epoch):
-            self._log(e, "info", f"new best valid ppl {fmt(e.ppl, 2)} (most likely architecture)", e.epoch)
+            self._log(e, "info", f"new best valid ppl {fmt(e.ppl, 2)} ({which})", e.epoch)
+        self._touch("training", "arch")
+
+    def _asgd_switch(self, e: AsgdSwitch) -> None:
+        self.asgd = e
+        self._log(e, "phase", f"switched to averaged SGD after step {e.step}: valid ppl {fmt(e.valid_ppl, 2)} is "
+                              f"worse than {fmt(e.reference_ppl, 2)}, the best before the last {e.nonmono} checks",
+                  e.epoch)
+        self._touch("training")
+
+    def _retrain_result(self, e: RetrainResult) -> None:
+        self.result = e
+        weights = "averaged weights" if e.averaged else "weights"
+        self._log(e, "phase", f"test ppl {fmt(e.test_ppl, 2)} ({weights} of epoch {e.epoch}, "
+                              f"valid ppl {fmt(e.valid_ppl, 2)})")
         self._touch("training", "arch")
 
     def _derived(self, e: Derived) -> None:
@@ -559,7 +628,7 @@ class DashboardState:
     def copy(self) -> DashboardState:
         """An independent copy to fold further into (events and arrays are shared, not copied)."""
         new = copy.copy(self)
-        for name in ("epoch_seconds", "shared_ppl", "reward", "baseline", "entropy", "supervised_loss",
+        for name in ("epoch_seconds", "shared_ppl", "lr_history", "reward", "baseline", "entropy", "supervised_loss",
                      "train_ppl", "valid_ppl", "epoch_reward", "epoch_collapse", "collapse_history"):
             setattr(new, name, copy.copy(getattr(self, name)))
         new.spearman_history = {k: copy.copy(v) for k, v in self.spearman_history.items()}
@@ -583,6 +652,8 @@ _HANDLERS = {
     Diagnostics: DashboardState._diagnostics,
     BufferFill: DashboardState._buffer,
     Validation: DashboardState._validation,
+    AsgdSwitch: DashboardState._asgd_switch,
+    RetrainResult: DashboardState._retrain_result,
     Derived: DashboardState._derived,
     Checkpoint: DashboardState._checkpoint,
     Warning: DashboardState._warning,

@@ -5,7 +5,9 @@ A dead trainer must never look like a quiet one, so a crashed or failed run turn
 into an alarm with the reason, and the command to continue gets a line of its own that is never
 cut: it wraps between arguments at the screen's width. Each status has exactly one word, the one
 ``enas-tui sessions`` uses. Notices are a list of lines built by ``notices``; a mode adds its own
-through ``StatusBar.extra_notices``.
+through ``StatusBar.extra_notices``. A remote attach that lost its link says so on the first notice
+line ("connection lost, reconnecting (n)"), and its command to continue is the one to run on the
+host (``resume_hint``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ ALARMS = ("failed", "crashed", "error", "damaged")
 RESUMABLE = ("stopped", "crashed", "failed")
 
 
+def local_resume_hint(session: Session) -> tuple[str, str]:
+    """(lead, command) of the line that says how to continue a session on this machine."""
+    return " continue with:", resume_command(session)
+
+
 class StatusBar(Widget):
     DEFAULT_CSS = """
     StatusBar { height: auto; max-height: 6; dock: top; background: $panel; }
@@ -47,13 +54,14 @@ class StatusBar(Widget):
         self.extra = ""  # e.g. "stopping": what the dashboard itself is doing
         self.override: tuple[str, str] | None = None  # (status, message) that replaces the state's (replay)
         self.extra_notices: list[Text] = []  # a mode's own lines (replay's recording, a demo)
+        self.resume_hint = local_resume_hint  # a remote attach's says to continue on the host
         self._key: tuple | None = None
 
     def show(self, state: DashboardState, session: Session | None = None) -> None:
         """Take the state; repaint only when something these lines show has changed."""
         key = (state.session_id, state.controller, state.epoch, state.epochs, state.run_status,
                state.run_message, state.warnings, self.extra, self.override, session,
-               tuple(t.plain for t in self.extra_notices), state.log_damage)
+               tuple(t.plain for t in self.extra_notices), state.log_damage, state.connection)
         self.state, self.session = state, session
         if key != self._key:
             self._key = key
@@ -112,9 +120,11 @@ class StatusBar(Widget):
         return line
 
     def notices(self, width: int) -> list[Text]:
-        """Lines under the headline: damage in the log, the command to continue a run that ended
-        early, and the mode's own."""
+        """Lines under the headline: a lost connection, damage in the log, the command to continue
+        a run that ended early, and the mode's own."""
         out: list[Text] = []
+        if self.state is not None and self.state.connection:
+            out.append(Text(f" ⚠ {self.state.connection}", style="bold black on yellow"))
         if self.state is not None and self.state.log_damage:
             out.append(Text(f" ⚠ {self.state.log_damage}", style="bold yellow"))
         status = self.status
@@ -122,7 +132,7 @@ class StatusBar(Widget):
             out.append(Text(" stopping: checkpointing, then quitting; press q again to leave it running",
                             style="yellow"))
         elif status in RESUMABLE and self.session is not None:
-            for line in wrap_command(" continue with:", resume_command(self.session), width):
+            for line in wrap_command(*self.resume_hint(self.session), width):
                 out.append(Text(line, style="bold"))
         for notice in self.extra_notices:
             out.append(notice.copy())

@@ -6,7 +6,9 @@ numbers, fixed timestamps) of any size. The stream follows the trainer's schedul
 buffer update, shared steps, controller steps with probes and diagnostics, validation,
 derivation, epoch end, checkpoint) and the paper's story: the unsupervised controller's hidden
 states collapse, the supervised one's stay apart and depend on the architecture, and trained
-controllers drift toward wide, shallow cells. None of its numbers are measurements.
+controllers drift toward wide, shallow cells. A synthetic retrain (``SyntheticRetrain``) follows
+the retrain loop's schedule instead: steps under the learning-rate schedule, a whole-split check
+per epoch, the switch to averaged SGD, the test at the end. None of its numbers are measurements.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import numpy as np
 from enas_tui.config import resolve
 from enas_tui.diagnostics import PAPER_TABLE1, collapse_index, max_action_probs
 from enas_tui.events import (
-    BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, UnknownEvent, Validation, Warning, event_from_dict,
+    AsgdSwitch, BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
+    Probe, RetrainResult, SessionEnd, SessionStart, SharedStep, UnknownEvent, Validation, Warning, event_from_dict,
 )
 from enas_tui.search_space import Architecture, decision_sizes
 from enas_tui.session_log import LogWriter
@@ -328,6 +330,125 @@ class _Stream:
         if self.best is None or ppl < self.best[0]:
             self.best = (ppl, arch)
 
+
+
+# -- a retrain -------------------------------------------------------------------------------------
+@dataclass
+class SyntheticRetrain:
+    """The shape of a synthetic retrain session: one cell trained from scratch."""
+
+    arch: str = "tanh,0:relu,1:identity,1:sigmoid,0:tanh,2:relu,3:identity,3:tanh,5:sigmoid,1:relu,4:identity,10:tanh"
+    source: str | None = "synthetic-unsupervised"  # the search session (None: a cell given with --arch)
+    source_controller: str | None = "unsupervised"
+    epochs: int = 8
+    steps: int = 30
+    lr: float = 20.0
+    decay_after: int = 4
+    lr_decay: float = 0.9
+    nonmono: int = 2
+    switch_epoch: int | None = 5  # the epoch whose check switches to averaged SGD (None: never)
+    search_ppl: float = 451.9
+    seed: int = 0
+    dt: float = 0.05
+    end: str | None = "finished"  # None: a retrainer that died mid-run
+    stop_after: int | None = None
+
+    @property
+    def session_id(self) -> str:
+        return "synthetic-retrain"
+
+    def settings(self) -> dict:
+        from enas_tui.retrain.settings import resolve as resolve_retrain
+
+        overrides = [f"train.steps_per_epoch={self.steps}", f"model.lr={self.lr}", f"train.nonmono={self.nonmono}",
+                     f"train.decay_after={self.decay_after}", f"train.lr_decay={self.lr_decay}"]
+        settings = resolve_retrain(Architecture.parse(self.arch), "cpu", seed=self.seed, overrides=overrides,
+                                   epochs=self.epochs, source=self.source)
+        return settings.to_dict()
+
+
+def synthetic_retrain_events(run: SyntheticRetrain | None = None) -> Iterator[Event]:
+    """The events of a synthetic retrain, numbered and timed as a writer would."""
+    run = run or SyntheticRetrain()
+    for index, event in enumerate(_retrain_stream(run)):
+        if run.stop_after is not None and index >= run.stop_after:
+            return
+        event.seq, event.t = index, T0 + index * run.dt
+        yield event
+
+
+def _retrain_stream(run: SyntheticRetrain) -> Iterator[Event]:
+    rng = np.random.default_rng(run.seed)
+    num_nodes = Architecture.parse(run.arch).num_nodes
+    yield SessionStart(session_id=run.session_id, controller="retrain", seed=run.seed, settings=run.settings(),
+                       num_nodes=num_nodes, decision_sizes=decision_sizes(num_nodes), device="cpu", pid=0,
+                       host="synthetic", versions={"enas_tui": "synthetic"}, kind="retrain", arch=run.arch,
+                       source=run.source)
+    step, best, checks = 0, None, []
+    for epoch in range(1, run.epochs + 1):
+        yield EpochStart(epoch=epoch, epochs=run.epochs, shared_steps=run.steps, controller_steps=0)
+        lr = run.lr * run.lr_decay ** max(0, epoch - run.decay_after)
+        losses = []
+        for i in range(run.steps):
+            step += 1
+            e = epoch - 1 + i / run.steps
+            loss = math.log(900.0 * math.exp(-1.5 * e) + 140) + rng.normal(0, 0.03)
+            losses.append(loss)
+            yield SharedStep(epoch=epoch, step=step, loss=loss, ppl=math.exp(loss), lr=lr,
+                             tokens_per_s=4000.0 + 150.0 * rng.standard_normal())
+        averaged = run.switch_epoch is not None and epoch > run.switch_epoch
+        # validation flattens out by the third epoch; averaging the weights then lowers it again
+        valid = (150.0 + 600.0 * math.exp(-2.0 * epoch) + rng.normal(0, 0.3)) * (0.95 if averaged else 1.0)
+        if run.switch_epoch is not None and epoch == run.switch_epoch:
+            valid = min(checks[:-run.nonmono]) * 1.01  # stalled: worse than the best before the last checks
+        yield Validation(epoch=epoch, ppl=valid, arch=run.arch, averaged=averaged)
+        if best is None or valid < best[1]:
+            best = (epoch, valid, averaged)
+            yield Checkpoint(epoch=epoch, path="checkpoints/best.pt", kind="best")
+        if run.switch_epoch is not None and epoch == run.switch_epoch:
+            yield AsgdSwitch(epoch=epoch, step=step, valid_ppl=valid, reference_ppl=min(checks[:-run.nonmono]),
+                             nonmono=run.nonmono)
+        checks.append(valid)
+        yield EpochEnd(epoch=epoch, train_ppl=math.exp(sum(losses) / len(losses)), valid_ppl=valid, reward=None,
+                       entropy=None, elapsed_s=run.dt * (run.steps + 4))
+        yield Checkpoint(epoch=epoch, path=f"checkpoints/epoch-{epoch:04d}.pt", kind="epoch")
+    if run.end is None:
+        return
+    message = f"retrain {run.end}"
+    if run.end == "finished":
+        test = best[1] * 0.97
+        yield RetrainResult(arch=run.arch, epoch=best[0], valid_ppl=best[1], test_ppl=test, averaged=best[2],
+                            params=parameter_count(num_nodes), search_ppl=run.search_ppl)
+        message += f": test ppl {test:.2f}"
+    yield SessionEnd(status=run.end, message=message, epoch=run.epochs, best_ppl=best[1], best_arch=run.arch)
+
+
+def parameter_count(num_nodes: int, hidden: int = 64, vocab: int = 10_000) -> int:
+    """A standalone model's weights at the cpu preset's size (retrain.model.parameter_count, torch-free)."""
+    return vocab * hidden + vocab + (2 + num_nodes - 1) * 2 * hidden * hidden
+
+
+def write_synthetic_retrain(root: Path, run: SyntheticRetrain | None = None) -> Session:
+    """A retrain session folder (meta, status, events.log) holding a synthetic retrain."""
+    run = run or SyntheticRetrain()
+    session = Session(Path(root) / run.session_id)
+    (session.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    source = {"arch": run.arch, "session": run.source, "controller": run.source_controller,
+              "search_ppl": run.search_ppl}
+    session.write_meta({"id": session.id, "kind": "retrain", "controller": "retrain", "preset": "synthetic",
+                        "seed": run.seed, "settings": run.settings(), "started": T0, "pid": 0, "host": "synthetic",
+                        "command": ["synthetic"], "source": source})
+    status: dict = {"status": "running", "epoch": 0, "pid": _dead_pid(), "host": None, "updated": T0}
+    with LogWriter(session.log_path) as writer:
+        for event in synthetic_retrain_events(run):
+            writer.append(event)
+            status["epoch"] = getattr(event, "epoch", status["epoch"])
+            if isinstance(event, RetrainResult):
+                status.update(test_ppl=event.test_ppl, valid_ppl=event.valid_ppl, best_epoch=event.epoch)
+            if isinstance(event, SessionEnd):
+                status.update(status=event.status, best_ppl=event.best_ppl)
+    write_json_atomic(session.status_path, status)
+    return session
 
 
 def demo_run(controller: str) -> SyntheticRun:

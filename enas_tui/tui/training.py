@@ -6,6 +6,10 @@ validation perplexity, reward (with the baseline) and entropy with their latest 
 lines come in order of importance, so a short panel keeps progress, both perplexities, reward and
 entropy. Perplexities are drawn on a log scale and every curve on its robust range: one exploded
 step cannot flatten the rest, and the cells it falls in are drawn as an arrow (↑) and counted.
+
+A retrain has no controller: its lines are progress, training and validation perplexity (the
+latter on NT-ASGD's averaged weights once it switched), the learning rate of the schedule, the
+switch to averaged SGD (or the rule that will trigger it), and at the end the test perplexity.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class TrainingPanel(Panel):
     def draw(self, state: DashboardState, width: int, height: int) -> Text:
         if state.epoch == 0 and not state.shared_ppl:
             return Text("waiting for the first epoch", style="dim")
+        if state.is_retrain:
+            return self.draw_retrain(state, width, height)
         eta = self.speed(state)
         progress = self.progress(state, width)
         if progress.cell_len + 2 + eta.cell_len <= width:
@@ -49,11 +55,55 @@ class TrainingPanel(Panel):
             lines.append(self.curve("baseline", state.baseline, 3, False, width))
         return lines_to_text(lines, height)
 
+    def draw_retrain(self, state: DashboardState, width: int, height: int) -> Text:
+        eta = self.speed(state)
+        progress = self.progress(state, width)
+        if progress.cell_len + 2 + eta.cell_len <= width:
+            progress += Text("  ") + eta
+            eta = None
+        averaged = Text(" avg", style="bold cyan") if state.averaged else None
+        lines = [
+            progress,
+            self.curve("train ppl", state.shared_ppl, 1, True, width, extra=self.skipped_note(state)),
+            self.curve("valid ppl", state.valid_ppl, 1, True, width, extra=averaged),
+            self.curve("lr", state.lr_history, 2, False, width),
+            self.asgd_line(state),
+        ]
+        if state.result is not None:
+            lines.insert(1, self.result_line(state))
+        if eta is not None:
+            lines.append(eta)
+        return lines_to_text(lines, height)
+
+    @staticmethod
+    def asgd_line(state: DashboardState) -> Text:
+        """NT-ASGD: when it switched and why, or the rule that will switch it."""
+        line = Text(f"{'ASGD':<{LABEL}}", style="dim")
+        e = state.asgd
+        if e is not None:
+            line.append("on", style="bold cyan")
+            return line.append(f" since epoch {e.epoch}: valid {fmt(e.valid_ppl, 1)} > {fmt(e.reference_ppl, 1)}, "
+                               f"the best before the last {e.nonmono} checks (after step {e.step})")
+        nonmono = state.settings.get("train", {}).get("nonmono")
+        line.append("off", style="bold")
+        if nonmono:
+            return line.append(f": on when a check is worse than the best before the last {nonmono}", style="dim")
+        return line.append(": never (train.nonmono = 0)", style="dim")
+
+    @staticmethod
+    def result_line(state: DashboardState) -> Text:
+        r = state.result
+        weights = "averaged weights" if r.averaged else "weights"
+        line = Text(f"{'test ppl':<{LABEL}}", style="dim")
+        line.append(fmt(r.test_ppl, 2), style="bold green")
+        return line.append(f" ({weights} of epoch {r.epoch}: valid {fmt(r.valid_ppl, 2)})")
+
     @staticmethod
     def progress(state: DashboardState, width: int) -> Text:
         head = f"epoch {state.epoch}/{state.epochs or '?'} "
-        tail = (f" {state.epoch_fraction:4.0%} shared {state.shared_done}/{state.shared_steps}"
-                f" ctrl {state.ctrl_done}/{state.controller_steps}")
+        tail = (f" {state.epoch_fraction:4.0%} steps {state.shared_done}/{state.shared_steps}" if state.is_retrain
+                else f" {state.epoch_fraction:4.0%} shared {state.shared_done}/{state.shared_steps}"
+                     f" ctrl {state.ctrl_done}/{state.controller_steps}")
         room = width - len(head) - len(tail)
         line = Text(head, style="bold")
         if room >= 4:
