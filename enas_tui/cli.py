@@ -382,11 +382,11 @@ def _run_training(make_trainer, stop: StopSignals, events_pipe: bool = False, vi
         view = HeadlessView(**(view_args or {}))
         listeners = [view]
     with view:
-        trainer = make_trainer(listeners)
-        stop.attach(trainer)
-        if events_pipe:  # from here on, errors land in the session folder for the dashboard to show
-            _redirect_output(trainer.session.path / "trainer.log")
-        try:
+        try:  # e.g. out of memory while building the model, or while training
+            trainer = make_trainer(listeners)
+            stop.attach(trainer)
+            if events_pipe:  # from here on, errors land in the session folder for the dashboard to show
+                _redirect_output(trainer.session.path / "trainer.log")
             status = trainer.run()
         except TrainingFailed as exc:
             raise UserError(str(exc)) from None

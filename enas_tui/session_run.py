@@ -6,17 +6,25 @@ status.json says "failed" even when the log can take no more; checkpoints at epo
 ``train.checkpoint_every_s`` seconds; and resumes from the newest checkpoint that loads, or from the
 start when none was written, continuing the same log. ``SessionRun`` holds that loop; a subclass
 says how an epoch runs, what its session_start records and how it completes.
+
+Running out of memory (on a GPU, or in the CPU's allocator) is a one-line failure that names the
+settings to lower: a run keeps ``phase`` (what it is doing) and its ``PHASES`` say which settings
+each phase's allocations grow with. A run that keeps work not yet recorded (values still on the
+device) records it before every checkpoint and before a failure (``_record_pending``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import re
 import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -33,6 +41,18 @@ Listener = Callable[[Event], None]
 RESOURCE_ERRORS = (OSError, LogError, CheckpointError, SessionError)
 TIMED_CHECKPOINT = "timed.pt"
 MAX_DAMAGE_WARNINGS = 5  # damaged spans of a resumed log listed one by one; the rest are counted
+
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A part of a run, for an out-of-memory message: what it is called, and the settings that lower
+    what it allocates on the device."""
+
+    name: str
+    lower: str
 
 
 class TrainingFailed(Exception):
@@ -92,8 +112,11 @@ class SessionRun(ABC):
     record: Recorder
     device: torch.device
     pos: Any
+    # phase -> what it is called and the settings that lower its allocations; "setup" is building the run
+    PHASES: ClassVar[dict[str, Phase]] = {}
 
     def _init_run(self) -> None:
+        self.phase = "setup"  # what the run is doing, for an out-of-memory message (a key of PHASES)
         self.stop_requested = False
         self.resumed_from: str | None = None
         self._last_checkpoint = time.monotonic()
@@ -124,6 +147,11 @@ class SessionRun(ABC):
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs, for a checkpoint."""
 
+    def _record_pending(self) -> None:
+        """Record the work that ran but is not in the log yet (e.g. losses still on the device); called
+        before every checkpoint, so the record reaches as far as the checkpoint does, and before a
+        failure is recorded. Nothing by default."""
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> str:
         """Train to the last epoch; returns the final status (finished / stopped / failed).
@@ -144,12 +172,25 @@ class SessionRun(ABC):
             message = f"{one_line(exc)}; stopped with the last good checkpoint intact"
             self._fail(message)
             raise TrainingFailed(message) from None
-        except Exception as exc:  # a bug or a dead device: leave a clear record, then fail loudly
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        except Exception as exc:  # out of memory: one line; a bug or a dead device: a clear record, then loudly
+            message = self._out_of_memory(exc)
+            if message is None:
+                self._fail(f"{type(exc).__name__}: {exc}".splitlines()[0])
+                raise
             self._fail(message)
-            raise
+            raise TrainingFailed(message) from None
         finally:
             self.record.writer.close()
+
+    def _out_of_memory(self, exc: BaseException) -> str | None:
+        """The failure message when ``exc`` is an allocation failure (None when it is not)."""
+        phase = self.PHASES.get(self.phase, Phase(self.phase, "model.hidden or model.batch_size"))
+        message = out_of_memory_message(exc, phase, self.device)
+        if message is None:
+            return None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # room for the work still pending to be read back and recorded
+        return message + "; stopped with the last checkpoint intact"
 
     def _start(self) -> None:
         self.session.write_status(status="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
@@ -173,6 +214,10 @@ class SessionRun(ABC):
     def _fail(self, message: str) -> None:
         """Record a failure as far as the disk allows: each write is tried even if one before failed,
         so status.json says "failed" even when the log can take no more."""
+        # the work that ran before the failure is part of the record; if it cannot be read back or
+        # written (a dead device, a full disk, the streak that failed the run), the failure at hand wins
+        with contextlib.suppress(Exception):
+            self._record_pending()
         completed, end = self.pos.epoch - 1, self._end_fields()
         record = SessionEnd(status="failed", message=message, epoch=completed, **end)
         for write in (lambda: self.record(Error(message=message, epoch=self.pos.epoch)),
@@ -185,6 +230,7 @@ class SessionRun(ABC):
 
     # -- checkpoints ------------------------------------------------------------------------
     def _checkpoint(self, name: str, kind: str, epoch: int) -> None:
+        self._record_pending()  # the record reaches as far as the checkpoint does
         path = checkpoints.save(self.session, self.state_dict(), name, keep_epochs=self.s.train.keep_checkpoints)
         self.record.writer.sync()
         self.record(Checkpoint(epoch=epoch, path=str(path.relative_to(self.session.path)), kind=kind))
@@ -200,6 +246,31 @@ class SessionRun(ABC):
         """The checkpoint of a completed epoch (it supersedes the epoch's timed one)."""
         self._checkpoint(f"epoch-{epoch:04d}.pt", "epoch", epoch)
         (self.session.checkpoint_dir / TIMED_CHECKPOINT).unlink(missing_ok=True)
+
+
+def out_of_memory_message(exc: BaseException, phase: Phase, device: torch.device) -> str | None:
+    """One line for an allocation failure in ``phase``, naming the settings that lower what it
+    allocates; None when ``exc`` is not one. CUDA raises torch.OutOfMemoryError; the CPU allocator
+    a plain RuntimeError that says it cannot allocate memory."""
+    text = str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        found = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]?i?B)", text)
+        size = found.group(1) if found else None
+    elif isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text):
+        found = re.search(r"tried to allocate (\d+) bytes", text)
+        size = _bytes(int(found.group(1))) if found else None
+    else:
+        return None
+    tried = f" (tried to allocate {size})" if size else ""
+    return f"out of memory on {device} in {phase.name}{tried}: lower {phase.lower}"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
 
 
 def one_line(exc: BaseException) -> str:
@@ -243,6 +314,22 @@ def start_fields(start: SessionStart) -> dict[str, Any]:
     return {"controller": start.controller}
 
 
+def build_run(make: Callable[[Recorder], R], writer: LogWriter, listeners: list[Listener], session: Session,
+              device: torch.device, setup: Phase) -> R:
+    """The run ``make`` builds on ``writer``'s log, the log closed again if it cannot be built;
+    running out of memory while building it (its weights, its data on the device) is TrainingFailed
+    with one line naming ``setup``'s settings, status "failed"."""
+    try:
+        return make(Recorder(writer, listeners))
+    except BaseException as exc:
+        writer.close()
+        message = out_of_memory_message(exc, setup, device)
+        if message is None:
+            raise
+        session.write_status(status="failed", message=message)
+        raise TrainingFailed(message) from None
+
+
 SettingsReader = Callable[[Any], Any]  # a settings dict -> validated settings (raises on bad input)
 
 
@@ -277,13 +364,14 @@ def _checked_settings(read: SettingsReader, data: Any, where: str) -> Any:
 
 def resume_session(session: Session, read: SettingsReader, make: Callable[[Any, Any, Recorder, torch.device], Any],
                    corpus_loader: Callable[[Any], Any], listeners: list[Listener], epochs: int | None = None,
-                   device: str | None = None, command: list[str] | None = None) -> Any:
+                   device: str | None = None, command: list[str] | None = None, *, setup: Phase) -> Any:
     """A run restored from the session's latest checkpoint; the log continues where it ends.
 
     ``read`` turns the recorded settings dict into validated settings; ``make(settings, corpus,
-    record, device)`` builds the run. A session with no checkpoint (killed before its first) starts
-    again from the beginning with the same settings and seed, appending to the same log
-    (``resumed_from="start"``, a warning).
+    record, device)`` builds the run (out of memory there: ``build_run`` with ``setup``). Warnings
+    the restored state adds (e.g. a change of device) follow the resume's own. A session with no
+    checkpoint (killed before its first) starts again from the beginning with the same settings and
+    seed, appending to the same log (``resumed_from="start"``, a warning).
     """
     meta, settings = recorded_settings(session, read)
     if epochs is not None:
@@ -300,10 +388,11 @@ def resume_session(session: Session, read: SettingsReader, make: Callable[[Any, 
     writer = LogWriter(session.log_path)  # a log that cannot be continued fails before meta.json changes
     try:
         session.write_meta(meta)
-        run = make(settings, corpus, Recorder(writer, listeners), torch_device)
     except BaseException:
         writer.close()
         raise
+    run = build_run(lambda record: make(settings, corpus, record, torch_device), writer, listeners, session,
+                    torch_device, setup)
     warnings = [("checkpoint_unreadable", problem) for problem in problems]
     if state is not None:
         run.load_state_dict(state)
@@ -311,7 +400,7 @@ def resume_session(session: Session, read: SettingsReader, make: Callable[[Any, 
         warnings.append(("restarted", "no checkpoint to resume from: started again from the beginning "
                                       "with the same settings and seed"))
     run.resumed_from = resumed_from
-    run._start_warnings = warnings
+    run._start_warnings = warnings + run._start_warnings  # the latter: what load_state_dict found
     return run
 
 

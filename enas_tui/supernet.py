@@ -435,15 +435,20 @@ def _clip_backward_terms(states: Tensor, norms: Tensor, leaf: Tensor,
 
     A clipped row h' = h c / n (n = |h| > c) has the symmetric Jacobian (c / n)(I - h' h'^T / c^2),
     so dh = a (g - q h' (h'.g)) with a = c / n and q = 1 / c^2; an unclipped row has a = 1, q = 0.
-    Returns which steps clipped any row (the others skip the extra ops), ``leaf`` scaled by a for
-    every step (T, N, B, 1), and q h' (T, B, H).
+    Returns which steps clipped any row (the others skip the extra ops; off the CPU, where finding
+    out means waiting for the device, every step is treated as clipped, which the formula computes
+    exactly for unclipped rows too), ``leaf`` scaled by a for every step (T, N, B, 1), and q h'
+    (T, B, H).
     """
     if max_norm <= 0:
         return [False] * states.shape[0], None, None
     over = norms > max_norm
-    clipped = over.flatten(1).any(1).tolist()  # one host sync per backward, not one per step
-    if not any(clipped):
-        return clipped, None, None
+    if reads_on_host(states):
+        clipped = over.flatten(1).any(1).tolist()  # one host read per backward, not one per step
+        if not any(clipped):
+            return clipped, None, None
+    else:  # reading the flags would stall the device's queue: every step takes the exact general form
+        clipped = [True] * states.shape[0]
     scale = max_norm / norms.clamp_min(max_norm)  # a: c / n where clipped, else 1
     leaf_clip = leaf.unsqueeze(0) * scale.unsqueeze(1)
     along = states * over.to(states.dtype).div_(max_norm * max_norm)
@@ -652,22 +657,64 @@ class SuperNet(CellLanguageModel):
         return self.edges.index_select(0, plan.edge_rows)
 
 
+def reads_on_host(x: Tensor) -> bool:
+    """Whether code may read a value of ``x`` back to Python to decide what to do next.
+
+    On the CPU that costs nothing, and it saves work (a backward skipped, a step's clip terms left
+    out). On an accelerator it waits for every queued kernel to finish, so the host stops feeding
+    the device; there the same decisions are made on the device with masks instead.
+    """
+    return x.device.type == "cpu"
+
+
 def train_step(model: CellLanguageModel, optimizer: torch.optim.Optimizer, tokens: Tensor, targets: Tensor,
-               hidden: Tensor, arch: Architecture, grad_clip: float) -> tuple[float, Tensor, bool]:
-    """One shared-weight SGD step. A non-finite loss (or gradient norm) is not applied: the grads
-    are cleared and ``finite`` is False, so the trainer can record it and skip the minibatch."""
+               hidden: Tensor, arch: Architecture, grad_clip: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One SGD step of a cell model (the search's shared weights or a retrained cell): (loss, new
+    state, finite), 0-dim tensors and the (B, H) state on the model's device, none of them waited
+    for. A step whose loss or gradient norm is not finite changes no weight and ``finite`` is
+    False, so the caller can record it and skip the minibatch.
+
+    Off the CPU the step never reads a value back (see ``reads_on_host``): the backward always
+    runs, and a non-finite step has its gradients zeroed on the device (``masked_fill_``, since
+    NaN * 0 is NaN) before the update, which then leaves the weights as they were: that needs an
+    SGD step without momentum or weight decay (the ENAS shared optimiser); any other optimiser
+    (e.g. the retrain's SGD with weight decay) is checked on the host.
+    """
     optimizer.zero_grad(set_to_none=True)
     loss, hidden = model.loss(tokens, targets, hidden, arch)
-    value = loss.item()
-    if not math.isfinite(value):
-        return value, hidden.detach(), False
+    hidden = hidden.detach()
+    if reads_on_host(loss) or not _zero_grad_is_no_step(optimizer):
+        return _host_checked_step(model, optimizer, loss, hidden, grad_clip)
+    loss.backward()
+    norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
+    skip = finite.logical_not()
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.masked_fill_(skip, 0.0)
+    optimizer.step()
+    return loss.detach(), hidden, finite
+
+
+def _host_checked_step(model: CellLanguageModel, optimizer: torch.optim.Optimizer, loss: Tensor, hidden: Tensor,
+                       grad_clip: float) -> tuple[Tensor, Tensor, Tensor]:
+    """train_step deciding on the host: a non-finite loss skips the backward, a non-finite norm the update."""
+    value = loss.detach()
+    if not math.isfinite(value.item()):
+        return value, hidden, torch.tensor(False, device=value.device)
     loss.backward()
     norm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     if not math.isfinite(norm.item()):
         optimizer.zero_grad(set_to_none=True)
-        return value, hidden.detach(), False
+        return value, hidden, torch.tensor(False, device=value.device)
     optimizer.step()
-    return value, hidden.detach(), True
+    return value, hidden, torch.tensor(True, device=value.device)
+
+
+def _zero_grad_is_no_step(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a zero gradient leaves every weight unchanged: plain SGD (no momentum, no decay)."""
+    return type(optimizer) is torch.optim.SGD and all(
+        group["momentum"] == 0 and group["weight_decay"] == 0 for group in optimizer.param_groups)
 
 
 def get_batch(data: Tensor, i: int, bptt: int) -> tuple[Tensor, Tensor]:

@@ -6,10 +6,19 @@ sampled architecture on a validation minibatch, plus the buffer's supervised los
 ``random`` samples and scores the same way but never updates the controller; (4) validation of the
 controller's most likely architecture, derivation every few epochs, a checkpoint. Every step is
 recorded as an event; the trainer never waits for a viewer.
+
+Nor does it wait for the device just to log. A shared step's loss and finite flag stay on the
+device; they are read back in one transfer every ``SYNC_STEPS`` steps or ``SYNC_SECONDS`` (and
+before anything else is recorded), and the steps' events are written then, in order, with the
+exact per-step values and the tokens per second measured between two such reads, when the device
+has really finished the work. Within a controller step one read fetches every logged value and
+the finite check together. The reads that remain are the ones that decide what runs next: the
+sampled architecture (the host lays out the cell) and the reward's perplexities.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import socket
@@ -33,10 +42,30 @@ from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
 from .session_log import LogWriter
 from .session_run import (  # noqa: F401 - DeviceError, Listener, TrainingFailed: this module's API too
-    DeviceError, Listener, Recorder, SessionRun, TrainingFailed, pick_device, resume_session, run_meta, versions,
+    DeviceError, Listener, Phase, Recorder, SessionRun, TrainingFailed, build_run, pick_device, resume_session,
+    run_meta, versions,
 )
 from .sessions import Session
 from .supernet import SuperNet, get_batch, train_step
+
+# Shared steps whose losses are read back from the device (and recorded) together: at most this
+# many, or this many seconds' worth. A read waits for the device's queue to drain, so it is kept
+# off the per-step path; on the CPU, where nothing is queued, it only batches the bookkeeping.
+SYNC_STEPS = 32
+SYNC_SECONDS = 0.5
+
+
+@dataclass
+class PendingStep:
+    """A shared step run but not yet recorded: its loss and finite flag are still on the device."""
+
+    epoch: int
+    step: int
+    arch: Architecture
+    loss: torch.Tensor
+    finite: torch.Tensor
+    tokens: int
+    lr: float
 
 
 @dataclass
@@ -52,6 +81,19 @@ class Position:
 
 class Trainer(SessionRun):
     """Runs one session's search from a position to the last epoch."""
+
+    PHASES = {
+        "setup": Phase("setting up", "model.hidden (the shared weights are num_nodes*(num_nodes-1)/2 x hidden "
+                                     "x 2*hidden)"),
+        "buffer": Phase("the memory buffer's update", "buffer.add_per_epoch"),
+        "shared": Phase("a shared step", "model.batch_size, model.bptt or model.hidden"),
+        "reward": Phase("a controller step's reward", "model.eval_batch_size or model.hidden"),
+        "supervised": Phase("the supervised loss", "buffer.supervised_batch"),
+        "controller": Phase("a controller step", "ctrl.batch_size"),
+        "probe": Phase("a probe", "train.probe_size (or model.eval_batch_size for its performance column)"),
+        "validation": Phase("validation", "model.eval_batch_size or model.hidden"),
+        "derivation": Phase("derivation", "train.derive_samples or model.eval_batch_size"),
+    }
 
     def __init__(self, settings: Settings, corpus: Corpus, session: Session, record: Recorder,
                  device: torch.device):
@@ -76,6 +118,9 @@ class Trainer(SessionRun):
         self.best_ppl: float | None = None
         self.best_arch: str | None = None
         self.nonfinite = {"shared": 0, "controller": 0}  # non-finite losses in a row, per kind of step
+        self._pending: list[PendingStep] = []  # shared steps run, not yet read back and recorded
+        self._window_start = time.perf_counter()  # when the first pending step began
+        self._epoch_losses: list[float] = []  # this epoch's shared losses since the run (re)started
         self._init_run()
 
     # -- schedule -------------------------------------------------------------------------
@@ -112,15 +157,18 @@ class Trainer(SessionRun):
             self.record(EpochStart(epoch=epoch, epochs=self.s.train.epochs,
                                    shared_steps=self.shared_steps_per_epoch,
                                    controller_steps=self.ctrl_steps_per_epoch))
+            self.phase = "buffer"
             self._update_buffer(epoch)
         self.pos.begun = True
-        losses: list[float] = []
+        self._epoch_losses = []
         while self.pos.shared_done < self.shared_steps_per_epoch:
             if self.stop_requested:
                 return False
-            losses.append(self._shared_step(epoch))
+            self._shared_step(epoch)
             self.pos.shared_done += 1
             self._maybe_checkpoint(epoch)
+        self._record_pending()
+        losses = self._epoch_losses
         rewards, entropies = [], []
         while self.pos.ctrl_done < self.ctrl_steps_per_epoch:
             if self.stop_requested:
@@ -130,8 +178,10 @@ class Trainer(SessionRun):
             entropies.append(entropy)
             self.pos.ctrl_done += 1
             self._maybe_checkpoint(epoch)
+        self.phase = "validation"
         valid_ppl = self._validate(epoch)
         if epoch % self.s.train.derive_every == 0 or epoch == self.s.train.epochs:
+            self.phase = "derivation"
             self._derive(epoch)
         finite = [x for x in losses if math.isfinite(x)]  # skipped (non-finite) steps count apart
         self.record(EpochEnd(
@@ -148,27 +198,50 @@ class Trainer(SessionRun):
         with torch.no_grad():
             return self.ctrl.sample(n, generator=self.sample_gen).architectures()
 
-    def _shared_step(self, epoch: int) -> float:
+    def _shared_step(self, epoch: int) -> None:
+        """Run one shared step; it is recorded later, with others (``_record_pending``).
+
+        A non-finite step skips its minibatch and starts the next from a zero state (the state may
+        be what overflowed), decided on the device, so nothing here waits for it.
+        """
+        self.phase = "shared"
         bptt = self.s.model.bptt
+        if not self._pending:
+            self._window_start = time.perf_counter()
         if self.train_cursor + 2 > self.train_data.shape[0]:
             self.train_cursor, self.hidden = 0, self.net.init_hidden(self.s.model.batch_size)
         tokens, targets = get_batch(self.train_data, self.train_cursor, bptt)
         arch = self._sample(1)[0]
-        started = time.perf_counter()
         self.net.train()
         loss, hidden, finite = train_step(self.net, self.shared_opt, tokens, targets, self.hidden,
                                           arch, self.s.model.grad_clip)
-        elapsed = max(time.perf_counter() - started, 1e-9)
         self.shared_step += 1
-        if not self._check_finite(finite, "shared", epoch, arch):
-            self.hidden = self.net.init_hidden(self.s.model.batch_size)  # the state may be what overflowed
-            return float("nan")
-        self.hidden = hidden  # bounded already: the cell clips every step's state (model.max_hidden_norm)
+        # bounded already when finite: the cell clips every step's state (model.max_hidden_norm)
+        self.hidden = torch.where(finite, hidden, torch.zeros_like(hidden))
         self.train_cursor += tokens.shape[0]
-        self.record(SharedStep(epoch=epoch, step=self.shared_step, loss=loss, ppl=_safe_exp(loss),
-                               lr=self.shared_opt.param_groups[0]["lr"],
-                               tokens_per_s=tokens.numel() / elapsed))
-        return loss
+        self._pending.append(PendingStep(epoch=epoch, step=self.shared_step, arch=arch, loss=loss,
+                                         finite=finite, tokens=tokens.numel(),
+                                         lr=self.shared_opt.param_groups[0]["lr"]))
+        if len(self._pending) >= SYNC_STEPS or time.perf_counter() - self._window_start >= SYNC_SECONDS:
+            self._record_pending()
+
+    def _record_pending(self) -> None:
+        """Read the pending shared steps' losses back in one transfer and record them in order; a
+        non-finite one is a warning (and counts towards ``train.max_nonfinite`` in a row). Also
+        before every checkpoint and failure (SessionRun)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = torch.stack([torch.stack([p.loss.float() for p in pending]),
+                              torch.stack([p.finite for p in pending]).float()]).tolist()  # waits for the device
+        rate = sum(p.tokens for p in pending) / max(time.perf_counter() - self._window_start, 1e-9)
+        for p, loss, finite in zip(pending, *values):
+            if not self._check_finite(bool(finite), "shared", p.epoch, p.arch):
+                self._epoch_losses.append(float("nan"))
+                continue
+            self._epoch_losses.append(loss)
+            self.record(SharedStep(epoch=p.epoch, step=p.step, loss=loss, ppl=_safe_exp(loss), lr=p.lr,
+                                   tokens_per_s=rate))
 
     def _reward_ppl(self, arch: Architecture) -> float:
         """Perplexity on one validation minibatch, cycling through the validation data."""
@@ -181,9 +254,11 @@ class Trainer(SessionRun):
     def _controller_step(self, epoch: int) -> tuple[float, float]:
         c = self.s.ctrl
         train = self.s.controller != "random"
+        self.phase = "controller"
         with torch.set_grad_enabled(train):
             out = self.ctrl.sample(c.batch_size, generator=self.sample_gen)
         archs = out.architectures()
+        self.phase = "reward"
         # an architecture whose forward overflows is as bad as it gets: reward 0, not a skipped step
         ppls = np.nan_to_num(np.array([self._reward_ppl(arch) for arch in archs]), nan=np.inf)
         self.valid_cursor += self.s.model.bptt
@@ -193,30 +268,35 @@ class Trainer(SessionRun):
         advantage = torch.tensor(rewards - baseline, dtype=torch.float32, device=self.device)
         entropy = out.entropies.sum(dim=1).mean()  # kept in the graph: the entropy bonus needs its gradient
         policy_loss = -(out.log_probs.sum(dim=1) * advantage).mean()
-        supervised = None
         loss = policy_loss - c.entropy_weight * entropy
+        logged = [loss, entropy, policy_loss, advantage.mean()]
         if train and self.s.controller == "supervised" and self.buffer.supervised_active(epoch):
+            self.phase = "supervised"
             sup = self.ctrl.supervised_loss(self.buffer.sample(self.s.buffer.supervised_batch).to(self.device),
                                             reduction=self.s.buffer.supervised_reduction)
-            supervised = float(sup.detach())
             loss = loss + self.s.buffer.supervised_weight * sup
+            logged[0] = loss
+            logged.append(sup)
+        self.phase = "controller"
         self.ctrl_step += 1
-        finite = math.isfinite(float(loss.detach()))
-        if not self._check_finite(finite, "controller", epoch, archs[0]):
-            return float("nan"), float(entropy.detach())
+        # one read for the finite check and every logged value (each float() would be a device sync)
+        loss_value, entropy_value, policy_value, advantage_value, *supervised = \
+            torch.stack([x.detach() for x in logged]).tolist()
+        if not self._check_finite(math.isfinite(loss_value), "controller", epoch, archs[0]):
+            return float("nan"), entropy_value
         if train:
             self.ctrl_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.ctrl_opt.step()
         self.baseline = c.baseline_decay * baseline + (1 - c.baseline_decay) * reward
         self.record(ControllerStep(
-            epoch=epoch, step=self.ctrl_step, reward=reward, baseline=baseline,
-            advantage=float(advantage.mean()), entropy=float(entropy.detach()),
-            policy_loss=float(policy_loss.detach()),
-            supervised_loss=supervised, sample_ppl=float(ppls.mean())))
+            epoch=epoch, step=self.ctrl_step, reward=reward, baseline=baseline, advantage=advantage_value,
+            entropy=entropy_value, policy_loss=policy_value,
+            supervised_loss=supervised[0] if supervised else None, sample_ppl=float(ppls.mean())))
         if self.ctrl_step % self.s.train.probe_every == 0:
+            self.phase = "probe"
             self._probe(epoch)
-        return reward, float(entropy.detach())
+        return reward, entropy_value
 
     def _update_buffer(self, epoch: int) -> None:
         """The memory buffer's per-epoch update (supervised only), sampling with the current controller."""
@@ -313,7 +393,7 @@ class Trainer(SessionRun):
             "buffer": self.buffer.state_dict(),
             "baseline": self.baseline,
             "rng": {"torch": torch.get_rng_state(), "sample": self.sample_gen.get_state(),
-                    "probe": self.probe_gen.get_state(),
+                    "probe": self.probe_gen.get_state(), "device": self.device.type,
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             "cursor": {"train": self.train_cursor, "valid": self.valid_cursor},
             "hidden": self.hidden.detach().cpu(),
@@ -329,17 +409,47 @@ class Trainer(SessionRun):
         self.ctrl_opt.load_state_dict(state["ctrl_opt"])
         self.buffer.load_state_dict(state["buffer"])
         self.baseline = state["baseline"]
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.sample_gen.set_state(rng["sample"])
-        self.probe_gen.set_state(rng["probe"])
-        if rng.get("cuda") and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(rng["cuda"])
         self.train_cursor, self.valid_cursor = state["cursor"]["train"], state["cursor"]["valid"]
         self.hidden = state["hidden"].to(self.device)
         counters = state["counters"]
         self.shared_step, self.ctrl_step, self.probes = counters["shared_step"], counters["ctrl_step"], counters["probes"]
         self.best_ppl, self.best_arch = state["best"]["ppl"], state["best"]["arch"]
+        torch.set_rng_state(state["rng"]["torch"])
+        moved = self._restore_device_rng(state["rng"])
+        if moved is not None:
+            self._start_warnings.append(("device_changed", moved))
+
+    def _restore_device_rng(self, rng: dict[str, Any]) -> str | None:
+        """Restore the sampling generators and the CUDA generators; None, or a warning when the
+        checkpoint was written on another kind of device.
+
+        A CPU generator's state (Mersenne Twister) and a CUDA one's (Philox seed and offset) cannot
+        stand in for each other, so a run moved between the CPU and a GPU reseeds its samplers from
+        its seed and position: it goes on as a different (still reproducible) draw. Its weights,
+        optimiser state, position and carried state are restored exactly.
+        """
+        saved = rng.get("device")
+        if saved in (None, self.device.type):  # None: written before devices were recorded
+            try:
+                self.sample_gen.set_state(rng["sample"])
+                self.probe_gen.set_state(rng["probe"])
+                if self.device.type == "cuda":
+                    for index, cuda_state in enumerate(rng.get("cuda", [])[:torch.cuda.device_count()]):
+                        torch.cuda.set_rng_state(cuda_state, index)
+                return None
+            except RuntimeError:  # a state of the wrong size: another kind of device after all
+                pass
+        position = (self.shared_step, self.ctrl_step, self.probes)
+        self.sample_gen.manual_seed(stream_seed(self.s.seed, "sample", position))
+        self.probe_gen.manual_seed(stream_seed(self.s.seed, "probe", position))
+        return (f"checkpoint written on {saved or 'another kind of device'}, resumed on {self.device.type}: "
+                f"the architecture sampling was reseeded, so the run goes on as a different draw")
+
+
+def stream_seed(seed: int, stream: str, position: tuple[int, ...]) -> int:
+    """A seed for a random stream restarted at ``position`` of run ``seed`` (stable across runs)."""
+    digest = hashlib.sha256(f"{seed}/{stream}/{position}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def _finite_mean(values: list[float]) -> float | None:
@@ -363,8 +473,8 @@ def new_run(settings: Settings, session: Session, corpus: Corpus, listeners: lis
     device = pick_device(settings.device)
     if not session.meta_path.exists():  # create_session(meta=...) has written it already
         session.write_meta({**session_meta(settings, command or []), "id": session.id})
-    trainer = Trainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), device)
-    return trainer
+    return build_run(lambda record: Trainer(settings, corpus, session, record, device), LogWriter(session.log_path),
+                     listeners, session, device, Trainer.PHASES["setup"])
 
 
 def read_settings(data: Any) -> Settings:
@@ -383,4 +493,5 @@ def resume_run(session: Session, corpus_loader: Callable[[Settings], Corpus], li
     def make(settings: Settings, corpus: Corpus, record: Recorder, torch_device: torch.device) -> Trainer:
         return Trainer(settings, corpus, session, record, torch_device)
 
-    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command)
+    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command,
+                          setup=Trainer.PHASES["setup"])

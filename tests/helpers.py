@@ -112,3 +112,31 @@ def screen_lines(app) -> list[str]:
             if 0 <= row < height and 0 <= col + i < width:
                 rows[row][col + i] = ch
     return ["".join(r).rstrip() for r in rows]
+
+
+# Tensor methods that copy a value to the host: on an accelerator each one waits for the device.
+READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy")
+
+
+def count_reads(monkeypatch, phase=lambda: None, ignore=lambda tensor: False) -> list:
+    """Record every host read of a tensor value from here on, as (phase(), method name): the CPU
+    stand-in for CUDA's sync debug mode (``phase`` says what the code under test was doing;
+    ``ignore`` names tensors that live on the host even on a GPU run)."""
+    import torch
+
+    reads: list = []
+    for name in READS:
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, _real=real, _name=name, **kwargs):
+            if not ignore(self):
+                reads.append((phase(), _name))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+    return reads
+
+
+def optimizer_steps(optimizer):
+    """``ignore`` for count_reads: Adam's step counters, kept on the CPU unless ``capturable``."""
+    return lambda tensor: any(tensor is state.get("step") for state in optimizer.state.values())

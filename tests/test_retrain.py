@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from enas_tui import checkpoints
+from enas_tui import checkpoints, supernet
 from enas_tui.config import ModelConfig
 from enas_tui.data import Corpus, batchify, load_corpus
 from enas_tui.retrain import settings as retrain_settings
+from enas_tui.retrain import trainer as retrain_module
 from enas_tui.retrain.averaging import NTASGD
 from enas_tui.retrain.model import StandaloneModel, parameter_count
 from enas_tui.retrain.source import Source
@@ -21,6 +22,8 @@ from enas_tui.search_space import Architecture, random_architecture
 from enas_tui.session_log import read_events
 from enas_tui.sessions import create_session
 from enas_tui.supernet import CellLanguageModel, SuperNet, edge_index, num_edges
+
+from helpers import count_reads
 
 NO_DROPOUT = dict(dropout_emb=0.0, dropout_in=0.0, dropout_out=0.0, dropconnect=0.0)
 # a retrain small enough for tests: hidden 16, 6 steps of 8 x 10 tokens per epoch
@@ -297,3 +300,55 @@ def test_resume_continues_where_the_run_stopped(tmp_path, corpus):
     values = [(e.step, e.loss) for e in by_type(events, "shared_step")]
     assert values == [(e.step, e.loss) for e in by_type(full, "shared_step")]
     assert by_type(events, "retrain_result")[0].test_ppl == by_type(full, "retrain_result")[0].test_ppl
+
+
+# -- steps on a device ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("as_on_a_gpu", [False, True])
+def test_non_finite_steps_are_skipped_and_left_out_of_the_train_ppl(tmp_path, corpus, monkeypatch, as_on_a_gpu):
+    """Steps 2 and 3 get a real non-finite loss (an infinite decoder bias while they run): each is a
+    warning, changes no weight and is left out of the records and the epoch's train ppl; on the CPU
+    (weight decay on: decided on the host) and as on a GPU without weight decay (a mask on the device)."""
+    extra = []
+    if as_on_a_gpu:
+        monkeypatch.setattr(supernet, "reads_on_host", lambda x: False)
+        extra = ["train.weight_decay=0"]
+    real, calls = retrain_module.train_step, []
+
+    def poisoned(model, *args):
+        calls.append(model)
+        if len(calls) not in (2, 3):
+            return real(model, *args)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with torch.no_grad():
+            model.decoder_bias[3] = math.inf
+        try:
+            return real(model, *args)
+        finally:
+            with torch.no_grad():
+                model.decoder_bias[3] = before["decoder_bias"][3]
+            assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+    monkeypatch.setattr(retrain_module, "train_step", poisoned)
+    _, _, status, events = retrain(tmp_path, corpus, epochs=1, extra=extra)
+    assert status == "finished"
+    assert [w.message for w in by_type(events, "warning") if w.kind == "nonfinite_loss"] == [
+        "non-finite loss at step 2 (1 in a row); step skipped", "non-finite loss at step 3 (2 in a row); step skipped"]
+    steps = by_type(events, "shared_step")
+    assert [s.step for s in steps] == [1, 4, 5, 6] and all(math.isfinite(s.loss) for s in steps)
+    end = by_type(events, "epoch_end")[0]
+    assert end.train_ppl == pytest.approx(math.exp(np.mean([s.loss for s in steps])), rel=1e-12)
+
+
+def test_a_retrain_step_waits_for_the_device_once(tmp_path, corpus, monkeypatch):
+    """As on a GPU without weight decay (the skip decided on the device), a step reads back only its
+    loss and finite flag, in one transfer."""
+    monkeypatch.setattr(supernet, "reads_on_host", lambda x: False)
+    cell = Architecture.parse("tanh,0:relu,1:identity,1:sigmoid")
+    settings = retrain_settings.resolve(cell, "cpu", device="cpu", overrides=[*TINY, "train.weight_decay=0"],
+                                        epochs=2, num_nodes=4)
+    retrainer = new_retrain(settings, create_session(tmp_path, "retrain"), corpus, [], Source(arch=settings.arch))
+    reads = count_reads(monkeypatch, phase=lambda: retrainer.phase)
+    assert retrainer.run() == "finished"
+    assert [name for phase, name in reads if phase == "step"] == ["tolist"] * 12  # 2 epochs of 6 steps
+    assert len(by_type(read_events(retrainer.session.log_path), "shared_step")) == 12

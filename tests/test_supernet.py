@@ -21,6 +21,8 @@ from enas_tui.supernet import (
     train_step,
 )
 
+from helpers import count_reads
+
 NO_DROPOUT = dict(dropout_emb=0.0, dropout_in=0.0, dropout_out=0.0, dropconnect=0.0)
 ACTS = (torch.tanh, torch.relu, lambda z: z, torch.sigmoid)
 
@@ -391,6 +393,86 @@ def test_train_step_skips_a_non_finite_loss():
     for name, value in net.state_dict().items():
         assert torch.equal(value, before[name]), name
     assert all(p.grad is None for p in net.parameters())
+
+
+# -- the path taken off the CPU, where reading a value back waits for the device ----------------------
+
+def as_on_a_gpu(monkeypatch) -> None:
+    """Take every decision the way it is taken on an accelerator (``reads_on_host`` False)."""
+    monkeypatch.setattr(supernet, "reads_on_host", lambda x: False)
+
+
+def test_the_clip_backward_without_host_reads_matches_the_reference(monkeypatch):
+    """Off the CPU every step takes the clip's general backward (no read of which rows were
+    clipped): exact for unclipped rows too, so the gradients still match the per-node reference."""
+    as_on_a_gpu(monkeypatch)
+    reads = count_reads(monkeypatch)
+    rng = random.Random(7)
+    for _ in range(2):
+        clipped, total = check_against_reference(random_architecture(8, rng), clip_at_median=True)
+        assert 0 < clipped < total
+    assert not [r for r in reads if r[1] == "tolist"]  # the host path reads the clipped flags once per backward
+
+
+def test_train_step_without_host_reads_matches_the_host_checked_step(monkeypatch):
+    arch = random_architecture(6, random.Random(2))
+    tokens = torch.randint(20, (5, 3), generator=torch.Generator().manual_seed(0))
+    host, device = make_net(6, 4, scale=0.3), make_net(6, 4, scale=0.3)
+
+    def step(net):
+        opt = torch.optim.SGD(net.parameters(), lr=0.5)
+        return train_step(net, opt, tokens[:-1], tokens[1:], net.init_hidden(3), arch, 0.25)
+
+    loss, hidden, finite = step(host)
+    as_on_a_gpu(monkeypatch)
+    reads = count_reads(monkeypatch)
+    loss2, hidden2, finite2 = step(device)
+    assert reads == []  # nothing waited for
+    assert finite.dtype == finite2.dtype == torch.bool and bool(finite) and bool(finite2)
+    torch.testing.assert_close(loss2, loss)
+    torch.testing.assert_close(hidden2, hidden)
+    for (name, a), b in zip(host.named_parameters(), device.parameters()):
+        assert not torch.equal(a, make_net(6, 4, scale=0.3).state_dict()[name])  # the step moved it
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14, msg=name)
+
+
+def test_train_step_without_host_reads_skips_a_non_finite_step_on_the_device(monkeypatch):
+    """The backward runs (nothing knows the loss is NaN), the NaN gradients are zeroed by a mask, and
+    the SGD step then leaves every weight exactly as it was."""
+    as_on_a_gpu(monkeypatch)
+    arch = random_architecture(5, random.Random(1))
+    net = make_net(5, 8)
+    with torch.no_grad():
+        net.decoder_bias[3] = math.inf  # every logit row now holds an inf: the loss is NaN
+    before = copy.deepcopy(net.state_dict())
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    tokens = torch.randint(20, (4, 2))
+    reads = count_reads(monkeypatch)
+    loss, hidden, finite = train_step(net, opt, tokens, tokens, net.init_hidden(2), arch, 0.25)
+    assert reads == []
+    assert not finite and not math.isfinite(loss)
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.grad is not None and not p.grad.any() for p in net.parameters())  # ran, then zeroed
+
+
+def test_an_optimiser_that_moves_on_a_zero_gradient_is_checked_on_the_host(monkeypatch):
+    """With momentum a zero gradient still moves the weights, so the skip cannot be a mask."""
+    as_on_a_gpu(monkeypatch)
+    arch = random_architecture(5, random.Random(1))
+    net = make_net(5, 8)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0, momentum=0.9)
+    tokens = torch.randint(20, (4, 2))
+    train_step(net, opt, tokens, tokens, net.init_hidden(2), arch, 0.25)  # momentum buffers now hold a step
+    with torch.no_grad():
+        net.decoder_bias[3] = math.inf
+    before = copy.deepcopy(net.state_dict())
+    reads = count_reads(monkeypatch)
+    loss, _, finite = train_step(net, opt, tokens, tokens, net.init_hidden(2), arch, 0.25)
+    assert [name for _, name in reads] == ["item"]  # the loss, read once
+    assert not finite
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, before[name]), name
 
 
 def test_flops_per_token_counts_every_matmul():

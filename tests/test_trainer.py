@@ -10,7 +10,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from enas_tui import checkpoints, config
+from enas_tui import checkpoints, config, supernet
 from enas_tui import trainer as trainer_module
 from enas_tui.controller import Controller, decisions_tensor
 from enas_tui.diagnostics import CHEAP_MEASURES, collapse_index, max_action_probs
@@ -21,7 +21,7 @@ from enas_tui.session_log import read_events
 from enas_tui.sessions import create_session
 from enas_tui.trainer import Position, TrainingFailed, new_run, resume_run
 
-from helpers import TINY, comparable
+from helpers import TINY, comparable, count_reads, optimizer_steps
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,16 @@ def test_resume_from_epoch_checkpoint_matches_uninterrupted_run(tmp_path, corpus
         assert steps(events, kind) == steps(straight, kind), kind
 
 
-def test_nonfinite_losses_stop_the_run_with_last_checkpoint_intact(tmp_path, corpus):
+@pytest.fixture(params=["host", "device"])
+def step_path(request, monkeypatch) -> str:
+    """Run the test with decisions read back on the host (the CPU's way) and taken on the device
+    with masks (an accelerator's way)."""
+    if request.param == "device":
+        monkeypatch.setattr(supernet, "reads_on_host", lambda x: False)
+    return request.param
+
+
+def test_nonfinite_losses_stop_the_run_with_last_checkpoint_intact(tmp_path, corpus, step_path):
     settings = config.resolve("unsupervised", "cpu", device="cpu", overrides=TINY, epochs=3)
     session = create_session(tmp_path, "unsupervised")
     trainer = new_run(settings, session, corpus, listeners=[])
@@ -149,21 +158,24 @@ def test_nonfinite_losses_stop_the_run_with_last_checkpoint_intact(tmp_path, cor
     assert all(torch.isfinite(v).all() for v in again["supernet"].values())
 
 
-def test_skipped_shared_steps_are_counted_and_left_out_of_the_train_ppl(tmp_path, corpus, monkeypatch):
-    """Shared steps 2 and 3 get a real non-finite loss (an infinite decoder bias while they run)."""
+def test_skipped_shared_steps_are_counted_and_left_out_of_the_train_ppl(tmp_path, corpus, monkeypatch, step_path):
+    """Shared steps 2 and 3 get a real non-finite loss (an infinite decoder bias while they run);
+    each skips its minibatch and leaves the weights as they were."""
     real_step, calls = trainer_module.train_step, []
 
     def poisoned(net, *args):
         calls.append(net)
         if len(calls) not in (2, 3):
             return real_step(net, *args)
+        before = {k: v.clone() for k, v in net.state_dict().items()}
         with torch.no_grad():
             net.decoder_bias[3] = math.inf
         try:
             return real_step(net, *args)
         finally:
             with torch.no_grad():
-                net.decoder_bias[3] = 0.0
+                net.decoder_bias[3] = before["decoder_bias"][3]
+            assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
 
     monkeypatch.setattr(trainer_module, "train_step", poisoned)
     _, _, status, events = run(tmp_path, corpus, controller="random", epochs=2)
@@ -357,3 +369,78 @@ def test_the_carried_state_is_saved_alone(tmp_path, corpus):
     trainer, session, _, _ = run(tmp_path, corpus, controller="random", epochs=1)
     saved = torch.load(session.epoch_checkpoint(1), weights_only=True)["hidden"]
     assert saved.shape == (8, 16) and saved.untyped_storage().nbytes() == 8 * 16 * 4
+
+
+# -- reading values back from the device ------------------------------------------------------------
+
+def test_shared_steps_wait_for_the_device_once_per_batch_besides_the_architecture(tmp_path, corpus, monkeypatch):
+    """As on a GPU (decisions on the device), a shared step reads nothing back but the sampled
+    architecture (the host lays out its cell); the losses of SYNC_STEPS steps come back in one read."""
+    monkeypatch.setattr(supernet, "reads_on_host", lambda x: False)
+    monkeypatch.setattr(trainer_module, "SYNC_STEPS", 4)
+    monkeypatch.setattr(trainer_module, "SYNC_SECONDS", 1e9)
+    settings = config.resolve("supervised", "cpu", device="cpu", epochs=1,
+                              overrides=[*TINY, "train.shared_steps_per_epoch=10"])
+    trainer = new_run(settings, create_session(tmp_path, "supervised"), corpus, listeners=[])
+    reads = count_reads(monkeypatch, phase=lambda: trainer.phase)
+    assert trainer.run() == "finished"
+    shared = [name for phase, name in reads if phase == "shared"]
+    assert sorted(shared) == ["tolist"] * (10 + 3)  # 10 architectures; steps 1-4, 5-8, 9-10
+    events = read_events(trainer.session.log_path)
+    steps = by_type(events, "shared_step")
+    assert [e.step for e in steps] == list(range(1, 11))
+    # tokens/s is measured between two reads: one figure per batch of steps
+    rates = [e.tokens_per_s for e in steps]
+    assert len(set(rates[:4])) == len(set(rates[4:8])) == len(set(rates[8:])) == 1
+    assert all(r > 0 for r in rates)
+
+
+def test_a_controller_step_reads_its_logged_values_in_one_transfer(tmp_path, corpus, monkeypatch):
+    """The architectures and their rewards must come back (the host scores them); the loss's finite
+    check and every logged value then come back together, one read per step."""
+    monkeypatch.setattr(supernet, "reads_on_host", lambda x: False)
+    settings = config.resolve("supervised", "cpu", device="cpu", epochs=2,
+                              overrides=[*TINY, "train.probe_every=100"])
+    trainer = new_run(settings, create_session(tmp_path, "supervised"), corpus, listeners=[])
+    reads = count_reads(monkeypatch, phase=lambda: trainer.phase, ignore=optimizer_steps(trainer.ctrl_opt))
+    assert trainer.run() == "finished"
+    steps, archs = 2 * 4, 2  # TINY: 4 controller steps an epoch, 2 architectures each
+    assert sorted(name for phase, name in reads if phase == "controller") == ["tolist"] * (2 * steps)
+    assert sorted(name for phase, name in reads if phase == "reward") == ["item"] * (archs * steps)
+    assert [name for phase, name in reads if phase == "supervised"] == []
+    ctrl = by_type(read_events(trainer.session.log_path), "controller_step")
+    assert len(ctrl) == steps and all(e.supervised_loss is not None for e in ctrl if e.epoch == 2)
+
+
+def test_losses_read_in_batches_are_recorded_as_step_by_step(tmp_path, corpus, monkeypatch):
+    """The batched reads change when steps are recorded, never what: the same events, same values,
+    same order as reading after every step."""
+    monkeypatch.setattr(trainer_module, "SYNC_STEPS", 1)
+    _, _, _, one_by_one = run(tmp_path / "a", corpus, epochs=2, extra=["train.shared_steps_per_epoch=7"])
+    monkeypatch.setattr(trainer_module, "SYNC_STEPS", 3)
+    monkeypatch.setattr(trainer_module, "SYNC_SECONDS", 1e9)
+    _, _, _, batched = run(tmp_path / "b", corpus, epochs=2, extra=["train.shared_steps_per_epoch=7"])
+    assert len(by_type(batched, "shared_step")) == 14
+    assert [comparable(e) for e in batched] == [comparable(e) for e in one_by_one]
+
+
+def test_the_run_taken_as_on_a_gpu_matches_the_cpu_run(tmp_path, corpus, monkeypatch):
+    """Decisions on the device (masks, no reads) give the run the host-checked steps give, up to
+    rounding (the clip's backward takes its general form at every step)."""
+    _, _, _, host = run(tmp_path / "a", corpus, epochs=2)
+    monkeypatch.setattr(supernet, "reads_on_host", lambda x: False)
+    _, _, _, device = run(tmp_path / "b", corpus, epochs=2)
+    assert [e.type for e in device] == [e.type for e in host]
+    for kind, field in (("shared_step", "loss"), ("controller_step", "reward"), ("validation", "ppl")):
+        np.testing.assert_allclose([getattr(e, field) for e in by_type(device, kind)],
+                                   [getattr(e, field) for e in by_type(host, kind)], rtol=1e-5, err_msg=kind)
+    assert [e.archs for e in by_type(device, "probe")] == [e.archs for e in by_type(host, "probe")]
+
+
+def test_every_step_a_checkpoint_holds_is_recorded_before_it(tmp_path, corpus, monkeypatch):
+    """A timed checkpoint after every step: the steps still waiting to be read back are recorded
+    first, so the log never lags behind a checkpoint that a resume would continue from."""
+    monkeypatch.setattr(trainer_module, "SYNC_SECONDS", 1e9)
+    _, _, _, events = run(tmp_path, corpus, controller="random", epochs=1, extra=["train.checkpoint_every_s=1e-9"])
+    kinds = [e.type for e in events if e.type in ("shared_step", "checkpoint")]
+    assert kinds[:8] == ["shared_step", "checkpoint"] * 4

@@ -31,7 +31,8 @@ from ..events import (
 from ..search_space import Architecture, decision_sizes
 from ..session_log import LogWriter
 from ..session_run import (
-    Listener, Recorder, SessionRun, TrainingFailed, pick_device, resume_session, run_meta, versions,
+    Listener, Phase, Recorder, SessionRun, TrainingFailed, build_run, pick_device, resume_session, run_meta,
+    versions,
 )
 from ..sessions import Session
 from ..supernet import SuperNet, get_batch, train_step
@@ -62,6 +63,13 @@ class Best:
 
 class Retrainer(SessionRun):
     """Trains one session's standalone model from a position to the last epoch, then tests it."""
+
+    PHASES = {
+        "setup": Phase("setting up", "model.hidden"),
+        "step": Phase("a training step", "model.batch_size, model.bptt or model.hidden"),
+        "validation": Phase("validation", "model.eval_batch_size or model.hidden"),
+        "test": Phase("the test", "train.test_batch_size or model.hidden"),
+    }
 
     def __init__(self, settings: RetrainSettings, corpus: Corpus, session: Session, record: Recorder,
                  device: torch.device, source: Source):
@@ -100,6 +108,7 @@ class Retrainer(SessionRun):
             resumed_from=self.resumed_from, kind=KIND, arch=self.s.arch, source=self.source.session)
 
     def _complete(self) -> str:
+        self.phase = "test"
         result = self._test()
         return self._finish("finished", f"retrain finished: test ppl {result.test_ppl:.2f}",
                             test_ppl=_json_number(result.test_ppl), valid_ppl=_json_number(result.valid_ppl),
@@ -125,6 +134,7 @@ class Retrainer(SessionRun):
             self._step(epoch)
             self.pos.steps_done += 1
             self._maybe_checkpoint(epoch)
+        self.phase = "validation"
         valid_ppl = self._validate(epoch)
         total, count = self.epoch_loss
         self.record(EpochEnd(epoch=epoch, train_ppl=_safe_exp(total / count) if count else float("nan"),
@@ -136,14 +146,20 @@ class Retrainer(SessionRun):
         return True
 
     def _step(self, epoch: int) -> None:
+        """One SGD step, read back and recorded at once (one read: the loss and the finite flag
+        together). The retrain does not batch its reads as the search does: NT-ASGD folds only the
+        applied steps into its mean, and with weight decay (the default) train_step decides a skip
+        on the host anyway."""
+        self.phase = "step"
         bptt, batch = self.s.model.bptt, self.s.model.batch_size
         if self.cursor + 2 > self.train_data.shape[0]:  # a new pass over the data starts from a zero state
             self.cursor, self.hidden = 0, self.model.init_hidden(batch)
         tokens, targets = get_batch(self.train_data, self.cursor, bptt)
         started = time.perf_counter()
         self.model.train()
-        loss, hidden, finite = train_step(self.model, self.optimizer, tokens, targets, self.hidden, self.arch,
-                                          self.s.model.grad_clip)
+        loss_t, hidden, finite_t = train_step(self.model, self.optimizer, tokens, targets, self.hidden, self.arch,
+                                              self.s.model.grad_clip)
+        loss, finite = torch.stack([loss_t.float(), finite_t.float()]).tolist()  # waits for the device
         elapsed = max(time.perf_counter() - started, 1e-9)
         self.step += 1
         self.cursor += tokens.shape[0]
@@ -283,7 +299,8 @@ def new_retrain(settings: RetrainSettings, session: Session, corpus: Corpus, lis
     device = pick_device(settings.device)
     if not session.meta_path.exists():  # create_session(meta=...) has written it already
         session.write_meta({**retrain_meta(settings, source, command or []), "id": session.id})
-    return Retrainer(settings, corpus, session, Recorder(LogWriter(session.log_path), listeners), device, source)
+    return build_run(lambda record: Retrainer(settings, corpus, session, record, device, source),
+                     LogWriter(session.log_path), listeners, session, device, Retrainer.PHASES["setup"])
 
 
 def resume_retrain(session: Session, corpus_loader: Callable[[RetrainSettings], Corpus],
@@ -298,4 +315,5 @@ def resume_retrain(session: Session, corpus_loader: Callable[[RetrainSettings], 
             Source(arch=settings.arch)
         return Retrainer(settings, corpus, session, record, torch_device, source)
 
-    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command)
+    return resume_session(session, read_settings, make, corpus_loader, listeners, epochs, device, command,
+                          setup=Retrainer.PHASES["setup"])
