@@ -28,7 +28,7 @@ from .controller import Controller
 from .data import Corpus, batchify
 from .events import (
     BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    Probe, SessionEnd, SessionStart, SharedStep, UntrainedProbe, Validation, Warning,
 )
 from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
@@ -184,7 +184,21 @@ class Trainer:
         ))
         for kind, message in self._start_warnings + _log_warnings(self.record.writer):
             self.record(Warning(message=message, kind=kind, epoch=self.pos.epoch - 1))
+        if self.ctrl_step == 0:  # no update yet (a new run, or one resumed before its first)
+            self._probe_untrained()
         self._last_checkpoint = time.monotonic()
+
+    def _probe_untrained(self) -> None:
+        """Fig. 1's reference: the controller before any update, read as the probes read it.
+
+        A generator of its own (seed + 4) leaves the sampling and probe streams as they were.
+        """
+        t, seed = self.s.train, self.s.seed + 4
+        with torch.no_grad():
+            out = self.ctrl.sample(t.probe_size, generator=torch.Generator(self.device).manual_seed(seed),
+                                   mode=t.probe_mode, state=t.probe_state)
+        self.record(UntrainedProbe(probs=out.probs().cpu().numpy().astype(np.float32), mode=t.probe_mode,
+                                   state=t.probe_state, seed=seed))
 
     def _run_epoch(self) -> bool:
         """One epoch from the current position; False when a stop was requested mid-way."""

@@ -1,9 +1,9 @@
 """Snapshots of every screen at 80x24 and 120x36 (fixed synthetic data: no clock, no paths).
 
-The main screen (attach and replay), the help, the live quit question, jump-to-epoch, compare and
-the embedding map zoomed. Update them after an intended change of the layout with
-``pytest --snapshot-update`` and look at the SVGs in tests/__snapshots__/ (as PNG) before
-committing: a blank dialog that matches its snapshot is still a bug.
+The main screen (attach and replay), the help, the live quit question, jump-to-epoch, compare, and
+the embedding map, the cell shape and the action probabilities zoomed. Update them after an
+intended change of the layout with ``pytest --snapshot-update`` and look at the SVGs in
+tests/__snapshots__/ (as PNG) before committing: a blank dialog that matches its snapshot is still a bug.
 """
 
 from __future__ import annotations
@@ -121,3 +121,9 @@ def test_embedding_map_zoomed(snap_compare, here, size):
 @pytest.mark.parametrize("size", SIZES, ids=ids)
 def test_cell_shape_zoomed(snap_compare, session, size):
     assert snap_compare(ReplayApp(session), terminal_size=size, run_before=pressing("9"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=ids)
+def test_probabilities_zoomed(snap_compare, session, size):
+    """The table, with the random controller's median beside the trained one at every step."""
+    assert snap_compare(ReplayApp(session), terminal_size=size, run_before=pressing("1"))
