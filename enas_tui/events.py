@@ -22,6 +22,10 @@ Schema history. Version 2 changed what probes and diagnostics mean, and readers 
   across-architecture standard deviation); decoding marks them ``collapse="absolute"`` so that
   readers recompute the index from the probe's hidden states instead of showing them as is.
 
+Added within version 2: ``UntrainedProbe`` (the controller's probabilities before its first update,
+the reference of Fig. 1). Readers that predate it keep it as an ``UnknownEvent``; logs without it
+(older sessions, resumed ones started before it existed) simply have no reference.
+
 This module must not import torch: the dashboard reads events on machines without it.
 """
 
@@ -196,6 +200,24 @@ class Probe(Event):
     hidden: np.ndarray
     mode: str = "derive"
     state: str = "emit_last"
+
+
+@_register
+@dataclass(kw_only=True)
+class UntrainedProbe(Event):
+    """The controller read once before its first update: Fig. 1's reference, the random controller.
+
+    Recorded at the start of a new session with the probes' mode and state, from a generator seeded
+    ``seed`` (independent of the probes'), so the dashboard can draw the trained controller's
+    certainty beside the untrained one's without rebuilding a controller (it has no torch).
+    ``probs`` is (n, decisions, max_options), zero-padded like ``Probe.probs``.
+    """
+
+    type: ClassVar[str] = "untrained_probe"
+    probs: np.ndarray
+    mode: str = "derive"
+    state: str = "emit_last"
+    seed: int = 0
 
 
 @_register
@@ -534,7 +556,13 @@ def _shape(array: Any) -> tuple[int, ...]:
     return tuple(array.shape) if isinstance(array, np.ndarray) else tuple(array["shape"])
 
 
-_CHECKS: dict[str, Callable[[Any], None]] = {"probe": _check_probe}
+def _check_untrained_probe(event: Any) -> None:
+    probs = _shape(event.probs)
+    if len(probs) != 3 or probs[0] < 1:
+        raise EventError(f"untrained_probe: probs must be 3-D with at least one row, got {probs}")
+
+
+_CHECKS: dict[str, Callable[[Any], None]] = {"probe": _check_probe, "untrained_probe": _check_untrained_probe}
 
 
 def _field(kind: str, name: str, convert: Callable[[Any, bool, bool], Any], value: Any, arrays: bool) -> Any:

@@ -36,7 +36,7 @@ from .controller import Controller
 from .data import Corpus, batchify
 from .events import (
     BufferFill, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Probe, SessionStart, SharedStep,
-    Validation, Warning,
+    UntrainedProbe, Validation, Warning,
 )
 from .memory_buffer import MemoryBuffer
 from .search_space import Architecture
@@ -147,6 +147,23 @@ class Trainer(SessionRun):
 
     def _end_fields(self) -> dict[str, Any]:
         return {"best_ppl": self.best_ppl, "best_arch": self.best_arch}
+
+    def _start(self) -> None:
+        super()._start()
+        if self.ctrl_step == 0:  # no update yet (a new run, or one resumed before its first)
+            self._probe_untrained()
+
+    def _probe_untrained(self) -> None:
+        """Fig. 1's reference: the controller before any update, read as the probes read it.
+
+        A generator of its own (seed + 4) leaves the sampling and probe streams as they were.
+        """
+        t, seed = self.s.train, self.s.seed + 4
+        with torch.no_grad():
+            out = self.ctrl.sample(t.probe_size, generator=torch.Generator(self.device).manual_seed(seed),
+                                   mode=t.probe_mode, state=t.probe_state)
+        self.record(UntrainedProbe(probs=out.probs().cpu().numpy().astype(np.float32), mode=t.probe_mode,
+                                   state=t.probe_state, seed=seed))
 
     def _run_epoch(self) -> bool:
         """One epoch from the current position; False when a stop was requested mid-way."""

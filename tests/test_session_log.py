@@ -53,6 +53,8 @@ def sample_events() -> dict[str, ev.Event]:
         "probe": ev.Probe(epoch=2, step=4, archs=["tanh", "relu,0:tanh"],
                           probs=rng.random((2, 23, 11)).astype(np.float32),
                           hidden=rng.standard_normal((2, 100))),
+        "untrained_probe": ev.UntrainedProbe(probs=rng.random((3, 23, 11)).astype(np.float32), mode="train",
+                                             state="after_last", seed=4),
         "buffer": ev.BufferFill(epoch=5, size=1000, capacity=10000, added=1000, replaced=0,
                                 phase="filling", supervised=False),
         "validation": ev.Validation(epoch=2, ppl=150.25, arch="tanh,0:relu", averaged=True),

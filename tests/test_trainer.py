@@ -339,6 +339,27 @@ def test_probes_read_the_controller_as_the_settings_say(tmp_path, corpus, mode, 
     np.testing.assert_array_equal(probe.hidden, again.hidden.numpy().astype(np.float32))
 
 
+def test_untrained_probe_is_the_controller_before_its_first_update_read_as_the_probes(tmp_path, corpus):
+    from enas_tui.analysis import build_models
+
+    extra = ["train.probe_mode=train", "train.probe_state=after_last"]
+    trainer, session, _, events = run(tmp_path, corpus, controller="unsupervised", epochs=2, extra=extra)
+    refs = by_type(events, "untrained_probe")
+    assert len(refs) == 1 and events.index(refs[0]) < events.index(by_type(events, "controller_step")[0])
+    ref = refs[0]
+    assert (ref.mode, ref.state, ref.seed) == ("train", "after_last", 4) and ref.probs.shape == (12, 23, 11)
+    # the random setting's controller (rebuilt from the seed as analyze does), read as recorded
+    _, _, untrained = build_models(trainer.s, corpus.vocab_size)
+    with torch.no_grad():
+        again = untrained.sample(12, generator=torch.Generator().manual_seed(4), mode="train", state="after_last")
+        later = trainer.ctrl.sample(12, generator=torch.Generator().manual_seed(4), mode="train", state="after_last")
+    np.testing.assert_array_equal(ref.probs, again.probs().numpy().astype(np.float32))
+    assert not np.allclose(ref.probs, later.probs().numpy(), atol=1e-4)  # the trained one has moved
+    # a resume after updates has no untrained controller to read: still one reference
+    assert resume_run(session, lambda s: corpus, listeners=[], epochs=3).run() == "finished"
+    assert len(by_type(read_events(session.log_path), "untrained_probe")) == 1
+
+
 def test_supervised_loss_reduction_is_recorded_and_scales_the_loss(tmp_path, corpus):
     _, mean_session, _, mean_events = run(tmp_path / "mean", corpus, epochs=2)
     _, _, _, sum_events = run(tmp_path / "sum", corpus, epochs=2, extra=["buffer.supervised_reduction=sum"])

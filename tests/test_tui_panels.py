@@ -316,3 +316,55 @@ def test_table1_never_drops_a_row_silently(width):
                                                            "GED:pap", "|Δppl|")]
         if len(rows) < 4:
             assert f"+{4 - len(rows)} rows: zoom (4)" in text[-1], (height, text)
+
+
+# -- issue 7 item 7: Fig. 1 live, the trained controller beside the random (untrained) one ------
+async def replayed(pilot) -> None:
+    app = pilot.app
+    for _ in range(500):
+        if app.index.complete and app.state.status == "finished":
+            break
+        await pilot.pause(0.02)
+    await pilot.pause(0.3)
+
+
+@sync
+async def test_probabilities_panel_shows_the_random_controller_and_the_gap(tmp_path):
+    import re
+
+    from enas_tui.search_space import decision_labels
+
+    run = SyntheticRun(controller="unsupervised", epochs=2)
+    state = DashboardState()
+    state.apply_all(synthetic_events(run))
+    gap, summary = state.fig1_gap(), state.probe_summary()
+    trained, random = float(np.mean(gap.trained)), float(np.mean(gap.untrained))
+    app = ReplayApp(write_synthetic_session(tmp_path, run), start=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await replayed(pilot)
+        lines = app.panel("probabilities").text().splitlines()
+        # a small panel: one caption line with Fig. 1's comparison, so the chart keeps its rows
+        assert lines[0] == f"top p {trained:.2f} vs random○{random:.2f} {gap.gap:+.2f} {gap.above}/23"
+        chart = [ln for ln in lines if ln.startswith(("1.0", "0.0", "    "))]
+        assert "○" in "".join(chart)  # the random controller's medians
+        await pilot.press("1")  # zoomed: the table, with the random controller's median per step
+        await pilot.pause(0.3)
+        text = app.panel("probabilities").text()
+        assert (f"Fig. 1 mean {trained:.2f} vs random ○ {random:.2f}: gap {gap.gap:+.2f}, "
+                f"above at {gap.above}/23 steps") in text
+        for label, median, ref in zip(decision_labels(12), summary.max_median, gap.untrained_median):
+            # label, the options' bars (11 cells), the trained median, the random controller's median
+            assert re.search(f"{re.escape(f'{label:<9}')} .{{11}} {median:.2f} {ref:.2f} ", text), label
+    assert gap.gap > 0.2 and gap.above >= 20  # the synthetic controller sharpens: a gap to see
+
+    old = SyntheticRun(controller="unsupervised", epochs=2, untrained_probe=False)  # a log from before
+    app = ReplayApp(write_synthetic_session(tmp_path / "old", old), start=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await replayed(pilot)
+        text = app.panel("probabilities").text()
+        assert text.startswith("max p ") and "random" not in text and "○" not in text
+        assert len([ln for ln in text.splitlines() if ln.startswith(("1.0", "0.0", "    "))]) == len(chart)
+        await pilot.press("1")
+        await pilot.pause(0.3)
+        text = app.panel("probabilities").text()
+        assert "parent 11" in text and " rand " not in text and "○" not in text

@@ -1,9 +1,10 @@
 """Snapshots of every screen at 80x24 and 120x36 (fixed synthetic data: no clock, no paths).
 
 The main screen (attach and replay), the help, the live quit question, jump-to-epoch, compare,
-the embedding map zoomed, and a retrain session's main screen. Update them after an intended change of the layout with
-``pytest --snapshot-update`` and look at the SVGs in tests/__snapshots__/ (as PNG) before
-committing: a blank dialog that matches its snapshot is still a bug.
+the embedding map, the cell shape and the action probabilities zoomed, and a retrain session's main
+screen. Update them after an intended change of the layout with ``pytest --snapshot-update`` and
+look at the SVGs in tests/__snapshots__/ (as PNG) before committing: a blank dialog that matches
+its snapshot is still a bug.
 """
 
 from __future__ import annotations
@@ -129,3 +130,9 @@ def test_retrain_screen(snap_compare, here, size):
 
     session = write_synthetic_retrain(Path("sessions"))
     assert snap_compare(AttachApp(session), terminal_size=size, run_before=caught_up)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=ids)
+def test_probabilities_zoomed(snap_compare, session, size):
+    """The table, with the random controller's median beside the trained one at every step."""
+    assert snap_compare(ReplayApp(session), terminal_size=size, run_before=pressing("1"))

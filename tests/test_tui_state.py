@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from enas_tui.diagnostics import PAPER_TABLE1
+from enas_tui.diagnostics import max_action_probs
 from enas_tui.events import (
-    ControllerStep, Diagnostics, EpochEnd, EpochStart, Probe, SessionEnd, SessionStart, SharedStep, Validation,
+    ControllerStep, Diagnostics, EpochEnd, EpochStart, Probe, SessionEnd, SessionStart, SharedStep, UntrainedProbe,
+    Validation,
 )
 from enas_tui.tui.state import COLLAPSE_ALARM, DashboardState, Series, fmt, summarize_probe
 from enas_tui.tui.synthetic import SyntheticRun, synthetic_events
@@ -266,3 +268,34 @@ def test_fmt_never_fails():
     assert fmt(None) == "-" and fmt(float("nan")) == "nan" and fmt(float("inf")) == "inf"
     assert fmt(3.14159, 2) == "3.14" and fmt(2.5e7) == "2.5e+07"
     assert not math.isnan(float(fmt(1.0)))
+
+
+def test_fig1_gap_is_the_latest_probe_against_the_untrained_controller():
+    events = list(synthetic_events(SyntheticRun(controller="unsupervised", epochs=2)))
+    state = folded(events)
+    sizes = events[0].decision_sizes
+    ref = next(e for e in events if isinstance(e, UntrainedProbe))
+    probe = [e for e in events if isinstance(e, Probe)][-1]
+    trained, untrained = (max_action_probs(e.probs, sizes).mean(axis=0) for e in (probe, ref))
+    gap = state.fig1_gap()
+    np.testing.assert_allclose(gap.trained, trained)
+    np.testing.assert_allclose(gap.untrained, untrained)
+    np.testing.assert_allclose(gap.untrained_median, np.median(max_action_probs(ref.probs, sizes), axis=0))
+    assert gap.gap == pytest.approx(float(np.mean(trained - untrained)))
+    assert gap.above == int(np.sum(trained > untrained)) and gap.above >= 20 and gap.gap > 0.2
+    assert any(line.text.startswith("untrained controller: top-action p") for line in state.log)
+    # a reference read another way than the probes (derive vs train) is not compared with them
+    state.apply(replace(ref, mode="train", seq=ref.seq))
+    assert state.untrained.mode == "train" and state.fig1_gap() is None
+    # logs without a reference (older sessions, schema 1): no gap, nothing to fail on
+    for run in (SyntheticRun(controller="unsupervised", epochs=2, untrained_probe=False),
+                SyntheticRun(controller="unsupervised", epochs=2, schema=1)):
+        old = folded(synthetic_events(run))
+        assert old.untrained is None and old.fig1_gap() is None and old.probe_summary() is not None
+
+
+def test_untrained_probe_that_fits_no_search_space_is_ignored():
+    events = list(synthetic_events(SyntheticRun(controller="unsupervised", epochs=1)))
+    state = folded(events)
+    state.apply(UntrainedProbe(probs=np.full((3, 5, 4), 0.25, dtype=np.float32)))  # 5 steps, not 23
+    assert state.fig1_gap() is None and state.probe_summary() is not None

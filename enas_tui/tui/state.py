@@ -24,7 +24,7 @@ from enas_tui import cell_shape, embedding
 from enas_tui.diagnostics import PAPER_TABLE1, READINGS, collapse_index, column_measure, max_action_probs
 from enas_tui.events import (
     AsgdSwitch, BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, RetrainResult, SessionEnd, SessionStart, SharedStep, Validation, Warning,
+    Probe, RetrainResult, SessionEnd, SessionStart, SharedStep, UntrainedProbe, Validation, Warning,
 )
 from enas_tui.search_space import DEFAULT_NUM_NODES, decision_sizes
 from enas_tui.sources import ProbeArchs
@@ -114,7 +114,30 @@ class ProbeSummary:
     top: np.ndarray  # (n, D) the probability of the most likely action, per architecture and step
 
 
-def summarize_probe(probe: Probe, sizes: list[int]) -> ProbeSummary:
+@dataclass(frozen=True)
+class Fig1Gap:
+    """Fig. 1 live: the latest probe's certainty against the untrained controller's, step by step.
+
+    Per step, the mean over the probe architectures of the top action's probability (Fig. 1, as
+    ``enas-tui paper`` computes claim (a)), for the trained and the untrained controller.
+    """
+
+    trained: np.ndarray  # (D,)
+    untrained: np.ndarray  # (D,)
+    untrained_median: np.ndarray  # (D,) the untrained median, drawn beside the probe's median
+
+    @property
+    def gap(self) -> float:
+        """Mean over steps of trained - untrained."""
+        return float(np.mean(self.trained - self.untrained))
+
+    @property
+    def above(self) -> int:
+        """Steps at which the trained controller is the more certain."""
+        return int(np.sum(self.trained > self.untrained))
+
+
+def summarize_probe(probe: Probe | UntrainedProbe, sizes: list[int]) -> ProbeSummary:
     """Mean distribution per step, and the min/median/max of the top probability per step."""
     probs = np.asarray(probe.probs, dtype=np.float64)
     if len(sizes) != probs.shape[1]:  # a probe from another search space than SessionStart said
@@ -204,6 +227,8 @@ class DashboardState:
     # the latest probe set and its diagnostics
     probe: Probe | None = None
     diagnostics: Diagnostics | None = None
+    # the controller before its first update (Fig. 1's reference; absent in older logs)
+    untrained: UntrainedProbe | None = None
     spearman: dict[str, dict] = field(default_factory=dict)  # the latest, keyed by measure name
     spearman_history: dict[str, Series] = field(default_factory=dict)  # measure -> rho per probe step
     probe_ppl: np.ndarray | None = None  # per-architecture valid ppl of ``probe``, when measured
@@ -235,6 +260,7 @@ class DashboardState:
     ticks: int = 0
     touched: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PARTS, 0))
     _summary: tuple[int, ProbeSummary] | None = field(default=None, repr=False)
+    _untrained_summary: tuple[int, ProbeSummary] | None = field(default=None, repr=False)
     _projection: tuple[int, embedding.Projection] | None = field(default=None, repr=False)
     _properties: tuple[int, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
@@ -394,6 +420,14 @@ class DashboardState:
         self.probe = e
         self.probe_ppl = None
         self._shape(e.epoch, e.step, e.archs)
+        self._touch("probe")
+
+    def _untrained_probe(self, e: UntrainedProbe) -> None:
+        self.untrained = e
+        top = self.untrained_summary()
+        if top is not None:
+            self._log(e, "info", f"untrained controller: top-action p {float(np.mean(top.top)):.3f} "
+                                 f"on average over {len(top.sizes)} steps (n={len(top.top)}, {e.mode})")
         self._touch("probe")
 
     def _probe_archs(self, e: ProbeArchs) -> None:
@@ -573,6 +607,29 @@ class DashboardState:
             self._summary = (key, summarize_probe(self.probe, self.decision_sizes))
         return self._summary[1]
 
+    def untrained_summary(self) -> ProbeSummary | None:
+        """Summary of the untrained controller's probe (None if the log has none or it is unusable)."""
+        if self.untrained is None:
+            return None
+        key = id(self.untrained)
+        if self._untrained_summary is None or self._untrained_summary[0] != key:
+            try:
+                summary = summarize_probe(self.untrained, self.decision_sizes)
+            except ValueError:  # arrays that fit no search space (DiagnosticsError)
+                return None
+            self._untrained_summary = (key, summary)
+        return self._untrained_summary[1]
+
+    def fig1_gap(self) -> Fig1Gap | None:
+        """The latest probe against the untrained controller, when both were read the same way."""
+        summary, reference = self.probe_summary(), self.untrained_summary()
+        if summary is None or reference is None or summary.sizes != reference.sizes:
+            return None
+        if (self.probe_mode, self.probe_state) != (self.untrained.mode, self.untrained.state):
+            return None
+        return Fig1Gap(trained=summary.top.mean(axis=0), untrained=reference.top.mean(axis=0),
+                       untrained_median=reference.max_median)
+
     def projection(self) -> embedding.Projection | None:
         """The latest probe's hidden states in 2-D (cached: panels ask at every refresh)."""
         if self.probe is None:
@@ -648,6 +705,7 @@ _HANDLERS = {
     SharedStep: DashboardState._shared_step,
     ControllerStep: DashboardState._controller_step,
     Probe: DashboardState._probe,
+    UntrainedProbe: DashboardState._untrained_probe,
     ProbeArchs: DashboardState._probe_archs,
     Diagnostics: DashboardState._diagnostics,
     BufferFill: DashboardState._buffer,

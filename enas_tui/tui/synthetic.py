@@ -24,7 +24,8 @@ from enas_tui.config import resolve
 from enas_tui.diagnostics import PAPER_TABLE1, collapse_index, max_action_probs
 from enas_tui.events import (
     AsgdSwitch, BufferFill, Checkpoint, ControllerStep, Derived, Diagnostics, EpochEnd, EpochStart, Error, Event,
-    Probe, RetrainResult, SessionEnd, SessionStart, SharedStep, UnknownEvent, Validation, Warning, event_from_dict,
+    Probe, RetrainResult, SessionEnd, SessionStart, SharedStep, UnknownEvent, UntrainedProbe, Validation, Warning,
+    event_from_dict,
 )
 from enas_tui.search_space import Architecture, decision_sizes
 from enas_tui.session_log import LogWriter
@@ -57,6 +58,7 @@ class SyntheticRun:
     warn_epoch: int = 2  # epoch with a non-finite loss warning (0 for none)
     perf_every: int = 2  # probes with per-architecture perplexities (the |perf diff| column)
     schema: int = 2  # events schema: 1 writes the older Spearman keys and absolute collapse indices
+    untrained_probe: bool = True  # Fig. 1's reference at the start (schema 2 only; older logs lack it)
 
     @property
     def events_per_epoch(self) -> int:
@@ -173,6 +175,8 @@ class _Stream:
                            settings=_settings(run), num_nodes=run.num_nodes, decision_sizes=self.sizes,
                            device="cpu", pid=0, host="synthetic", versions={"enas_tui": "synthetic"},
                            schema=run.schema)
+        if run.untrained_probe and run.schema >= 2:
+            yield self.untrained()
         for epoch in range(1, run.epochs + 1):
             yield from self.epoch(epoch)
         if run.end is not None:
@@ -181,6 +185,20 @@ class _Stream:
                 yield Error(message="5 non-finite losses in a row; stopped", epoch=run.epochs)
             yield SessionEnd(status=run.end, message=f"search {run.end}", epoch=run.epochs,
                              best_ppl=best_ppl, best_arch=best_arch)
+
+    def untrained(self) -> UntrainedProbe:
+        """The random controller's probe (nearly uniform), from a generator of its own so the rest of
+        the stream is the same with or without it."""
+        rng = np.random.default_rng(self.run.seed + 4)
+        logits = 0.3 * rng.normal(size=(self.run.probe_size, len(self.sizes), self.width))
+        return UntrainedProbe(probs=self.softmax(logits), seed=self.run.seed + 4)
+
+    def softmax(self, logits: np.ndarray) -> np.ndarray:
+        """(n, D, K) probabilities from logits, zero past each step's option count."""
+        valid = np.arange(self.width)[None, :] < np.asarray(self.sizes)[:, None]
+        logits = np.where(valid[None], logits, -np.inf)
+        probs = np.exp(logits - logits.max(axis=2, keepdims=True))
+        return (probs / probs.sum(axis=2, keepdims=True)).astype(np.float32)
 
     def epoch(self, epoch: int) -> Iterator[Event]:
         run = self.run
@@ -266,11 +284,7 @@ class _Stream:
             "unsupervised": (4.0 * f, 0.05, 0.5 * (1 - f) ** 3 + 0.002, 0.1 * (1 - f) ** 3 + 0.002),
             "supervised": (3.0 * f, 1.0, 0.3, 0.05),
         }.get(run.controller, (f, 0.5, 0.5, 0.2))
-        logits = sharp * self.base_logits[None] + spread * rng.normal(size=(n, steps, self.width))
-        valid = np.arange(self.width)[None, :] < np.asarray(self.sizes)[:, None]
-        logits = np.where(valid[None], logits, -np.inf)
-        probs = np.exp(logits - logits.max(axis=2, keepdims=True))
-        probs = (probs / probs.sum(axis=2, keepdims=True)).astype(np.float32)
+        probs = self.softmax(sharp * self.base_logits[None] + spread * rng.normal(size=(n, steps, self.width)))
         choices = self.sample_choices(probs)
         archs = [Architecture.from_decisions(row.tolist()) for row in choices]
         onehot = np.zeros((n, steps * self.width))
