@@ -178,7 +178,8 @@ def sent_events(messages) -> list:
             if m.tag in (TAG_RECORD, TAG_ARCHS)]
 
 
-NOT_SHOWN = {"ticks", "touched", "_summary", "_projection", "_properties"}  # change tracking and caches
+NOT_SHOWN = {"ticks", "touched", "_summary", "_projection", "_properties",  # change tracking and caches
+             "_untrained_summary"}
 
 
 def comparable(value):
@@ -203,7 +204,7 @@ def view(state: DashboardState) -> dict:
 def test_a_late_attach_gets_what_the_panels_need_not_the_whole_log(tmp_path):
     # An epoch of more shared steps than the catch-up keeps, cut in its second epoch after 6,600 of them.
     run = SyntheticRun(epochs=2, shared_steps=7_000, controller_steps=300, probe_every=100, end=None)
-    run.stop_after = run.events_per_epoch + 2 + 6_600
+    run.stop_after = run.events_per_epoch + 3 + 6_600  # + session_start, untrained_probe, epoch 2's start
     session = write_synthetic_session(tmp_path, run, status="finished")
     with LogReader(session.log_path) as reader:
         everything = reader.read_records()

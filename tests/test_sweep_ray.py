@@ -178,10 +178,15 @@ def test_ctrl_c_stops_every_run_with_a_checkpoint_and_the_same_command_resumes_t
     sessions = [root / "slow-unsupervised-s0", root / "slow-unsupervised-s1"]
 
     def interrupt_when_both_have_an_epoch() -> None:
+        """Both runs training, one with an epoch done: on a loaded machine Ray may start the second
+        so late that waiting for its first epoch lets the first run finish all of its own."""
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
-                if all(Session(s).status().get("epoch", 0) >= 1 for s in sessions):
+                statuses = [Session(s).status() for s in sessions]
+                if (all(st.get("status") == "running" and len(read_events(s / "events.log")) > 5
+                        for st, s in zip(statuses, sessions))
+                        and max(st.get("epoch", 0) for st in statuses) >= 1):
                     os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C in the sweep's terminal delivers
                     return
             except Exception:
