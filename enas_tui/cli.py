@@ -352,20 +352,29 @@ def _search_session(session):
 
 
 def _resume(session, listeners, epochs, device):
-    from .trainer import DeviceError, resume_run
+    from .trainer import resume_run
 
     _search_session(session)
+    return _resumed(session, lambda: resume_run(session, _load_corpus, listeners, epochs=epochs, device=device,
+                                                command=sys.argv))
+
+
+def _resumed(session, resume):
+    """``resume()``'s trainer or retrainer, with the refusals both share: a session whose trainer
+    still runs, a device this machine lacks, a run with no epoch left."""
+    from .trainer import DeviceError
+
     if session.live_status() == "running":  # running only while its trainer process is alive
         pid = session.status().get("pid") if session.status_path.exists() else "?"
         raise UserError(f"session {session.id} is still running (pid {pid})")
     try:
-        trainer = resume_run(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
+        run = resume()
     except DeviceError as exc:
         raise UsageProblem(f"--device: {exc} (pass --device cpu to resume on the CPU)") from None
-    if trainer.pos.epoch > trainer.s.train.epochs:
-        raise UserError(f"session {session.id} already finished its {trainer.s.train.epochs} epochs; "
+    if run.pos.epoch > run.s.train.epochs:
+        raise UserError(f"session {session.id} already finished its {run.s.train.epochs} epochs; "
                         f"pass --epochs N to extend it")
-    return trainer
+    return run
 
 
 def _run_training(make_trainer, stop: StopSignals, events_pipe: bool = False, view_args: dict | None = None) -> None:
@@ -551,19 +560,9 @@ def _new_retrain(settings, session, corpus, listeners, source):
 
 def _resume_retrain(session, listeners, epochs, device):
     from .retrain.trainer import resume_retrain
-    from .trainer import DeviceError
 
-    if session.live_status() == "running":  # running only while its trainer process is alive
-        pid = session.status().get("pid") if session.status_path.exists() else "?"
-        raise UserError(f"session {session.id} is still running (pid {pid})")
-    try:
-        retrainer = resume_retrain(session, _load_corpus, listeners, epochs=epochs, device=device, command=sys.argv)
-    except DeviceError as exc:
-        raise UsageProblem(f"--device: {exc} (pass --device cpu to resume on the CPU)") from None
-    if retrainer.pos.epoch > retrainer.s.train.epochs:
-        raise UserError(f"session {session.id} already finished its {retrainer.s.train.epochs} epochs; "
-                        f"pass --epochs N to extend it")
-    return retrainer
+    return _resumed(session, lambda: resume_retrain(session, _load_corpus, listeners, epochs=epochs, device=device,
+                                                    command=sys.argv))
 
 
 # -- dashboard ---------------------------------------------------------------------------------
