@@ -108,7 +108,7 @@ async def test_retrain_live_through_the_launcher_pipe(tmp_path):
         assert app.state.is_retrain and app.state.result == result
         training = app.panel("training").text()
         assert "epoch 3/3" in training and f"test ppl  {result.test_ppl:.2f}" in training
-        assert f"{of(logged, SharedStep)[-1].lr:.2f}" in training  # lr 20 at the cpu preset's first epochs
+        assert f"{of(logged, SharedStep)[-1].lr:.2f}" in training  # lr 10 at the cpu preset's first epochs
         switched = of(logged, AsgdSwitch)
         assert ("ASGD      on" if switched else "ASGD      off") in training
         assert app.panel("architecture").text().startswith(f"test ppl {result.test_ppl:.2f}")

@@ -80,12 +80,18 @@ class RetrainSettings:
 def cpu_preset() -> dict[str, dict[str, Any]]:
     """Small enough that a retrain finishes in a few minutes on 2 cores.
 
-    The search's ``cpu`` model (hidden 64, batch 16, BPTT 35, one thread) with a fixed amount of
-    work per epoch (150 steps, about one pass over the PTB-sized split the tests use), 20 epochs,
-    and the decay and the NT-ASGD check scaled to that length.
+    The search's ``cpu`` model (hidden 64, batch 16, BPTT 35, SGD lr 10, one thread) with a fixed
+    amount of work per epoch (150 steps, about one pass over the PTB-sized split the tests use), 20
+    epochs, and the decay and the NT-ASGD check scaled to that length.
+
+    SGD lr 10 rather than the paper's 20, as in the search's preset: at lr 20 the retrain of an
+    identity/ReLU-heavy derived cell (``identity,0:identity,1:identity,1:relu,2:identity,1:relu,
+    2:sigmoid,5:sigmoid,6:relu,1:relu,0:relu,0:identity``, unsupervised seed 0 on the PTB split)
+    reached non-finite losses in its third epoch and failed, ending the whole ``paper`` comparison;
+    at lr 10 the same cell trained to validation 398.76 in 6 epochs.
     """
     return {
-        "model": {"hidden": 64, "batch_size": 16, "bptt": 35, "eval_batch_size": 10, "lr": 20.0},
+        "model": {"hidden": 64, "batch_size": 16, "bptt": 35, "eval_batch_size": 10, "lr": 10.0},
         "train": {"epochs": 20, "steps_per_epoch": 150, "decay_after": 10, "lr_decay": 0.9, "nonmono": 3,
                   "test_batch_size": 10, "threads": 1},
     }
