@@ -26,18 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from enas_tui.sweep.grid import build_spec
-from enas_tui.sweep.record import load_record
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test suite's settings
 
-# the test suite's TINY settings (tests/helpers.py)
-TINY = [
-    "model.hidden=16", "model.batch_size=8", "model.bptt=10", "model.eval_batch_size=4",
-    "ctrl.hidden=16", "ctrl.steps_per_epoch=4", "ctrl.batch_size=2",
-    "buffer.start_epoch=1", "buffer.add_per_epoch=20", "buffer.capacity=30", "buffer.replace_per_epoch=5",
-    "buffer.supervised_start_epoch=2", "buffer.supervised_batch=8",
-    "train.shared_steps_per_epoch=4", "train.probe_every=2", "train.probe_size=12", "train.perf_every=1",
-    "train.derive_every=2", "train.valid_batches=10", "train.derive_samples=5", "train.derive_batches=1",
-]
+from enas_tui.sweep.grid import build_spec  # noqa: E402
+from enas_tui.sweep.record import load_record  # noqa: E402
+from helpers import TINY  # noqa: E402  (tests/helpers.py: the settings the sweep tests run)
+
 
 
 def enas_tui(*args: str, env: dict[str, str]) -> float:

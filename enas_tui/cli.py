@@ -304,7 +304,12 @@ def _pick_preset(preset: str | None, data: Path | None, device: str) -> str:
 
 def _train_args(controller, data, preset, seed, device, overrides) -> list[str]:
     """The train options again, for the trainer child the dashboard starts."""
-    args = ["--controller", controller, "--seed", str(seed), "--device", device]
+    return ["--controller", controller, *_run_args(seed, device, data, preset, overrides)]
+
+
+def _run_args(seed, device, data, preset, overrides) -> list[str]:
+    """The options train and retrain share, again, for the child the dashboard starts."""
+    args = ["--seed", str(seed), "--device", device]
     if data is not None:
         args += ["--data", str(data.resolve())]
     if preset is not None:
@@ -489,14 +494,7 @@ def _retrain_args(session_id, arch, preset, seed, device, data, overrides) -> li
     args = [session_id] if session_id else []
     if arch is not None:
         args += ["--arch", arch]
-    args += ["--seed", str(seed), "--device", device]
-    if data is not None:
-        args += ["--data", str(data.resolve())]
-    if preset is not None:
-        args += ["--preset", preset]
-    for item in overrides:
-        args += ["--set", item]
-    return args
+    return args + _run_args(seed, device, data, preset, overrides)
 
 
 def _retrain_session(session):

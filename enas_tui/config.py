@@ -212,6 +212,13 @@ def cpu_preset() -> dict[str, dict[str, Any]]:
     }
 
 
+def apply_preset(settings: Any, preset: dict[str, dict[str, Any]]) -> None:
+    """Set each ``{section: {field: value}}`` of a preset on ``settings`` (search or retrain)."""
+    for section, values in preset.items():
+        for key, value in values.items():
+            setattr(getattr(settings, section), key, value)
+
+
 def resolve(
     controller: str,
     preset: str,
@@ -228,9 +235,7 @@ def resolve(
         raise SettingsError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     settings = Settings(controller=controller, preset=preset, seed=seed, device=device, data=data)
     if preset == "cpu":
-        for section, values in cpu_preset().items():
-            for key, value in values.items():
-                setattr(getattr(settings, section), key, value)
+        apply_preset(settings, cpu_preset())
     for item in overrides or []:
         apply_override(settings, item)
     if epochs is not None:

@@ -112,9 +112,7 @@ def resolve(arch: Architecture, preset: str, seed: int = 0, device: str = "cpu",
     if num_nodes is not None:
         settings.model.num_nodes = num_nodes
     if preset == "cpu":
-        for section, values in cpu_preset().items():
-            for key, value in values.items():
-                setattr(getattr(settings, section), key, value)
+        config.apply_preset(settings, cpu_preset())
     for item in overrides or []:
         config.apply_override(settings, item)
     if epochs is not None:
